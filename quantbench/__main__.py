@@ -1,0 +1,53 @@
+"""The Hydra entry point.
+
+    python -m quantbench                                    one benchmark, default model
+    python -m quantbench -m precision=fp16,nf4 batch=32,256 a sweep, collected at the end
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from quantbench.overrides import check_group_choices
+from quantbench.schema import register_configs
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def app(cfg: DictConfig) -> None:
+    from quantbench.collect import frame_from_rows, print_table, result_row
+    from quantbench.job import run_job
+
+    hydra_cfg = HydraConfig.get()
+    result = run_job(cfg, Path(hydra_cfg.runtime.output_dir))
+    if hydra_cfg.mode == RunMode.RUN:
+        print_table(frame_from_rows([result_row(result.to_json())]), f"quantbench: {hydra_cfg.runtime.output_dir}")
+        if result.sample_output:
+            print(f"sample output: {result.sample_output[0]!r}")
+        if result.status != "ok":
+            sys.exit(1)  # single runs only: in a sweep, one job's status never ends the sweep
+
+
+def main() -> None:
+    register_configs()
+    error = check_group_choices(sys.argv[1:])
+    if error:
+        print(f"quantbench: {error}", file=sys.stderr)
+        sys.exit(2)
+    app()
+
+
+def main_from_cli(argv: list[str]) -> int:
+    """`quantbench run ARGS` is `python -m quantbench ARGS`."""
+    sys.argv = ["quantbench", *argv]
+    main()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Backends: how a model is loaded at a precision (dtype, bitsandbytes, GPTQ, ...)."""

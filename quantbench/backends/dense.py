@@ -1,0 +1,63 @@
+"""Dense torch dtypes: fp32, fp16, bf16. The reference every quantization method is measured against."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from quantbench.backends.base import LoadedModel, LoadRequest
+
+if TYPE_CHECKING:
+    from quantbench.device import Device
+    from quantbench.families.base import ModelFamily
+    from quantbench.models.source import ModelSpec
+
+
+def torch_dtype(name: str):
+    import torch
+
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    try:
+        return dtypes[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype '{name}'; choose one of: {', '.join(dtypes)}") from None
+
+
+def load_with_transformers(request: LoadRequest, **kwargs) -> LoadedModel:
+    """Load through the family's Auto class onto the request's device (shared by HF-native backends)."""
+    spec = request.model
+    common = {"revision": spec.revision, "trust_remote_code": spec.config.trust_remote_code}
+    model = request.family.from_pretrained(
+        spec.load_path, device_map=request.device.torch_device, **common, **kwargs
+    )
+    model.eval()
+    processor = request.family.load_processor(spec.load_path, **common)
+    return LoadedModel(model=model, processor=processor)
+
+
+class DenseBackend:
+    dtype = "float32"
+    name = "fp32"
+    description = "dense torch weights"
+
+    def unavailable_reason(self, device: "Device") -> str | None:
+        if self.dtype == "bfloat16" and device.is_cuda and device.capability and device.capability < (8, 0):
+            return f"bfloat16 needs compute capability >= 8.0; {device.name} has {device.capability[0]}.{device.capability[1]}"
+        return None
+
+    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+        return None
+
+    def load(self, request: LoadRequest) -> LoadedModel:
+        return load_with_transformers(request, dtype=torch_dtype(request.precision.dtype))
+
+
+class Float32Backend(DenseBackend):
+    dtype, name, description = "float32", "fp32", "dense float32 (torch)"
+
+
+class Float16Backend(DenseBackend):
+    dtype, name, description = "float16", "fp16", "dense float16 (torch)"
+
+
+class BFloat16Backend(DenseBackend):
+    dtype, name, description = "bfloat16", "bf16", "dense bfloat16 (torch)"

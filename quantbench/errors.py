@@ -1,0 +1,30 @@
+"""Exceptions that a job turns into a result row instead of a crash.
+
+`JobSkipped` means the combination cannot run here (missing dependency, unsupported device or
+family): the row is `skipped`. Any other exception inside a job is recorded as `failed`.
+`QuantbenchError` is a user error with a one-line message (bad config, malformed data file).
+"""
+
+
+class QuantbenchError(Exception):
+    """A user-facing error whose message is one line: what was wrong and what to do."""
+
+
+class JobSkipped(QuantbenchError):
+    """This job cannot run on this machine or with this combination; the reason says why."""
+
+
+class UnknownPluginError(QuantbenchError):
+    """A backend, family or dataset name that no installed package registers."""
+
+
+class PluginLoadError(QuantbenchError):
+    """A registered plugin whose module failed to import."""
+
+
+class DatasetError(QuantbenchError):
+    """A dataset file that is missing or malformed."""
+
+
+class ModelSourceError(QuantbenchError):
+    """A model that cannot be found or loaded from its configured source."""

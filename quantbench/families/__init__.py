@@ -1,0 +1,1 @@
+"""Model families: how inputs are built, how generation runs and how tokens are counted."""

@@ -1,0 +1,230 @@
+"""One job: resolve the plugins, load the model, measure, write the result.
+
+Hydra's basic sweeper aborts the whole sweep when a job raises, so `run_job` never lets an
+expected failure escape: a combination that cannot run here is a `skipped` row, anything that
+breaks while running (out of memory, a plugin that raises, a malformed file) is a `failed` row,
+both with a one-line reason. Only an interrupt from the user stops the sweep.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+
+from quantbench import registry
+from quantbench.backends.base import LoadRequest
+from quantbench.cache import cache_root, stable_hash
+from quantbench.device import Device, resolve_device
+from quantbench.errors import JobSkipped
+from quantbench.logs import quiet_third_party_chatter, report_repeated_warnings
+from quantbench.measure.environment import capture_environment
+from quantbench.measure.loop import IterationSample, run_iterations, speed_metrics
+from quantbench.measure.memory import GB, MemoryTracker, weight_memory_bytes
+from quantbench.measure.timing import DeviceClock, FirstTokenClock
+from quantbench.models.source import resolve_model
+from quantbench.progress import JobProgress
+from quantbench.quality import evaluate_quality
+from quantbench.registry import first_line
+from quantbench.results import ITERATIONS_FILE, JobResult, write_parquet_atomic, write_result
+
+log = logging.getLogger("quantbench")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved job config without Hydra's own node: what the result is a function of."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    return container
+
+
+def identity_of(cfg: DictConfig, device: Device | None) -> dict[str, Any]:
+    return {
+        "model": cfg.model.name,
+        "precision": cfg.precision.name,
+        "backend": cfg.precision.backend,
+        "family": cfg.model.family,
+        "batch": int(cfg.batch),
+        "hardware": cfg.hardware.name,
+        "dataset": cfg.dataset.name,
+        "device": device.name if device else None,
+    }
+
+
+def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None) -> JobResult:
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    started = _now()
+    config = job_config(cfg)
+    device: Device | None = None
+    metrics: dict[str, Any] = {}
+    outputs: list[str] = []
+    status, reason = "ok", None
+    quiet_third_party_chatter()
+    progress = progress or JobProgress(f"{cfg.model.name} {cfg.precision.name} b{cfg.batch}")
+    try:
+        with progress:
+            device = resolve_device(cfg.hardware.device)
+            metrics, outputs = measure_job(cfg, device, job_dir, progress)
+    except JobSkipped as error:
+        status, reason = "skipped", str(error)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - every other failure becomes a row, never a dead sweep
+        status, reason = "failed", _failure_reason(error)
+        log.debug("job failed:\n%s", traceback.format_exc())
+        (job_dir / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        _release_memory()
+        report_repeated_warnings(log)
+    result = JobResult(
+        status=status,
+        reason=reason,
+        identity=identity_of(cfg, device),
+        config=config,
+        config_hash=stable_hash(config),
+        environment=capture_environment(device),
+        metrics=metrics,
+        started_at=started,
+        finished_at=_now(),
+        sample_output=outputs,
+    )
+    write_result(job_dir, result)
+    log.info(_one_line(result))
+    return result
+
+
+def _failure_reason(error: BaseException) -> str:
+    if type(error).__name__ == "OutOfMemoryError":
+        return f"out of memory: {first_line(error)}"
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+def _release_memory() -> None:
+    """In-process sweeps load one model after another: free the last one before the next."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _one_line(result: JobResult) -> str:
+    who = " ".join(f"{key}={result.identity[key]}" for key in ("model", "precision", "batch"))
+    if result.status != "ok":
+        return f"[{result.status}] {who}: {result.reason}"
+    m = result.metrics
+    return (
+        f"[ok] {who}: {m['tokens_per_s']:.1f} tok/s, {m['qps']:.2f} samples/s, "
+        f"p50 {m['latency_p50_ms']:.1f} ms, peak {m['peak_memory_gb']:.2f} GB"
+    )
+
+
+def measure_job(
+    cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
+) -> tuple[dict[str, Any], list[str]]:
+    family = registry.families().get(cfg.model.family)
+    backend = registry.backends().get(cfg.precision.backend)
+    reason = backend.unavailable_reason(device) or backend.unsupported_reason(family, None)
+    if reason:
+        raise JobSkipped(reason)
+    # The dataset is read before any model is loaded, so a malformed file fails in a second.
+    dataset = registry.datasets().get(cfg.dataset.loader).load(cfg.dataset)
+    if not dataset:
+        raise JobSkipped(f"dataset '{cfg.dataset.name}' has no samples")
+    cache_dir = cache_root(cfg.cache_dir)
+    spec = resolve_model(cfg.model, family, cache_dir, progress.status)
+    reason = backend.unsupported_reason(family, spec)
+    if reason:
+        raise JobSkipped(reason)
+
+    import torch
+
+    torch.manual_seed(int(cfg.bench.seed))
+    clock = DeviceClock(device.type)
+    memory = MemoryTracker(device.type, device.index)
+    memory.reset()
+    load_started = clock.now()
+    loaded = backend.load(
+        LoadRequest(model=spec, family=family, precision=cfg.precision, device=device, cache_dir=cache_dir)
+    )
+    load_s = clock.now() - load_started
+
+    batch_size = int(cfg.batch)
+    if batch_size < 1:
+        raise JobSkipped(f"batch must be at least 1, got {batch_size}")
+    # The same batch every iteration: each timed iteration does identical work.
+    samples = [dataset[index % len(dataset)] for index in range(batch_size)]
+    prepared = family.prepare_batch(
+        samples,
+        loaded.processor,
+        device=device.torch_device,
+        max_input_tokens=int(cfg.bench.max_input_tokens),
+        chat_template=bool(cfg.dataset.chat_template),
+    )
+    max_new_tokens = int(cfg.bench.max_new_tokens)
+    first_token = FirstTokenClock(clock)
+    last_generated: list[Any] = []
+
+    def step(iteration: int) -> IterationSample:
+        first_token.reset()
+        started = clock.now()
+        generated = family.generate(loaded.model, prepared, max_new_tokens=max_new_tokens, clock=first_token)
+        finished = clock.now()
+        last_generated[:] = [generated]
+        latency_ms = (finished - started) * 1e3
+        ttft_ms = None if first_token.first_token_at is None else (first_token.first_token_at - started) * 1e3
+        per_sample_tokens = generated.new_tokens.shape[1]
+        tpot_ms = None
+        if ttft_ms is not None and per_sample_tokens > 1:
+            tpot_ms = (latency_ms - ttft_ms) / (per_sample_tokens - 1)
+        return IterationSample(
+            iteration=iteration,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            tpot_ms=tpot_ms,
+            n_generated_tokens=generated.n_generated_tokens,
+            n_input_tokens=prepared.n_input_tokens,
+            batch=batch_size,
+        )
+
+    bench = cfg.bench
+    timed = run_iterations(
+        step,
+        warmup_iterations=int(bench.warmup_iterations),
+        min_iterations=int(bench.min_iterations),
+        min_seconds=float(bench.min_seconds),
+        max_iterations=int(bench.max_iterations),
+        tick=progress.tick,
+    )
+    write_parquet_atomic(job_dir / ITERATIONS_FILE, pl.DataFrame([vars(sample) for sample in timed]))
+
+    metrics: dict[str, Any] = {
+        **speed_metrics(timed),
+        **memory.peaks(),
+        "weight_memory_gb": weight_memory_bytes(loaded.model) / GB,
+        "load_s": load_s,
+        "max_new_tokens": max_new_tokens,
+        "price_per_hour": cfg.hardware.price_per_hour,
+        "memory_bandwidth_gb_s": cfg.hardware.memory_bandwidth_gb_s,
+        "model_note": cfg.model.note,
+        **loaded.metrics,
+    }
+    # Quality (quality=[ppl,kld,pubmedqa]) on the model already loaded, after every speed number.
+    metrics.update(evaluate_quality(cfg, loaded, family, spec, device, job_dir, progress))
+    outputs = family.decode(loaded.processor, last_generated[0])[:4] if last_generated else []
+    del loaded
+    return metrics, outputs

@@ -1,0 +1,1 @@
+"""Timing, memory and environment measurement, shared by every family and backend."""

@@ -1,0 +1,123 @@
+"""Memory: what the weights occupy, and the peaks a job reached.
+
+Weight memory is summed from the tensors' own storage, each storage once, including the
+quantization state that bitsandbytes keeps beside a weight (absmax, codebooks, SCB): the bytes
+the model really holds. `get_memory_footprint()` counts parameters only and misses those.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from typing import Any, Iterable
+
+import torch
+
+GB = 1e9
+
+
+def _tensors_of(value: Any, depth: int = 0) -> Iterable[torch.Tensor]:
+    """Tensors reachable from a weight's quantization-state attributes (a few levels deep)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 3 and value is not None and not isinstance(value, (str, int, float, bool, torch.dtype)):
+        attributes = vars(value) if hasattr(value, "__dict__") else {}
+        for item in attributes.values():
+            yield from _tensors_of(item, depth + 1)
+
+
+def weight_memory_bytes(model: torch.nn.Module) -> int:
+    seen: set[tuple[str, int]] = set()
+    total = 0
+
+    def add(tensor: torch.Tensor) -> None:
+        nonlocal total
+        if tensor.device.type == "meta":
+            return
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr())
+        if key not in seen:
+            seen.add(key)
+            total += storage.nbytes()
+
+    for tensor in [*model.parameters(), *model.buffers()]:
+        add(tensor)
+        for name in ("quant_state", "SCB"):  # bitsandbytes keeps these beside the weight
+            for extra in _tensors_of(getattr(tensor, name, None)):
+                add(extra)
+    return total
+
+
+def _linux_peak_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_linux_peak_rss() -> bool:
+    """Linux resets VmHWM (the peak RSS) when '5' is written to clear_refs."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def nvml_process_memory_bytes(device_index: int) -> int | None:
+    """GPU memory NVML attributes to this process (CUDA context included); None without NVML."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == os.getpid():
+                return int(process.usedGpuMemory or 0)
+        return 0
+    except pynvml.NVMLError:
+        return None
+
+
+class MemoryTracker:
+    """Reset before loading the model; read after the measurement."""
+
+    def __init__(self, device_type: str, device_index: int | None = None):
+        self.cuda = device_type == "cuda"
+        self.index = device_index or 0
+        self.rss_reset = False
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.index)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.index)
+        self.rss_reset = _reset_linux_peak_rss()
+
+    def peaks(self) -> dict[str, Any]:
+        rss = _linux_peak_rss_bytes()
+        if rss is None:  # not Linux: the process-lifetime peak (kilobytes on Linux, bytes on macOS)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if os.uname().sysname == "Darwin" else 1024)
+        metrics: dict[str, Any] = {
+            "peak_rss_gb": rss / GB,
+            "peak_rss_scope": "job" if self.rss_reset else "process",
+            "peak_allocated_gb": None,
+            "peak_reserved_gb": None,
+            "nvml_process_memory_gb": None,
+        }
+        if self.cuda:
+            torch.cuda.synchronize(self.index)
+            metrics["peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.index) / GB
+            metrics["peak_reserved_gb"] = torch.cuda.max_memory_reserved(self.index) / GB
+            nvml = nvml_process_memory_bytes(self.index)
+            metrics["nvml_process_memory_gb"] = None if nvml is None else nvml / GB
+        # The headline number: accelerator memory on a GPU, resident host memory on a CPU.
+        metrics["peak_memory_gb"] = metrics["peak_allocated_gb"] if self.cuda else metrics["peak_rss_gb"]
+        return metrics

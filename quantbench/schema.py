@@ -1,0 +1,264 @@
+"""Structured-config schemas, stored in Hydra's ConfigStore.
+
+Each YAML option under `conf/<group>/` starts with `defaults: [base_<group>]` (or a more specific
+schema such as `base_bnb_nf4`), so a misspelt key in a YAML file or on the command line is an
+error instead of a silently ignored setting. The top-level groups are typed `Any` so that each
+option can extend the schema that fits it, including schemas that plugins store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    family: str = "decoder"  # a name in the quantbench.families entry-point group
+    # hub: `id` on the Hugging Face hub; local: a directory at `path`;
+    # gguf: `gguf_file` inside `path` or inside the installed Python package `gguf_package`;
+    # random_init: `architecture` (a transformers config) with a locally trained tokenizer.
+    source: str = "hub"
+    id: Optional[str] = None
+    revision: Optional[str] = None
+    path: Optional[str] = None
+    gguf_package: Optional[str] = None
+    gguf_file: Optional[str] = None
+    architecture: Dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    trust_remote_code: bool = False
+    # A group size that divides every quantized layer's input width, for calibration methods.
+    quant_group_size: Optional[int] = None
+    # gptq | awq: the checkpoint at `id`/`path` already holds weights quantized by this method;
+    # precision=gptq/awq then loads it as it is, without calibration.
+    prequantized: Optional[str] = None
+    # Shown wherever this model's quality numbers are reported (e.g. where its weights came from).
+    note: Optional[str] = None
+
+
+@dataclass
+class PrecisionConfig:
+    name: str = MISSING
+    backend: str = MISSING  # a name in the quantbench.backends entry-point group
+
+
+@dataclass
+class DensePrecisionConfig(PrecisionConfig):
+    dtype: str = MISSING  # float32 | float16 | bfloat16
+
+
+@dataclass
+class BnbInt8PrecisionConfig(PrecisionConfig):
+    threshold: float = 6.0  # LLM.int8() outlier threshold
+    skip_modules: List[str] = field(default_factory=lambda: ["lm_head"])
+
+
+@dataclass
+class BnbFourBitPrecisionConfig(PrecisionConfig):
+    quant_type: str = "nf4"  # nf4 | fp4
+    double_quant: bool = True
+    # auto: bfloat16 on GPUs that have it, float16 on older GPUs, float32 on CPU.
+    compute_dtype: str = "auto"
+    skip_modules: List[str] = field(default_factory=lambda: ["lm_head"])
+
+
+@dataclass
+class CalibrationConfig:
+    """The text a calibration-based method (gptq, awq) sees while it quantizes."""
+
+    # A dataset option (builtin, pubmedqa, wikitext2, or a plugin's) or the path of a plain text file.
+    dataset: str = "builtin"
+    path: Optional[str] = None  # replaces the dataset option's `path` (e.g. a local ori_pqal.json)
+    n_samples: int = 128  # token windows
+    seq_len: int = 512  # tokens per window
+    seed: int = 0  # which windows, in which order
+
+
+@dataclass
+class CalibratedPrecisionConfig(PrecisionConfig):
+    """Quantized once from the full-precision model with gptqmodel, then cached on disk."""
+
+    bits: int = 4
+    # null: the model's quant_group_size, else 128; -1: one group per output row (no grouping).
+    group_size: Optional[int] = None
+    sym: bool = True  # symmetric quantization (no zero point)
+    # Compute dtype of the loaded checkpoint: auto (gptqmodel's choice per device), float16, bfloat16, float32.
+    dtype: str = "auto"
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+
+@dataclass
+class GptqPrecisionConfig(CalibratedPrecisionConfig):
+    desc_act: bool = False  # act-order: quantize columns by decreasing activation size
+    damp_percent: Optional[float] = None  # Hessian dampening; null: gptqmodel's default
+
+
+@dataclass
+class AwqPrecisionConfig(CalibratedPrecisionConfig):
+    pass
+
+
+@dataclass
+class HardwareConfig:
+    name: str = MISSING
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    gpu_type: Optional[str] = None
+    price_per_hour: Optional[float] = None  # USD per hour of the machine
+    memory_bandwidth_gb_s: Optional[float] = None
+    memory_gb: Optional[float] = None
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    loader: str = MISSING  # a name in the quantbench.datasets entry-point group
+    path: Optional[str] = None  # a local file; when unset, the loader's default source
+    hub_id: Optional[str] = None
+    split: Optional[str] = None
+    limit: Optional[int] = None  # at most this many samples
+    chat_template: bool = False  # wrap each prompt in the tokenizer's chat template, if it has one
+
+
+@dataclass
+class ImageFolderDatasetConfig(DatasetConfig):
+    # `path` is the JSONL of prompts; relative image paths in it start here (default: its folder).
+    image_dir: Optional[str] = None
+
+
+@dataclass
+class SyntheticImagesDatasetConfig(DatasetConfig):
+    num_samples: int = 16
+    image_size: int = 224  # pixels a side; the processor resizes to the model's input size anyway
+    prompt: str = "answer en what color is the shape?"
+    seed: int = 0
+
+
+@dataclass
+class PubMedQADatasetConfig(DatasetConfig):
+    split: Optional[str] = "test"  # test: the standard 500-question split; all: the 1000 labelled
+    test_ids_path: Optional[str] = None  # test_ground_truth.json; default: beside `path`
+
+
+@dataclass
+class WikiTextDatasetConfig(DatasetConfig):
+    hub_config: str = "wikitext-2-raw-v1"  # the hub dataset's configuration (subset)
+
+
+@dataclass
+class PerplexityQualityConfig:
+    """quality.ppl, present when `ppl` is selected: it scores quality.text in quality's windows."""
+
+
+@dataclass
+class FidelityQualityConfig:
+    """quality.kld: KL divergence and top-1 agreement against a reference precision."""
+
+    reference: str = "auto"  # a precision option (fp32, bf16, ...); auto: fp32 on CPU, bf16 on GPU
+    top_k: int = 32  # reference log-probs kept per token; the rest is one "other" bucket
+
+
+@dataclass
+class PubMedQAQualityConfig(PubMedQADatasetConfig):
+    """quality.pubmedqa: the questions (read by the pubmedqa loader) and how they are answered."""
+
+    name: str = "pubmedqa"
+    loader: str = "pubmedqa"
+    path: Optional[str] = "${..data_dir}/pubmedqa/ori_pqal.json"  # the hub when no file is there
+    hub_id: Optional[str] = "qiaojin/PubMedQA"
+    # loglikelihood: lm-eval's protocol (argmax of log P(" yes"/" no"/" maybe" | prompt));
+    # generate: greedy answer, parsed for the first yes/no/maybe (for chat models).
+    mode: str = "loglikelihood"
+    max_prompt_tokens: int = 2048  # longer prompts lose their beginning, as in lm-eval
+    max_new_tokens: int = 8  # generate mode
+    chat_template: bool = True  # generate mode, where the tokenizer has one
+
+
+@dataclass
+class QualityConfig:
+    """`quality=[ppl,kld,pubmedqa]` adds the sub-nodes; none selected (the default) is a pure speed run."""
+
+    limit: Optional[int] = None  # quick runs: at most this many text windows and PubMedQA questions
+    confidence: float = 0.95  # of every interval
+    # Where the local data files live; a missing file falls back to the hub.
+    data_dir: str = "${oc.env:QUANTBENCH_DATA,../shared/data}"
+    # The evaluation text of perplexity and KL divergence, read by a dataset plugin.
+    text: Any = field(
+        default_factory=lambda: WikiTextDatasetConfig(
+            name="wikitext2", loader="wikitext2", path="${..data_dir}/wikitext-2/test.txt", hub_id="wikitext", split="test"
+        )
+    )
+    context_tokens: int = 512  # window length
+    stride: int = 512  # window start to window start; each window scores the tokens not scored before
+    max_tokens: Optional[int] = None  # use only the first N tokens of the text (CPU runs)
+    ppl: Optional[PerplexityQualityConfig] = None
+    kld: Optional[FidelityQualityConfig] = None
+    pubmedqa: Optional[PubMedQAQualityConfig] = None
+
+
+@dataclass
+class BenchConfig:
+    warmup_iterations: int = 2
+    min_iterations: int = 10
+    min_seconds: float = 2.0
+    max_iterations: int = 1000
+    max_new_tokens: int = 32
+    max_input_tokens: int = 256
+    seed: int = 0
+
+
+@dataclass
+class AnalysisConfig:
+    """Statistics, cost and the report of a sweep (quantbench/analysis, quantbench report)."""
+
+    baseline: str = "fp32"  # the precision every other one is compared with
+    confidence_level: float = 0.95
+    bootstrap_resamples: int = 2000
+    alpha: float = 0.05  # a ratio is called faster/slower only where p < alpha
+    seed: int = 0  # of the bootstrap
+    # Fewer timed iterations than this and an interval is flagged as rough (bench.min_iterations
+    # decides how many are taken).
+    min_iterations: int = 10
+    report_at_end: bool = True  # write report.md/report.html after the sweep is collected
+
+
+@dataclass
+class QuantbenchConfig:
+    model: Any = MISSING
+    precision: Any = MISSING
+    hardware: Any = MISSING
+    dataset: Any = MISSING
+    bench: Any = MISSING
+    batch: int = 1
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # Materialised models and quantized checkpoints; shared by every job and every sweep.
+    cache_dir: str = "${oc.env:QUANTBENCH_CACHE,'~/.cache/quantbench'}"
+
+
+def register_configs() -> None:
+    """Store every schema; idempotent, so tests and the app may both call it."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=QuantbenchConfig)
+    store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="precision", name="base_precision", node=PrecisionConfig)
+    store.store(group="precision", name="base_dense", node=DensePrecisionConfig)
+    store.store(group="precision", name="base_bnb_int8", node=BnbInt8PrecisionConfig)
+    store.store(group="precision", name="base_bnb_4bit", node=BnbFourBitPrecisionConfig)
+    store.store(group="precision", name="base_gptq", node=GptqPrecisionConfig)
+    store.store(group="precision", name="base_awq", node=AwqPrecisionConfig)
+    store.store(group="hardware", name="base_hardware", node=HardwareConfig)
+    store.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    store.store(group="dataset", name="base_image_folder", node=ImageFolderDatasetConfig)
+    store.store(group="dataset", name="base_synthetic_images", node=SyntheticImagesDatasetConfig)
+    store.store(group="dataset", name="base_pubmedqa", node=PubMedQADatasetConfig)
+    store.store(group="bench", name="base_bench", node=BenchConfig)
+    store.store(group="dataset", name="base_wikitext", node=WikiTextDatasetConfig)
+
+
+def is_schema_option(name: str) -> bool:
+    """Schemas live in the groups too; they are not options a user picks."""
+    return name.startswith("base_")

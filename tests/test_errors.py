@@ -1,0 +1,125 @@
+"""Every bad input named in the core issue: a clear one-line error or a recorded row with a reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import EntryPoint, entry_points
+
+import polars as pl
+import pytest
+from omegaconf import OmegaConf
+
+from quantbench import registry
+from quantbench.data.pubmedqa import PubMedQA
+from quantbench.errors import DatasetError
+
+QUICK = ["model=tiny-llama", "bench=quick", "dataset.limit=8"]
+
+
+def pubmedqa_config(path, **extra):
+    return OmegaConf.create({"name": "pubmedqa", "loader": "pubmedqa", "path": str(path), "hub_id": None,
+                             "split": extra.pop("split", "all"), "limit": None, "chat_template": False,
+                             "test_ids_path": None, **extra})
+
+
+def test_unknown_precision_exits_nonzero_with_one_line():
+    completed = subprocess.run([sys.executable, "-m", "quantbench", "precision=nf5"], capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, completed.stderr
+    assert "unknown precision 'nf5'; choose one of:" in lines[0] and "nf4" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('["a", "b"]', "expected a non-empty object"),
+        ('{"1": {"QUESTION": "q?"}}', "entry '1' lacks CONTEXTS, final_decision"),
+        ('{"1": {"QUESTION": "q?", "CONTEXTS": ["c"], "final_decision": "perhaps"}}', "final_decision 'perhaps'"),
+    ],
+)
+def test_malformed_pubmedqa_file_names_the_file_and_the_problem(tmp_path, content, message):
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(content)
+    with pytest.raises(DatasetError) as error:
+        PubMedQA().load(pubmedqa_config(path))
+    assert str(path) in str(error.value) and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_pubmedqa_file(tmp_path):
+    with pytest.raises(DatasetError, match="file not found: .*nowhere.json"):
+        PubMedQA().load(pubmedqa_config(tmp_path / "nowhere.json"))
+
+
+def test_pubmedqa_test_split_and_prompt(shared_data):
+    path = shared_data / "pubmedqa" / "ori_pqal.json"
+    test = PubMedQA().load(pubmedqa_config(path, split="test"))
+    assert len(test) == 500
+    assert len(PubMedQA().load(pubmedqa_config(path, split="all"))) == 1000
+    sample = test[0]
+    assert sample.text.startswith("Abstract: ") and sample.text.endswith("\nAnswer:")
+    assert sample.answer in {"yes", "no", "maybe"}
+
+
+def test_malformed_dataset_in_a_job_is_a_failed_row(tmp_path, run_quantbench):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{broken")
+    run_dir = run_app_expect_failure(run_quantbench, tmp_path, [*QUICK, "dataset=pubmedqa", f"dataset.path={bad}"])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert "DatasetError" in result["reason"] and str(bad) in result["reason"]
+
+
+def run_app_expect_failure(run_quantbench, tmp_path, args):
+    with pytest.raises(AssertionError, match="exited with 1"):
+        run_quantbench(args, tmp_path)
+    return tmp_path / "run"
+
+
+def install_test_backends(monkeypatch):
+    """The real backends plus three broken ones, as if a user had installed bad plugins."""
+    extra = [
+        EntryPoint("needs-missing", "plugins_for_tests:NeedsMissingPackage", registry.BACKENDS_GROUP),
+        EntryPoint("raises-while-loading", "plugins_for_tests:RaisesWhileLoading", registry.BACKENDS_GROUP),
+        EntryPoint("import-error", "broken_plugin_module:Backend", registry.BACKENDS_GROUP),
+    ]
+    real = list(entry_points(group=registry.BACKENDS_GROUP))
+    test_registry = registry.Registry(registry.BACKENDS_GROUP, real + extra)
+    monkeypatch.setattr(registry, "backends", lambda: test_registry)
+
+
+def test_a_sweep_with_broken_plugins_and_missing_dependencies_still_collects(tmp_path, run_quantbench, monkeypatch):
+    install_test_backends(monkeypatch)
+    sweep = run_quantbench(
+        ["-m", *QUICK, "precision=fp32", "precision.backend=fp32,needs-missing,raises-while-loading,import-error,nope"],
+        tmp_path,
+    )
+    frame = pl.read_parquet(sweep / "summary.parquet").sort("backend")
+    by_backend = {row["backend"]: row for row in frame.iter_rows(named=True)}
+    assert by_backend["fp32"]["status"] == "ok"
+    assert by_backend["needs-missing"]["status"] == "skipped"
+    assert "quantbench_not_a_real_package" in by_backend["needs-missing"]["reason"]
+    assert by_backend["raises-while-loading"]["status"] == "failed"
+    assert "broken on purpose" in by_backend["raises-while-loading"]["reason"]
+    assert by_backend["import-error"]["status"] == "failed"
+    assert "backend 'import-error'" in by_backend["import-error"]["reason"]
+    assert by_backend["nope"]["status"] == "failed"
+    assert "unknown backend 'nope'; choose one of:" in by_backend["nope"]["reason"]
+
+
+def test_unreachable_hub_model_is_a_clear_failed_row(tmp_path, run_quantbench, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here either way; offline fails fast
+    run_dir = run_app_expect_failure(run_quantbench, tmp_path, ["model=phi-2", "bench=quick"])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert "cannot load model 'microsoft/phi-2' from the Hugging Face hub" in result["reason"]
+
+
+def test_missing_local_model_directory(tmp_path, run_quantbench):
+    run_dir = run_app_expect_failure(run_quantbench, tmp_path, ["model=local", f"model.path={tmp_path / 'none'}", "bench=quick"])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert "no transformers model at" in result["reason"]
