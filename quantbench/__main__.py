@@ -21,10 +21,11 @@ from quantbench.schema import register_configs
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def app(cfg: DictConfig) -> None:
     from quantbench.collect import frame_from_rows, print_table, result_row
-    from quantbench.job import run_job
+    from quantbench.execute import execute_job
 
     hydra_cfg = HydraConfig.get()
-    result = run_job(cfg, Path(hydra_cfg.runtime.output_dir))
+    # Resumed, isolated in a child process (bench.isolation=process) or run here (none).
+    result = execute_job(cfg, Path(hydra_cfg.runtime.output_dir))
     if hydra_cfg.mode == RunMode.RUN:
         print_table(frame_from_rows([result_row(result.to_json())]), f"quantbench: {hydra_cfg.runtime.output_dir}")
         if result.sample_output:

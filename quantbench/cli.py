@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("quantbench.__main__:main_from_cli", "run one benchmark or a sweep (Hydra overrides; -m for multirun)"),
     "list": ("quantbench.list:main", "registered backends, families and datasets, and whether they work here"),
     "collect": ("quantbench.collect:main", "aggregate a sweep directory into summary.parquet/.csv and print it"),
+    "resume": ("quantbench.resume:main", "run a sweep again into its directory: only jobs without an ok result run"),
+    "cache": ("quantbench.cache_cli:main", "list or clear cached models, quantized checkpoints and references"),
     "report": ("quantbench.report:main", "report.md/report.html with statistics vs baseline, cost, roofline and figures"),
     "recommend": ("quantbench.recommend:main", "the Pareto frontier and the best configuration under memory/latency/quality limits"),
 }

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from quantbench import registry
 from quantbench.backends.base import LoadRequest
-from quantbench.cache import cache_root, stable_hash
+from quantbench.cache import cache_root
 from quantbench.device import Device, resolve_device
 from quantbench.errors import JobSkipped
 from quantbench.logs import quiet_third_party_chatter, report_repeated_warnings
@@ -33,19 +33,13 @@ from quantbench.progress import JobProgress
 from quantbench.quality import evaluate_quality
 from quantbench.registry import first_line
 from quantbench.results import ITERATIONS_FILE, JobResult, write_parquet_atomic, write_result
+from quantbench.resume import config_hash, job_config  # the hash a resumed sweep compares
 
 log = logging.getLogger("quantbench")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def job_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved job config without Hydra's own node: what the result is a function of."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
-    return container
 
 
 def identity_of(cfg: DictConfig, device: Device | None) -> dict[str, Any]:
@@ -92,7 +86,7 @@ def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None)
         reason=reason,
         identity=identity_of(cfg, device),
         config=config,
-        config_hash=stable_hash(config),
+        config_hash=config_hash(config),
         environment=capture_environment(device),
         metrics=metrics,
         started_at=started,
@@ -146,7 +140,7 @@ def measure_job(
     if not dataset:
         raise JobSkipped(f"dataset '{cfg.dataset.name}' has no samples")
     cache_dir = cache_root(cfg.cache_dir)
-    spec = resolve_model(cfg.model, family, cache_dir, progress.status)
+    spec = resolve_model(cfg.model, family, cache_dir, progress.step)
     reason = backend.unsupported_reason(family, spec)
     if reason:
         raise JobSkipped(reason)
@@ -216,11 +210,14 @@ def measure_job(
         **speed_metrics(timed),
         **memory.peaks(),
         "weight_memory_gb": weight_memory_bytes(loaded.model) / GB,
+        # The activation (and KV-cache) dtype; quantized weights keep their own storage types.
+        "model_dtype": str(getattr(loaded.model, "dtype", "")).replace("torch.", "") or None,
         "load_s": load_s,
         "max_new_tokens": max_new_tokens,
         "price_per_hour": cfg.hardware.price_per_hour,
         "memory_bandwidth_gb_s": cfg.hardware.memory_bandwidth_gb_s,
         "model_note": cfg.model.note,
+        **prepared.extra.get("metrics", {}),  # family facts, e.g. image tokens per sample
         **loaded.metrics,
     }
     # Quality (quality=[ppl,kld,pubmedqa]) on the model already loaded, after every speed number.

@@ -15,6 +15,9 @@ from quantbench import registry
 from quantbench.errors import QuantbenchError
 
 
+PLURAL = {"backend": "backends", "family": "families", "dataset": "datasets"}
+
+
 def _usable(plugin: registry.Plugin, device: Any) -> tuple[Any, str]:
     """(the loaded plugin or None, 'yes' or the reason it is not usable)."""
     try:
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded: dict[str, dict[str, Any]] = {}
     for group in (registry.BACKENDS_GROUP, registry.FAMILIES_GROUP, registry.DATASETS_GROUP):
         reg = registry.registry(group)
-        table = Table(title=f"{reg.kind}s ({group})")
+        table = Table(title=f"{PLURAL[reg.kind]} ({group})")
         for header in ("name", "package", "version", "usable here", "description"):
             table.add_column(header, overflow="fold")
         loaded[group] = {}
@@ -71,7 +74,26 @@ def main(argv: list[str] | None = None) -> int:
         cells = [backend.unsupported_reason(family, None) or "ok" for family in families.values()]
         matrix.add_row(name, *cells)
     console.print(matrix)
+    console.print(plugin_config_table())
     return 0
+
+
+def plugin_config_table():
+    """The config options plugins add (entry-point group quantbench.configs): precision=..., model=..."""
+    from rich.table import Table
+
+    from quantbench.plugin_configs import CONFIGS_GROUP, config_options, config_packages
+
+    table = Table(title=f"config options from plugins ({CONFIGS_GROUP})")
+    for header in ("name", "package", "version", "options"):
+        table.add_column(header, overflow="fold")
+    for package in config_packages():
+        try:
+            options = ", ".join(config_options(package.module)) or "(no YAML found)"
+        except (ImportError, OSError) as error:  # a broken plugin is shown, the others still list
+            options = f"cannot read {package.module}: {error}"
+        table.add_row(package.name, package.distribution, package.version, options)
+    return table
 
 
 if __name__ == "__main__":

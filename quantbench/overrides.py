@@ -34,11 +34,17 @@ def group_options(group: str) -> list[str]:
             GlobalHydra.instance().clear()
 
 
+def _adds_search_path(argument: str) -> bool:
+    return argument.lstrip("+").startswith("hydra.searchpath") or argument.split("=")[0] in ("-cd", "--config-dir")
+
+
 def check_group_choices(arguments: list[str]) -> str | None:
     """A one-line error for the first unknown group option in `arguments`, else None."""
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    if any(_adds_search_path(argument) for argument in arguments):
+        return None  # options from a search path given here are unknown to the check below: Hydra reports them
     candidates = []
     for argument in arguments:
         if argument.startswith("-") or "=" not in argument:

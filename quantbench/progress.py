@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Iterator
 
 log = logging.getLogger("quantbench")
 
@@ -40,6 +43,19 @@ class JobProgress:
     def status(self, message: str) -> None:
         """A step that takes a while (materialising, quantizing, compiling) is announced."""
         log.info(message)
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        """A long step without a known length (materialising a model): a spinner, then its duration."""
+        log.info(description)
+        started = time.perf_counter()
+        task = self._progress.add_task(description, total=None) if self._progress is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._progress.remove_task(task)
+        log.info("%s: done in %.1f s", description.split(" (")[0], time.perf_counter() - started)
 
     def tick(self, phase: str, done: int, planned: int) -> None:
         if self._progress is None:

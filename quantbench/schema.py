@@ -103,6 +103,21 @@ class AwqPrecisionConfig(CalibratedPrecisionConfig):
 
 
 @dataclass
+class SlurmPlacementConfig:
+    """Where this hardware lives on a SLURM cluster: read by hydra/launcher=quantbench_slurm, which
+    submits each job of a sweep with its own hardware's placement. The names are site-specific:
+    override them (hardware.slurm.partition=gpu-h100), or extend the hardware option in a site
+    config file (docs/cluster.md)."""
+
+    partition: Optional[str] = None
+    gres: Optional[str] = None  # e.g. gpu:h100:1
+    constraint: Optional[str] = None  # node features, e.g. h100
+    gpus_per_node: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[int] = None
+
+
+@dataclass
 class HardwareConfig:
     name: str = MISSING
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -110,6 +125,7 @@ class HardwareConfig:
     price_per_hour: Optional[float] = None  # USD per hour of the machine
     memory_bandwidth_gb_s: Optional[float] = None
     memory_gb: Optional[float] = None
+    slurm: SlurmPlacementConfig = field(default_factory=SlurmPlacementConfig)
 
 
 @dataclass
@@ -208,6 +224,11 @@ class BenchConfig:
     max_new_tokens: int = 32
     max_input_tokens: int = 256
     seed: int = 0
+    # process: each job in a fresh child process (its own peak memory; a crash or hang is a
+    # failed row); none: in the sweep's process, for debugging with breakpoints. The environment
+    # variable QUANTBENCH_ISOLATION changes the default (e.g. for a test suite of tiny jobs).
+    isolation: str = "${oc.env:QUANTBENCH_ISOLATION,process}"
+    timeout_s: Optional[float] = None  # an isolated job running longer is killed and recorded as failed
 
 
 @dataclass
@@ -237,6 +258,9 @@ class QuantbenchConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     # Materialised models and quantized checkpoints; shared by every job and every sweep.
     cache_dir: str = "${oc.env:QUANTBENCH_CACHE,'~/.cache/quantbench'}"
+    # Re-running a sweep into its own directory (hydra.sweep.dir=...) reuses every ok result of
+    # the same config and runs the rest; false re-runs everything.
+    resume: bool = True
 
 
 def register_configs() -> None:

@@ -26,6 +26,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     path = Path(os.environ.get("QUANTBENCH_TEST_CACHE") or tmp_path_factory.mktemp("quantbench-cache"))
     os.environ["QUANTBENCH_CACHE"] = str(path)
+    # A child process per job costs ~10 s on 2 cores (interpreter, torch and transformers again);
+    # the suite runs ~40 jobs in-process. Tests of isolation itself ask for it explicitly.
+    os.environ.setdefault("QUANTBENCH_ISOLATION", "none")
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
     return path
 

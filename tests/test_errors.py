@@ -94,8 +94,9 @@ def install_test_backends(monkeypatch):
 
 def test_a_sweep_with_broken_plugins_and_missing_dependencies_still_collects(tmp_path, run_quantbench, monkeypatch):
     install_test_backends(monkeypatch)
+    # In-process: the monkeypatched registry does not reach an isolated job's child process.
     sweep = run_quantbench(
-        ["-m", *QUICK, "precision=fp32", "precision.backend=fp32,needs-missing,raises-while-loading,import-error,nope"],
+        ["-m", *QUICK, "bench.isolation=none", "precision=fp32", "precision.backend=fp32,needs-missing,raises-while-loading,import-error,nope"],
         tmp_path,
     )
     frame = pl.read_parquet(sweep / "summary.parquet").sort("backend")

@@ -68,3 +68,12 @@ def test_list_command_shows_every_plugin_and_the_matrix(capsys):
     for name in ("fp32", "bnb-nf4", "decoder", "builtin", "pubmedqa", "backend x family"):
         assert name in out
     assert "quantbench" in out  # the package column
+
+
+def test_console_command_dispatches_and_rejects_unknown_commands(capsys):
+    from quantbench.cli import main
+
+    assert main(["--help"]) == 0
+    assert "collect" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'; choose one of:" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import resource
 from typing import Any, Iterable
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 GB = 1e9
 
@@ -33,6 +34,10 @@ def weight_memory_bytes(model: torch.nn.Module) -> int:
     def add(tensor: torch.Tensor) -> None:
         nonlocal total
         if tensor.device.type == "meta":
+            return
+        if is_traceable_wrapper_subclass(tensor):  # torchao's Int8Tensor etc.: the bytes are in inner tensors
+            for inner in tensor.__tensor_flatten__()[0]:
+                add(getattr(tensor, inner))
             return
         storage = tensor.untyped_storage()
         key = (str(tensor.device), storage.data_ptr())

@@ -10,7 +10,8 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,14 @@ SOURCES = ("hub", "local", "gguf", "random_init")
 # Bump when the way a materialised model is built changes, so old cache entries are not reused.
 MATERIALISE_VERSION = 1
 
-Status = Callable[[str], None]
+# Announces a long step and shows it while it runs (JobProgress.step).
+Step = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def _log_step(description: str) -> Iterator[None]:
+    log.info(description)
+    yield
 
 
 @dataclass
@@ -44,18 +52,18 @@ def resolve_model(
     model_cfg: DictConfig,
     family: "ModelFamily",
     cache_dir: Path,
-    status: Status | None = None,
+    step: Step | None = None,
 ) -> ModelSpec:
-    status = status or (lambda message: log.info(message))
+    step = step or _log_step
     source = model_cfg.source
     if source == "hub":
         return _hub(model_cfg)
     if source == "local":
         return _local(model_cfg)
     if source == "gguf":
-        return _gguf(model_cfg, family, cache_dir, status)
+        return _gguf(model_cfg, family, cache_dir, step)
     if source == "random_init":
-        return _random_init(model_cfg, family, cache_dir, status)
+        return _random_init(model_cfg, family, cache_dir, step)
     raise ModelSourceError(f"model '{model_cfg.name}': unknown source '{source}'; choose one of: {', '.join(SOURCES)}")
 
 
@@ -122,14 +130,13 @@ def gguf_file_path(model_cfg: DictConfig) -> Path:
     return path
 
 
-def _gguf(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, status: Status) -> ModelSpec:
+def _gguf(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, step: Step) -> ModelSpec:
     gguf_path = gguf_file_path(model_cfg)
     stat = gguf_path.stat()
     fingerprint = stable_hash(["gguf", gguf_path.name, stat.st_size, MATERIALISE_VERSION])
     entry = cache_dir / "models" / f"{model_cfg.name}-{fingerprint}"
     if not is_complete(entry):
-        status(f"materialising {gguf_path.name} into {entry} (once; later jobs reuse it)")
-        with atomic_directory(entry) as directory:
+        with step(f"materialising {gguf_path.name} into {entry} (once; later jobs reuse it)"), atomic_directory(entry) as directory:
             materialise_gguf(gguf_path, family, directory)
     return _spec(model_cfg, str(entry), True, fingerprint)
 
@@ -155,14 +162,13 @@ def materialise_gguf(gguf_path: Path, family: "ModelFamily", directory: Path) ->
     tokenizer.save_pretrained(directory)
 
 
-def _random_init(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, status: Status) -> ModelSpec:
+def _random_init(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, step: Step) -> ModelSpec:
     architecture = OmegaConf.to_container(model_cfg.architecture, resolve=True)
     if not architecture:
         raise ModelSourceError(f"model '{model_cfg.name}' has source=random_init but an empty architecture")
     fingerprint = stable_hash(["random_init", model_cfg.family, architecture, model_cfg.seed, MATERIALISE_VERSION])
     entry = cache_dir / "models" / f"{model_cfg.name}-{fingerprint}"
     if not is_complete(entry):
-        status(f"building random-init model '{model_cfg.name}' into {entry}")
-        with atomic_directory(entry) as directory:
+        with step(f"building random-init model '{model_cfg.name}' into {entry}"), atomic_directory(entry) as directory:
             family.build_random_init(architecture, directory, int(model_cfg.seed))
     return _spec(model_cfg, str(entry), True, fingerprint)

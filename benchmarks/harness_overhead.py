@@ -1,0 +1,98 @@
+"""How much does quantbench's job code cost over a bare generate() loop?
+
+Times the same greedy workload two ways, interleaved round by round in one process so that
+both see the same machine state: a hand-written loop around `model.generate`, and quantbench's
+`run_job`. Prints the ratio of the tokens/s each reports (target: >= 0.98).
+
+    python benchmarks/harness_overhead.py                       # SmolLM2-135M, batch 4, 32 tokens
+    python benchmarks/harness_overhead.py --model tiny-llama --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_module
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from quantbench import registry
+from quantbench.cache import cache_root
+from quantbench.job import run_job
+from quantbench.models.source import resolve_model
+from quantbench.schema import register_configs
+
+
+def bare_tokens_per_s(model, inputs: dict, max_new_tokens: int, iterations: int, warmup: int, pad_token_id: int) -> float:
+    """The loop a person writes by hand: greedy, fixed length, wall clock around generate()."""
+    kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                  temperature=None, top_p=None, top_k=None, pad_token_id=pad_token_id)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model.generate(**inputs, **kwargs)
+        total_s, tokens = 0.0, 0
+        for _ in range(iterations):
+            started = time.perf_counter()
+            output = model.generate(**inputs, **kwargs)
+            total_s += time.perf_counter() - started
+            tokens += output[:, inputs["input_ids"].shape[1]:].numel()
+    return tokens / total_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    register_configs()
+    overrides = [
+        f"model={args.model}", f"precision={args.precision}", f"batch={args.batch}", "hardware=cpu",
+        f"bench.max_new_tokens={args.max_new_tokens}", f"bench.min_iterations={args.iterations}",
+        f"bench.max_iterations={args.iterations}", "bench.min_seconds=0", f"bench.warmup_iterations={args.warmup}",
+        "+bench.isolation=none",
+    ]
+    with initialize_config_module(config_module="quantbench.conf", version_base="1.3"):
+        try:
+            cfg = compose(config_name="config", overrides=overrides)
+        except Exception:  # older trees without an isolation switch: the job runs in-process anyway
+            cfg = compose(config_name="config", overrides=overrides[:-1])
+
+    family = registry.families().get(cfg.model.family)
+    spec = resolve_model(cfg.model, family, cache_root(cfg.cache_dir))
+    model = AutoModelForCausalLM.from_pretrained(spec.load_path, dtype=torch.float32).eval()
+    tokenizer = family.load_processor(spec.load_path)
+    samples = registry.datasets().get(cfg.dataset.loader).load(cfg.dataset)[: args.batch]
+    inputs = family.prepare_batch(samples, tokenizer, device="cpu", max_input_tokens=int(cfg.bench.max_input_tokens),
+                                  chat_template=bool(cfg.dataset.chat_template)).inputs
+
+    ratios = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(args.rounds):
+            bare = bare_tokens_per_s(model, inputs, args.max_new_tokens, args.iterations, args.warmup, tokenizer.pad_token_id)
+            result = run_job(cfg, Path(scratch) / f"round-{round_index}")
+            if result.status != "ok":
+                print(f"quantbench job {result.status}: {result.reason}", file=sys.stderr)
+                return 1
+            harness = result.metrics["tokens_per_s"]
+            ratios.append(harness / bare)
+            print(f"round {round_index}: bare {bare:.2f} tok/s, quantbench {harness:.2f} tok/s, ratio {harness / bare:.3f}")
+    print(f"model={args.model} precision={args.precision} batch={args.batch} new_tokens={args.max_new_tokens} "
+          f"iterations={args.iterations} rounds={args.rounds} threads={torch.get_num_threads()}")
+    print(f"ratio (quantbench / bare tokens/s): median {statistics.median(ratios):.3f}, "
+          f"min {min(ratios):.3f}, max {max(ratios):.3f}  (target >= 0.98)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

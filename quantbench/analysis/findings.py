@@ -1,0 +1,192 @@
+"""Short findings written from the numbers: each sentence states a measured value and its test.
+
+No finding goes beyond the table it comes from: "faster" is only said where the test says so at
+the configured level, otherwise the sentence says there is no clear difference.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from quantbench.analysis.analyze import Analysis
+from quantbench.analysis.formatting import fmt_fixed, fmt_interval, fmt_number, fmt_pct, fmt_ratio, fmt_usd, p_phrase
+from quantbench.analysis.sweep import column_or_none
+
+
+def _where(analysis: Analysis, row: dict) -> str:
+    """' (model m, hardware h)' when the sweep has more than one of those, else ''."""
+    varying = [f"{column} {row[column]}" for column in analysis.varying_group_columns() if column in row]
+    return f" ({', '.join(varying)})" if varying else ""
+
+
+def _in_group_of(analysis: Analysis, frame: pl.DataFrame, row: dict) -> pl.DataFrame:
+    """The rows of `frame` in the same model/hardware/... group as `row`."""
+    for column in analysis.varying_group_columns():
+        frame = frame.filter(pl.col(column) == row[column])
+    return frame
+
+
+def _top_row(frame: pl.DataFrame, column: str, largest: bool = False) -> dict:
+    """The row with the smallest (or largest) value in `column`, rows without one left out."""
+    return frame.filter(pl.col(column).is_not_null()).sort(column, descending=largest).row(0, named=True)
+
+
+def findings(analysis: Analysis) -> list[str]:
+    if analysis.table.height == 0:
+        return ["No job finished with status ok, so there are no measurements to compare."]
+    lines: list[str] = []
+    lines += _job_status(analysis)
+    lines += _speed(analysis)
+    lines += _memory(analysis)
+    lines += _cost(analysis)
+    lines += _quality(analysis)
+    lines += _roofline(analysis)
+    lines += _iterations(analysis)
+    return lines
+
+
+def _job_status(analysis: Analysis) -> list[str]:
+    summary = analysis.sweep.summary
+    if "status" not in summary.columns:
+        return []
+    not_ok = summary.filter(pl.col("status") != "ok")
+    if not_ok.height == 0:
+        return []
+    parts = [
+        f"{row.get('precision')} batch {row.get('batch')}: {row['status']} ({row.get('reason') or 'no reason recorded'})"
+        for row in not_ok.iter_rows(named=True)
+    ]
+    return [f"{not_ok.height} of {summary.height} jobs did not produce measurements: " + "; ".join(parts) + "."]
+
+
+def _speed(analysis: Analysis) -> list[str]:
+    lines = []
+    baseline = analysis.settings.baseline
+    level = f"{round(analysis.settings.confidence_level * 100)}% CI"
+    comparisons = analysis.throughput
+    if comparisons.height and "ratio" in comparisons.columns:
+        tokens = comparisons.filter((pl.col("metric") == "tokens_per_s") & pl.col("ratio").is_not_null())
+        batches_per_precision = tokens.filter(pl.col("batch").is_not_null()).group_by("precision").len()
+        single_batch = {name for name, count in batches_per_precision.iter_rows() if count == 1}
+        # One sentence per precision: its overall (geometric-mean) row, or its only batch size.
+        overall = tokens.filter(pl.col("batch").is_null() | pl.col("precision").is_in(list(single_batch)))
+        for row in overall.iter_rows(named=True):
+            scope = "at batch " + str(row["batch"]) if row["batch"] is not None else "over all batch sizes (geometric mean)"
+            if row["batch"] is None:
+                per_batch = _in_group_of(
+                    analysis, tokens.filter((pl.col("precision") == row["precision"]) & pl.col("batch").is_not_null()), row
+                )
+                scope += " [" + "; ".join(
+                    f"batch {item['batch']}: {fmt_ratio(item['ratio'])}, {item['direction']}"
+                    for item in per_batch.sort("batch").iter_rows(named=True)
+                ) + "]"
+            verdict = {
+                "faster": f"faster than {baseline}",
+                "slower": f"slower than {baseline}",
+            }.get(row["direction"], f"not clearly different from {baseline} (p ≥ {analysis.settings.alpha})")
+            lines.append(
+                f"{row['precision']}{_where(analysis, row)} is {verdict} {scope}: {fmt_ratio(row['ratio'])} the tokens/s "
+                f"({level} {fmt_interval(row['ci_low'], row['ci_high'])}, {p_phrase(row['p_value'])})."
+            )
+    for batch in analysis.batches:
+        at_batch = analysis.table.filter(pl.col("batch") == batch)
+        if at_batch.height > 1:
+            best = _top_row(at_batch, "tokens_per_s", largest=True)
+            lines.append(
+                f"Highest throughput at batch {batch}: {best['precision']}{_where(analysis, best)} with "
+                f"{fmt_number(best['tokens_per_s'])} generated tokens/s and p95 latency {fmt_fixed(best.get('latency_p95_ms'), 1)} ms."
+            )
+    return lines
+
+
+def _memory(analysis: Analysis) -> list[str]:
+    table = analysis.table
+    lines = []
+    for column, label in (("weight_memory_gb", "weights"), ("peak_memory_gb", "peak memory")):
+        if column_or_none(table, column) is None:
+            continue
+        smallest = _top_row(table, column)
+        base = _in_group_of(
+            analysis, table.filter((pl.col("precision") == analysis.settings.baseline) & (pl.col("batch") == smallest["batch"])), smallest
+        )
+        comparison = ""
+        if base.height and base[column][0] and smallest["precision"] != analysis.settings.baseline:
+            reduction = (1 - smallest[column] / base[column][0]) * 100
+            comparison = f", {fmt_pct(reduction, 0)} less than {analysis.settings.baseline} ({fmt_number(base[column][0])} GB)"
+        where = "" if column == "weight_memory_gb" else f" at batch {smallest['batch']}"
+        lines.append(
+            f"Smallest {label}: {smallest['precision']}{_where(analysis, smallest)}{where}, "
+            f"{fmt_number(smallest[column])} GB{comparison}."
+        )
+    return lines
+
+
+def _cost(analysis: Analysis) -> list[str]:
+    table = analysis.table
+    if column_or_none(table, "cost_per_1k_tokens_usd") is None:
+        return ["No price per hour is known for this hardware, so no cost is reported (set hardware.price_per_hour)."]
+    cheapest = _top_row(table, "cost_per_1k_tokens_usd")
+    savings = cheapest.get("savings_vs_baseline_pct")
+    against = (
+        f", {fmt_pct(abs(savings), 0)} {'less' if savings >= 0 else 'more'} than {analysis.settings.baseline} at the same batch size"
+        if savings is not None and cheapest["precision"] != analysis.settings.baseline
+        else ""
+    )
+    return [
+        f"Lowest cost per 1k generated tokens: {cheapest['precision']}{_where(analysis, cheapest)} at batch {cheapest['batch']}, "
+        f"{fmt_usd(cheapest['cost_per_1k_tokens_usd'])} ({fmt_number(cheapest['queries_per_dollar'])} queries per dollar "
+        f"at {fmt_usd(cheapest['price_per_hour'])}/h){against}."
+    ]
+
+
+def _quality(analysis: Analysis) -> list[str]:
+    lines = []
+    accuracy = analysis.accuracy
+    if accuracy.height:
+        for row in accuracy.iter_rows(named=True):
+            verdict = "a significant difference" if row["significant"] else "no significant difference"
+            lines.append(
+                f"{row['precision']}{_where(analysis, row)} answers {fmt_pct(row['accuracy'] * 100)} of "
+                f"{row['n_questions']} questions correctly vs {fmt_pct(row['baseline_accuracy'] * 100)} for "
+                f"{row['baseline']} ({row['accuracy_difference_points']:+.1f} points; McNemar {p_phrase(row['p_value'])}: {verdict})."
+            )
+    for metric in analysis.quality:
+        if metric.column == "pubmedqa_acc" and accuracy.height:
+            continue  # already said, with its paired test
+        keys = [*analysis.varying_group_columns(), "precision"]
+        values = analysis.table.filter(pl.col(metric.column).is_not_null()).group_by(keys, maintain_order=True).agg(
+            pl.col(metric.column).first()
+        )
+        ranked = values.sort(metric.column, descending=metric.higher_is_better)
+        if ranked.height < 2:
+            continue
+        best, worst = ranked.row(0, named=True), ranked.row(-1, named=True)
+        lines.append(
+            f"{metric.label}: best {best['precision']}{_where(analysis, best)} ({fmt_number(best[metric.column], 4)}), "
+            f"worst {worst['precision']}{_where(analysis, worst)} ({fmt_number(worst[metric.column], 4)})."
+        )
+    return lines
+
+
+def _roofline(analysis: Analysis) -> list[str]:
+    table = analysis.table
+    if column_or_none(table, "roofline_pct") is None:
+        return []
+    best = _top_row(table, "roofline_pct", largest=True)
+    return [
+        f"Decoding reaches at most {fmt_pct(best['roofline_pct'])} of the memory-bandwidth ceiling "
+        f"({best['precision']}{_where(analysis, best)} at batch {best['batch']}: {fmt_number(best['decode_tokens_per_s'])} of "
+        f"{fmt_number(best['ceiling_tokens_per_s'])} tokens/s at {fmt_number(best['memory_bandwidth_gb_s'])} GB/s)."
+    ]
+
+
+def _iterations(analysis: Analysis) -> list[str]:
+    if column_or_none(analysis.table, "n_iterations") is None:
+        return []
+    fewest = int(analysis.table["n_iterations"].min())
+    if fewest >= analysis.settings.min_iterations:
+        return []
+    return [
+        f"Some configurations have only {fewest} timed iterations (fewer than {analysis.settings.min_iterations}): "
+        "their intervals and p-values are rough; run with a larger bench.min_iterations."
+    ]

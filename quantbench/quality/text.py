@@ -1,0 +1,177 @@
+"""Perplexity and fidelity on the evaluation text: one forward pass per window serves both.
+
+When KL divergence is asked for and the reference is not cached yet, it is computed first: by
+this job itself when it runs at the reference precision (in the same pass, so its own KL
+divergence is exactly 0), otherwise by loading the model at the reference precision, scoring the
+windows, caching the result and freeing that model before this job's pass.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from quantbench.quality.fidelity import FidelityAccumulator, ReferenceDistribution, top_k_reference
+from quantbench.quality.perplexity import PerplexityAccumulator
+from quantbench.quality.reference import (
+    compose_precision,
+    load_reference,
+    load_reference_model,
+    reference_entry,
+    reference_precision_name,
+    save_reference,
+)
+from quantbench.quality.scoring import TokenScorer, text_tokenizer
+from quantbench.quality.sources import read_samples
+from quantbench.quality.windows import TextWindows, text_windows
+
+if TYPE_CHECKING:
+    from quantbench.device import Device
+    from quantbench.models.source import ModelSpec
+
+log = logging.getLogger("quantbench")
+
+Tick = Callable[[str, int, int], None]
+
+
+def evaluation_windows(quality: DictConfig, tokenizer: Any) -> TextWindows:
+    text = "".join(sample.text for sample in read_samples(quality.text, limit=None))
+    return text_windows(
+        text,
+        tokenizer,
+        context_tokens=int(quality.context_tokens),
+        stride=int(quality.stride),
+        max_tokens=None if quality.max_tokens is None else int(quality.max_tokens),
+        limit=None if quality.limit is None else int(quality.limit),
+    )
+
+
+def scored_log_probs(scorer: TokenScorer, windows: TextWindows, tick: Tick | None = None, phase: str = "quality") -> Iterator[tuple[Any, Any]]:
+    """(log_probs [scored, vocab], targets [scored]) per window, in order."""
+    import torch
+
+    for done, window in enumerate(windows.windows):
+        token_ids = windows.window_ids(window)
+        # rows first_scored - 1 ... length - 2 predict the scored tokens; the last row predicts past the window
+        log_probs = scorer.log_probs(token_ids, last=window.n_scored + 1)[:-1]
+        targets = torch.as_tensor(token_ids[window.first_scored :], device=log_probs.device)
+        yield log_probs, targets
+        if tick:
+            tick(phase, done + 1, len(windows.windows))
+
+
+def concatenate(parts: list[ReferenceDistribution]) -> ReferenceDistribution:
+    import torch
+
+    return ReferenceDistribution(
+        torch.cat([part.top_indices for part in parts]),
+        torch.cat([part.top_log_probs for part in parts]),
+        torch.cat([part.rest_log_prob for part in parts]),
+    )
+
+
+def compute_reference(scorer: TokenScorer, windows: TextWindows, top_k: int, tick: Tick | None = None) -> ReferenceDistribution:
+    parts = [top_k_reference(log_probs, top_k) for log_probs, _ in scored_log_probs(scorer, windows, tick, "reference")]
+    return concatenate(parts)
+
+
+def evaluate_text_metrics(
+    quality: DictConfig,
+    scorer: TokenScorer,
+    *,
+    job_precision: DictConfig,
+    spec: "ModelSpec",
+    device: "Device",
+    cache_dir: Path,
+    tick: Tick | None = None,
+) -> dict[str, Any]:
+    windows = evaluation_windows(quality, text_tokenizer(scorer.processor))
+    reference: ReferenceDistribution | None = None
+    build_top_k: int | None = None
+    metrics: dict[str, Any] = {}
+    if quality.kld is not None:
+        top_k = int(quality.kld.top_k)
+        name = reference_precision_name(str(quality.kld.reference), device)
+        # The job's own precision node carries any command-line overrides of that option.
+        precision = job_precision if job_precision.name == name else compose_precision(name)
+        entry = reference_entry(cache_dir, spec, windows.digest(), precision, top_k, device)
+        reference = load_reference(entry, "cpu", windows.n_scored)
+        if reference is None and _same_precision(precision, job_precision):
+            build_top_k = top_k
+        elif reference is None:
+            log.info("computing the %s reference distributions of %s (once; cached in %s)", name, spec.name, entry)
+            reference = _reference_from_other_precision(precision, scorer, windows, top_k, spec, device, cache_dir, tick)
+            save_reference(entry, reference, _reference_meta(spec, windows, precision, top_k, device))
+        metrics.update({"kld_reference": name, "kld_top_k": top_k})
+
+    perplexity = PerplexityAccumulator() if quality.ppl is not None else None
+    fidelity = FidelityAccumulator() if quality.kld is not None else None
+    built: list[ReferenceDistribution] = []
+    offset = 0
+    for log_probs, targets in scored_log_probs(scorer, windows, tick, "quality text"):
+        if perplexity is not None:
+            perplexity.add(log_probs, targets)
+        if fidelity is not None:
+            if build_top_k is not None:
+                rows = top_k_reference(log_probs, build_top_k)
+                built.append(rows)
+            else:
+                rows = reference.rows(offset, offset + len(targets)).to(log_probs.device)
+            fidelity.add(rows, log_probs)
+        offset += len(targets)
+    if built:
+        save_reference(entry, concatenate(built), _reference_meta(spec, windows, precision, build_top_k, device))
+
+    confidence = float(quality.confidence)
+    if perplexity is not None:
+        metrics.update(perplexity.metrics(confidence=confidence, context_tokens=windows.context_tokens, stride=windows.stride))
+    if fidelity is not None:
+        metrics.update(fidelity.metrics(confidence=confidence))
+    return metrics
+
+
+def _same_precision(a: DictConfig, b: DictConfig) -> bool:
+    return OmegaConf.to_container(a, resolve=True) == OmegaConf.to_container(b, resolve=True)
+
+
+def _reference_from_other_precision(
+    precision: DictConfig,
+    scorer: TokenScorer,
+    windows: TextWindows,
+    top_k: int,
+    spec: "ModelSpec",
+    device: "Device",
+    cache_dir: Path,
+    tick: Tick | None,
+) -> ReferenceDistribution:
+    import torch
+
+    loaded = load_reference_model(precision, scorer.family, spec, device, cache_dir)
+    reference = compute_reference(TokenScorer(scorer.family, loaded.model, loaded.processor, scorer.device), windows, top_k, tick)
+    # Free the reference model before this job's own pass: the two are in memory together only briefly.
+    del loaded
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return reference
+
+
+def _reference_meta(spec: "ModelSpec", windows: TextWindows, precision: DictConfig, top_k: int, device: "Device") -> dict[str, Any]:
+    return {
+        "model": spec.name,
+        "fingerprint": spec.fingerprint,
+        "precision": OmegaConf.to_container(precision, resolve=True),
+        "top_k": top_k,
+        "device": device.type,
+        "context_tokens": windows.context_tokens,
+        "stride": windows.stride,
+        "n_windows": len(windows.windows),
+        "n_tokens": windows.n_scored,
+        "windows_digest": windows.digest(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,281 @@
+"""The content of a sweep report: environment, tables, statistics, cost, quality, figures, findings."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from quantbench.analysis.analyze import Analysis
+from quantbench.analysis.findings import findings
+from quantbench.analysis.formatting import (
+    fmt_fixed,
+    fmt_interval,
+    fmt_number,
+    fmt_p,
+    fmt_pct,
+    fmt_ratio,
+    fmt_usd,
+)
+from quantbench.analysis.plots import Figure
+from quantbench.analysis.sweep import column_or_none
+from quantbench.report.document import Bullets, Document, Heading, Image, Paragraph, Table
+
+# (column, header, formatter) for the per-configuration tables.
+Column = tuple[str, str, Callable[[Any], str]]
+
+PERFORMANCE_COLUMNS: tuple[Column, ...] = (
+    ("tokens_per_s", "tokens/s", fmt_number),
+    ("qps", "QPS", fmt_number),
+    ("latency_p50_ms", "p50 ms", lambda v: fmt_fixed(v, 1)),
+    ("latency_p95_ms", "p95 ms", lambda v: fmt_fixed(v, 1)),
+    ("latency_p99_ms", "p99 ms", lambda v: fmt_fixed(v, 1)),
+    ("ttft_ms", "TTFT ms", lambda v: fmt_fixed(v, 1)),
+    ("tpot_ms", "TPOT ms", lambda v: fmt_fixed(v, 2)),
+    ("peak_memory_gb", "peak GB", fmt_number),
+    ("weight_memory_gb", "weights GB", fmt_number),
+    ("load_s", "load s", lambda v: fmt_fixed(v, 1)),
+    ("n_iterations", "n", fmt_number),
+)
+COST_COLUMNS: tuple[Column, ...] = (
+    ("price_per_hour", "$/hour", fmt_usd),
+    ("cost_per_1k_tokens_usd", "$ per 1k tokens", fmt_usd),
+    ("cost_per_query_usd", "$ per query", fmt_usd),
+    ("queries_per_dollar", "queries per $", fmt_number),
+    ("savings_vs_baseline_pct", "savings vs baseline", lambda v: fmt_pct(v, 1, signed=True)),
+)
+ROOFLINE_COLUMNS: tuple[Column, ...] = (
+    ("bytes_per_decode_step_mb", "MB read per decode step", lambda v: fmt_fixed(v, 2)),
+    ("ceiling_tokens_per_s", "ceiling tokens/s", fmt_number),
+    ("decode_tokens_per_s", "measured decode tokens/s", fmt_number),
+    ("roofline_pct", "% of ceiling", fmt_pct),
+    ("roofline_note", "note", str),
+)
+
+
+def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column, ...]) -> Table | None:
+    columns = tuple(column for column in columns if column_or_none(frame, column[0]) is not None)
+    if not columns or frame.height == 0:
+        return None
+    varying = analysis.varying_group_columns()
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    frame = frame.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
+    frame = frame.sort([*varying, "batch", "_rank"])
+    headers = (*(column.capitalize() for column in varying), "Batch", "Precision", *(header for _, header, _ in columns))
+    rows = tuple(
+        (
+            *(str(row[column]) for column in varying),
+            str(row["batch"]),
+            row["precision"],
+            *(formatter(row[column]) if row[column] is not None else "–" for column, _, formatter in columns),
+        )
+        for row in frame.iter_rows(named=True)
+    )
+    numeric = (*(False for _ in varying), True, False, *(column != "roofline_note" for column, _, _ in columns))
+    return Table(headers, rows, numeric)
+
+
+def _statistics_table(analysis: Analysis, metric: str) -> Table | None:
+    comparisons = analysis.throughput
+    if comparisons.height == 0 or "metric" not in comparisons.columns:
+        return None
+    frame = comparisons.filter(pl.col("metric") == metric)
+    if frame.height == 0:
+        return None
+    varying = analysis.varying_group_columns()
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    frame = frame.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
+    frame = frame.sort([*varying, "batch", "_rank"], nulls_last=True)
+    level = round(analysis.settings.confidence_level * 100)
+    headers = (*(column.capitalize() for column in varying), "Batch", "Precision", "Direction",
+               f"× vs {analysis.settings.baseline}", f"{level}% CI", "p", "n", "note")
+    rows = tuple(
+        (
+            *(str(row[column]) for column in varying),
+            "all (geo. mean)" if row["batch"] is None else str(row["batch"]),
+            row["precision"],
+            row["direction"],
+            fmt_ratio(row["ratio"]),
+            fmt_interval(row["ci_low"], row["ci_high"]),
+            fmt_p(row["p_value"]),
+            "–" if row["n_candidate"] is None else f"{row['n_candidate']} vs {row['n_baseline']}",
+            row["note"] or "",
+        )
+        for row in frame.iter_rows(named=True)
+    )
+    numeric = (*(False for _ in varying), True, False, False, True, True, True, True, False)
+    return Table(headers, rows, numeric)
+
+
+def _environment(analysis: Analysis) -> Table:
+    result = analysis.sweep.first_result() or {}
+    environment = result.get("environment") or {}
+    config = result.get("config") or {}
+    versions = environment.get("versions") or {}
+    bench = config.get("bench") or {}
+    model = config.get("model") or {}
+    table = analysis.table
+    first = table.row(0, named=True) if table.height else {}
+    entries = [
+        ("sweep directory", str(analysis.sweep.directory)),
+        ("model", f"{model.get('name', first.get('model', '–'))} ({model.get('source', '?')} source)"),
+        ("model note", model.get("note") or ""),
+        ("dataset", str(first.get("dataset", "–"))),
+        ("hardware config", str(first.get("hardware", "–"))),
+        ("device", f"{environment.get('device_name') or first.get('device', '–')} ({environment.get('device_type', '?')})"),
+        ("device memory", f"{environment['device_memory_gb']} GB" if environment.get("device_memory_gb") else ""),
+        ("CPU", f"{environment.get('cpu', '–')}, {environment.get('cpu_count', '?')} logical cores, "
+                f"{environment.get('torch_threads', '?')} torch threads"),
+        ("price per hour", f"{fmt_usd(first.get('price_per_hour'))} — {first.get('price_source', '')}"),
+        ("memory bandwidth", f"{fmt_number(first.get('memory_bandwidth_gb_s'))} GB/s — {first.get('bandwidth_source', '')}"),
+        ("bench", ", ".join(f"{key}={value}" for key, value in bench.items()) if bench else ""),
+        ("python", str(environment.get("python", "–"))),
+        ("packages", ", ".join(f"{name} {version}" for name, version in versions.items() if version)),
+        ("CUDA", str(environment.get("cuda") or "none")),
+        ("git commit", str(environment.get("git_commit") or "unknown")),
+        ("host", str(environment.get("hostname") or "")),
+    ]
+    rows = tuple((key, value) for key, value in entries if value)
+    return Table(("", "value"), rows)
+
+
+def _jobs(analysis: Analysis) -> list:
+    summary = analysis.sweep.summary
+    counts = summary.group_by("status").len().sort("status") if "status" in summary.columns else None
+    text = ", ".join(f"{count} {status}" for status, count in counts.iter_rows()) if counts is not None else ""
+    blocks: list = [Paragraph(f"{summary.height} jobs: {text}.")]
+    if counts is not None:
+        not_ok = summary.filter(pl.col("status") != "ok")
+        if not_ok.height:
+            rows = tuple(
+                (str(row.get("batch")), str(row.get("precision")), row["status"], row.get("reason") or "")
+                for row in not_ok.iter_rows(named=True)
+            )
+            blocks.append(Table(("Batch", "Precision", "Status", "Reason"), rows, (True, False, False, False)))
+    return blocks
+
+
+def _quality_columns(analysis: Analysis) -> list[str]:
+    """Each quality metric, and its interval columns where the quality run wrote them."""
+    columns = []
+    for metric in analysis.quality:
+        columns.append(metric.column)
+        columns += [f"{metric.column}{end}" for end in ("_ci_low", "_ci_high") if f"{metric.column}{end}" in analysis.table.columns]
+    return columns
+
+
+def _with_interval(row: dict[str, Any], column: str) -> str:
+    low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+    value = fmt_number(row[column], 4)
+    return value if low is None or high is None else f"{value} [{fmt_number(low, 4)}–{fmt_number(high, 4)}]"
+
+
+def _quality(analysis: Analysis) -> list:
+    blocks: list = []
+    if analysis.quality:
+        frame = analysis.table.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(
+            *(pl.col(column).drop_nulls().first() for column in _quality_columns(analysis)),
+            pl.col("weight_memory_gb").first() if "weight_memory_gb" in analysis.table.columns else pl.lit(None).alias("weight_memory_gb"),
+        )
+        rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+        frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
+        headers = (*(c.capitalize() for c in analysis.varying_group_columns()), "Precision",
+                   *(metric.label for metric in analysis.quality), "weights GB")
+        rows = tuple(
+            (*(str(row[c]) for c in analysis.varying_group_columns()), row["precision"],
+             *(_with_interval(row, metric.column) for metric in analysis.quality), fmt_number(row["weight_memory_gb"]))
+            for row in frame.iter_rows(named=True)
+        )
+        numeric = (*(False for _ in analysis.varying_group_columns()), False, *(True for _ in analysis.quality), True)
+        blocks.append(Table(headers, rows, numeric))
+        note = (analysis.sweep.first_result() or {}).get("config", {}).get("model", {}).get("note")
+        if note:
+            blocks.append(Paragraph(f"Model note: {note}."))
+    else:
+        blocks.append(Paragraph("No quality metrics in this sweep (run with quality on to measure accuracy, perplexity and KL divergence)."))
+    accuracy = analysis.accuracy
+    if accuracy.height:
+        blocks.append(Paragraph(
+            f"Paired accuracy against {analysis.settings.baseline}, question by question (McNemar's exact test on the "
+            "questions that exactly one of the two answers correctly):"
+        ))
+        rows = tuple(
+            (row["precision"], str(row["n_questions"]), fmt_pct(row["baseline_accuracy"] * 100),
+             fmt_pct(row["accuracy"] * 100), f"{row['accuracy_difference_points']:+.1f}",
+             f"{row['only_baseline_correct']} / {row['only_candidate_correct']}", fmt_p(row["p_value"]),
+             "yes" if row["significant"] else "no")
+            for row in accuracy.iter_rows(named=True)
+        )
+        blocks.append(Table(
+            ("Precision", "questions", f"{analysis.settings.baseline} accuracy", "accuracy", "Δ points",
+             f"only {analysis.settings.baseline} / only this correct", "p", f"significant at {analysis.settings.alpha}"),
+            rows, (False, True, True, True, True, True, True, False),
+        ))
+    return blocks
+
+
+def _figures(figures: list[Figure], report_dir: Path) -> list:
+    blocks: list = []
+    skipped = []
+    for figure in figures:
+        if figure.path is None:
+            skipped.append(f"{figure.title}: {figure.note}")
+            continue
+        link = Path(os.path.relpath(figure.path, report_dir)).as_posix()
+        blocks.append(Heading(3, figure.title))
+        blocks.append(Image(link, figure.title, figure.note))
+    if skipped:
+        blocks.append(Paragraph("Figures not drawn:"))
+        blocks.append(Bullets(tuple(skipped)))
+    return blocks
+
+
+def _method(analysis: Analysis) -> Bullets:
+    settings = analysis.settings
+    level = round(settings.confidence_level * 100)
+    return Bullets((
+        "Throughput of a configuration = total work / total time of its timed iterations (after warm-up); "
+        "tokens/s counts generated tokens only, QPS counts samples. Latency percentiles are over per-iteration "
+        "latency of one generate() call over the whole batch.",
+        f"Ratios are against `{settings.baseline}` at the same batch size. {level}% intervals: bootstrap (BCa, "
+        f"{settings.resamples} resamples, seed {settings.seed}) over iterations, each configuration resampled independently. "
+        "p: Welch's t-test on log per-iteration throughput, two-sided.",
+        f"Direction says faster/slower only where p < {settings.alpha}. Across batch sizes: geometric mean of the "
+        "per-batch ratios, interval from a joint bootstrap over all batches, p from the same Welch test applied to "
+        "the mean of the per-batch log differences (Welch-Satterthwaite degrees of freedom): a test of the "
+        "geometric mean itself, in which faster at one batch and slower at another cancel.",
+        "Cost assumes the machine is busy back to back at the measured throughput: $ per 1k tokens = price per hour / "
+        "3600 / tokens/s × 1000; savings compare $ per 1k tokens with the baseline at the same batch size.",
+        "Roofline: one decode step reads the stored weights once plus batch × KV bytes per token × average context "
+        "(prompt + half the generated tokens); ceiling = batch × bandwidth / bytes per step; measured = batch / TPOT.",
+        "GB = 10^9 bytes. Peak memory is allocated accelerator memory on a GPU, peak resident host memory on a CPU.",
+    ))
+
+
+def build_document(analysis: Analysis, figures: list[Figure], report_dir: Path) -> Document:
+    document = Document(f"quantbench report: {analysis.sweep.directory.name}")
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    document.add(Paragraph(
+        f"Sweep `{analysis.sweep.directory}`, analysed {generated}. Baseline precision: `{analysis.settings.baseline}`."
+    ))
+    if analysis.notes:
+        document.add(Bullets(tuple(analysis.notes)))
+    document.add(Heading(2, "Findings"), Bullets(tuple(findings(analysis))))
+    document.add(Heading(2, "Environment"), _environment(analysis))
+    document.add(Heading(2, "Jobs"), *_jobs(analysis))
+    sections = (
+        ("Performance", _config_table(analysis, analysis.table, PERFORMANCE_COLUMNS)),
+        (f"Statistics: tokens/s vs {analysis.settings.baseline}", _statistics_table(analysis, "tokens_per_s")),
+        (f"Statistics: QPS vs {analysis.settings.baseline}", _statistics_table(analysis, "qps")),
+        ("Cost", _config_table(analysis, analysis.table, COST_COLUMNS)),
+        ("Roofline (decode vs memory-bandwidth ceiling)", _config_table(analysis, analysis.table, ROOFLINE_COLUMNS)),
+    )
+    for title, table in sections:
+        document.add(Heading(2, title), table if table is not None else Paragraph("Not available for this sweep."))
+    document.add(Heading(2, "Quality"), *_quality(analysis))
+    document.add(Heading(2, "Figures"), *_figures(figures, report_dir))
+    document.add(Heading(2, "How these numbers were computed"), _method(analysis))
+    return document

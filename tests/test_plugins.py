@@ -1,0 +1,133 @@
+"""The example third-party plugin (examples/quantbench-plugin-example), installed and exercised.
+
+It is installed with pip into a temporary directory put on the import path (PYTHONPATH for
+subprocesses, sys.path in-process), not into the shared environment: a test run changes nothing
+that outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quantbench-plugin-example"
+QUICK = ["model=tiny-llama", "bench=quick", "analysis.report_at_end=false"]
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin, pip-installed into its own directory (metadata, entry points, YAML)."""
+    pytest.importorskip("torchao")
+    work = tmp_path_factory.mktemp("plugin")
+    source = work / "source"
+    # Built from a copy: the build leaves build/ and *.egg-info behind in the source tree.
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
+        check=True,
+        timeout=300,
+    )
+    return target
+
+
+def environment_with(path: Path | None) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("PYTHONPATH", None)
+    if path is not None:
+        environment["PYTHONPATH"] = str(path)
+    return environment
+
+
+def test_a_sweep_with_the_plugin_precision_from_the_command_line(plugin_path, tmp_path):
+    sweep = tmp_path / "sweep"
+    completed = subprocess.run(
+        [sys.executable, "-m", "quantbench", "-m", *QUICK, "precision=fp32,torchao-int8", f"hydra.sweep.dir={sweep}"],
+        env=environment_with(plugin_path), capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = pl.read_parquet(sweep / "summary.parquet")
+    rows = {row["precision"]: row for row in summary.iter_rows(named=True)}
+    assert set(rows) == {"fp32", "torchao-int8"}
+    assert rows["torchao-int8"]["status"] == "ok", rows["torchao-int8"]["reason"]
+    assert rows["torchao-int8"]["backend"] == "torchao"
+    assert rows["torchao-int8"]["torchao_method"] == "int8_weight_only"
+    # int8 weights in the decoder layers: clearly smaller than fp32, though embeddings stay fp32
+    assert rows["torchao-int8"]["weight_memory_gb"] < 0.7 * rows["fp32"]["weight_memory_gb"]
+
+
+def test_quantbench_list_shows_the_plugin_with_its_package_and_version(plugin_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "quantbench.cli", "list", "--device", "cpu"],
+        env=environment_with(plugin_path), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    backend_rows = [line for line in completed.stdout.splitlines() if line.startswith("│ torchao ")]
+    assert backend_rows, completed.stdout
+    assert "quantbench-torchao" in backend_rows[0] and "0.1.0" in backend_rows[0] and "yes" in backend_rows[0]
+    assert "precision=torchao-int8" in completed.stdout  # its config options, from the same package
+
+
+def test_without_the_plugin_its_precision_is_an_unknown_option(tmp_path):
+    from quantbench import registry
+
+    if "torchao" in registry.backends().names():
+        pytest.skip("the example plugin is installed in this environment itself")
+    completed = subprocess.run(
+        [sys.executable, "-m", "quantbench", *QUICK, "precision=torchao-int8", f"hydra.run.dir={tmp_path}"],
+        env=environment_with(None), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2
+    assert "unknown precision 'torchao-int8'; choose one of:" in completed.stderr
+
+
+def test_int4_on_cpu_is_skipped_and_int8_dynamic_runs(plugin_path, tmp_path, run_quantbench, monkeypatch):
+    monkeypatch.syspath_prepend(str(plugin_path))  # in-process: the registry and Hydra see it at once
+    sweep = run_quantbench(["-m", *QUICK, "hardware=cpu", "precision=torchao-int4,torchao-w8a8", "bench.isolation=none"], tmp_path)
+    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
+    assert rows["torchao-int4"]["status"] == "skipped"
+    assert "needs a CUDA GPU" in rows["torchao-int4"]["reason"]
+    assert rows["torchao-w8a8"]["status"] == "ok", rows["torchao-w8a8"]["reason"]
+    result = json.loads((Path(rows["torchao-w8a8"]["job_dir"]) / "result.json").read_text())
+    assert result["metrics"]["torchao_method"] == "int8_dynamic" and result["metrics"]["compute_dtype"] == "float32"
+
+
+def test_a_misspelt_key_in_a_plugin_option_is_named(plugin_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.syspath_prepend(str(plugin_path))
+    from quantbench_torchao.backend import read_settings
+
+    with pytest.raises(ValueError, match="sets metod, which the torchao backend does not know; use only: name, backend, method"):
+        read_settings(OmegaConf.create({"name": "x", "backend": "torchao", "metod": "int8_dynamic"}))
+    with pytest.raises(ValueError, match="unknown torchao method 'int3'; choose one of: int8_weight_only"):
+        read_settings(OmegaConf.create({"name": "x", "backend": "torchao", "method": "int3"}))
+
+
+def test_plugin_config_trees_join_only_quantbench_search_path(monkeypatch):
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from importlib.metadata import EntryPoint
+
+    from hydra_plugins.quantbench_searchpath.quantbench_searchpath import QuantbenchSearchPathPlugin
+    from quantbench import plugin_configs
+
+    fake = [EntryPoint("zzz", "site_conf_b", plugin_configs.CONFIGS_GROUP), EntryPoint("aaa", "site_conf_a:ignored", plugin_configs.CONFIGS_GROUP)]
+    monkeypatch.setattr(plugin_configs.metadata, "entry_points", lambda group: fake if group == plugin_configs.CONFIGS_GROUP else [])
+
+    def paths_after(main: str) -> list[str]:
+        search_path = ConfigSearchPathImpl()
+        search_path.append("hydra", "pkg://hydra.conf")
+        search_path.append("main", main)
+        QuantbenchSearchPathPlugin().manipulate_search_path(search_path)
+        return [element.path for element in search_path.get_path()]
+
+    assert paths_after("pkg://quantbench.conf")[-2:] == ["pkg://site_conf_a", "pkg://site_conf_b"]
+    assert paths_after("file:///usr/lib/python3/site-packages/quantbench/conf")[-1] == "pkg://site_conf_b"
+    assert paths_after("file:///home/me/other_app/conf") == ["pkg://hydra.conf", "file:///home/me/other_app/conf"]
