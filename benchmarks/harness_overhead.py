@@ -60,13 +60,10 @@ def main() -> int:
         f"model={args.model}", f"precision={args.precision}", f"batch={args.batch}", "hardware=cpu",
         f"bench.max_new_tokens={args.max_new_tokens}", f"bench.min_iterations={args.iterations}",
         f"bench.max_iterations={args.iterations}", "bench.min_seconds=0", f"bench.warmup_iterations={args.warmup}",
-        "+bench.isolation=none",
     ]
+    # run_job measures in this process (isolation belongs to the launcher), just like the bare loop.
     with initialize_config_module(config_module="quantbench.conf", version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=overrides)
-        except Exception:  # older trees without an isolation switch: the job runs in-process anyway
-            cfg = compose(config_name="config", overrides=overrides[:-1])
+        cfg = compose(config_name="config", overrides=overrides)
 
     family = registry.families().get(cfg.model.family)
     spec = resolve_model(cfg.model, family, cache_root(cfg.cache_dir))

@@ -73,6 +73,9 @@ class CalibrationConfig:
     # A dataset option (builtin, pubmedqa, wikitext2, or a plugin's) or the path of a plain text file.
     dataset: str = "builtin"
     path: Optional[str] = None  # replaces the dataset option's `path` (e.g. a local ori_pqal.json)
+    # replaces the dataset option's `split`: e.g. pubmedqa's train split, so that quality scores
+    # on the test split are never computed on calibration text
+    split: Optional[str] = None
     n_samples: int = 128  # token windows
     seq_len: int = 512  # tokens per window
     seed: int = 0  # which windows, in which order
@@ -155,7 +158,7 @@ class SyntheticImagesDatasetConfig(DatasetConfig):
 
 @dataclass
 class PubMedQADatasetConfig(DatasetConfig):
-    split: Optional[str] = "test"  # test: the standard 500-question split; all: the 1000 labelled
+    split: Optional[str] = "test"  # test: the standard 500 questions; train: the other 500; all: 1000
     test_ids_path: Optional[str] = None  # test_ground_truth.json; default: beside `path`
 
 

@@ -60,6 +60,8 @@ def test_pubmedqa_test_split_and_prompt(shared_data):
     test = PubMedQA().load(pubmedqa_config(path, split="test"))
     assert len(test) == 500
     assert len(PubMedQA().load(pubmedqa_config(path, split="all"))) == 1000
+    train = PubMedQA().load(pubmedqa_config(path, split="train"))
+    assert len(train) == 500 and not {s.id for s in train} & {s.id for s in test}
     sample = test[0]
     assert sample.text.startswith("Abstract: ") and sample.text.endswith("\nAnswer:")
     assert sample.answer in {"yes", "no", "maybe"}

@@ -136,6 +136,23 @@ def test_too_few_cpu_workers_is_a_clear_skip(monkeypatch):
         gptqmodel_environment()
 
 
+def test_first_use_announces_the_kernel_compilation(tmp_path, monkeypatch, caplog):
+    from quantbench.backends.gptqmodel_env import announce_compilation, cpu_workers_default
+
+    assert cpu_workers_default() >= 2
+    monkeypatch.setenv("GPTQMODEL_TORCH_EXTENSIONS_DIR", str(tmp_path))
+    with caplog.at_level("INFO", logger="quantbench"):
+        announce_compilation()
+    assert "compiles its C++ kernels on first use" in caplog.text
+    built = tmp_path / "int4_cpu" / "0123abcd"
+    built.mkdir(parents=True)
+    (built / "kernel.so").write_bytes(b"")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="quantbench"):
+        announce_compilation()
+    assert "compiles" not in caplog.text
+
+
 def test_group_size_misfit_is_skipped_before_quantizing(compose_config, cache_dir):
     # tiny-llama's widths are 128 (hidden) and 256 (MLP): 512 divides neither
     request = _request(compose_config, cache_dir, ["precision=gptq", "precision.group_size=512"])
@@ -185,6 +202,8 @@ def test_cache_key_changes_with_every_calibration_setting(compose_config, cache_
         key("precision.calibration.seq_len=256"),
         key("precision.calibration.seed=1"),
         key("precision.calibration.dataset=pubmedqa", f"precision.calibration.path={shared_data}/pubmedqa/ori_pqal.json"),
+        key("precision.calibration.dataset=pubmedqa", f"precision.calibration.path={shared_data}/pubmedqa/ori_pqal.json",
+            "precision.calibration.split=train"),
         key(f"precision.calibration.dataset={shared_data}/wikitext-2/test.txt"),
         key("precision.bits=8"),
         key("precision.group_size=64"),

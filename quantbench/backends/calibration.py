@@ -62,6 +62,8 @@ def dataset_config(calibration: DictConfig) -> DictConfig:
     config = OmegaConf.create(OmegaConf.to_container(config, resolve=True))
     if calibration.path is not None:
         config.path = str(calibration.path)
+    if calibration.get("split") is not None:
+        config.split = str(calibration.split)
     if config.get("path"):
         # Absolute, so the same setting means the same file from any working directory.
         config.path = str(Path(config.path).expanduser().resolve())

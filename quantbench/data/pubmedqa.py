@@ -2,7 +2,8 @@
 
 From a local `ori_pqal.json` (`dataset.path=...`) or from the hub (`qiaojin/PubMedQA`,
 config `pqa_labeled`). `split=test` keeps the standard 500-question test split, the PMIDs
-listed in `test_ground_truth.json` (by default the file beside `ori_pqal.json`).
+listed in `test_ground_truth.json` (by default the file beside `ori_pqal.json`); `split=train`
+keeps the other 500 (for calibration data that the test split never sees); `split=all` all 1000.
 Prompts follow lm-evaluation-harness: "Abstract: <contexts>\\nQuestion: <question>\\nAnswer:".
 """
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 CHOICES = ("yes", "no", "maybe")
-SPLITS = ("test", "all")
+SPLITS = ("test", "train", "all")
 TEST_IDS_FILE = "test_ground_truth.json"
 
 
@@ -115,11 +116,11 @@ class PubMedQA:
         else:
             source = str(config.hub_id)
             entries = _from_hub(config.hub_id, None)
-        if split == "test":
-            wanted = _test_ids(config)
-            entries = {pmid: entry for pmid, entry in entries.items() if pmid in wanted}
+        if split in ("test", "train"):
+            test_ids = _test_ids(config)
+            entries = {pmid: entry for pmid, entry in entries.items() if (pmid in test_ids) == (split == "test")}
             if not entries:
-                raise DatasetError(f"PubMedQA file {source}: none of the test-split PMIDs are in it")
+                raise DatasetError(f"PubMedQA file {source}: no questions of the {split} split are in it")
         samples = [_record(pmid, entry, source) for pmid, entry in entries.items()]
         if config.limit is not None:
             samples = samples[: int(config.limit)]

@@ -59,6 +59,7 @@ class DecoderFamily:
 
         from quantbench.models.tokenizer import train_tokenizer
 
+        architecture = dict(architecture)  # the caller's copy keys the cache: leave it as it was
         tokenizer = train_tokenizer(vocab_size=int(architecture.pop("tokenizer_vocab_size", 512)))
         config = AutoConfig.for_model(
             **architecture,
