@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from quantbench import registry
 from quantbench.cache import cache_root

@@ -8,7 +8,6 @@ both with a one-line reason. Only an interrupt from the user stops the sweep.
 
 from __future__ import annotations
 
-import gc
 import logging
 import traceback
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from quantbench.errors import JobSkipped
 from quantbench.logs import quiet_third_party_chatter, report_repeated_warnings
 from quantbench.measure.environment import capture_environment
 from quantbench.measure.loop import IterationSample, run_iterations, speed_metrics
-from quantbench.measure.memory import GB, MemoryTracker, weight_memory_bytes
+from quantbench.measure.memory import GB, MemoryTracker, release_memory, weight_memory_bytes
 from quantbench.measure.timing import DeviceClock, FirstTokenClock
 from quantbench.models.source import resolve_model
 from quantbench.progress import JobProgress
@@ -79,7 +78,7 @@ def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None)
         log.debug("job failed:\n%s", traceback.format_exc())
         (job_dir / "traceback.txt").write_text(traceback.format_exc())
     finally:
-        _release_memory()
+        release_memory()
         report_repeated_warnings(log)
     result = JobResult(
         status=status,
@@ -104,18 +103,6 @@ def _failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
 
-def _release_memory() -> None:
-    """In-process sweeps load one model after another: free the last one before the next."""
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def _one_line(result: JobResult) -> str:
     who = " ".join(f"{key}={result.identity[key]}" for key in ("model", "precision", "batch"))
     if result.status != "ok":
@@ -135,6 +122,9 @@ def measure_job(
     reason = backend.unavailable_reason(device) or backend.unsupported_reason(family, None)
     if reason:
         raise JobSkipped(reason)
+    batch_size = int(cfg.batch)
+    if batch_size < 1:
+        raise JobSkipped(f"batch must be at least 1, got {batch_size}")
     # The dataset is read before any model is loaded, so a malformed file fails in a second.
     dataset = registry.datasets().get(cfg.dataset.loader).load(cfg.dataset)
     if not dataset:
@@ -157,9 +147,6 @@ def measure_job(
     )
     load_s = clock.now() - load_started
 
-    batch_size = int(cfg.batch)
-    if batch_size < 1:
-        raise JobSkipped(f"batch must be at least 1, got {batch_size}")
     # The same batch every iteration: each timed iteration does identical work.
     samples = [dataset[index % len(dataset)] for index in range(batch_size)]
     prepared = family.prepare_batch(
@@ -223,5 +210,4 @@ def measure_job(
     # Quality (quality=[ppl,kld,pubmedqa]) on the model already loaded, after every speed number.
     metrics.update(evaluate_quality(cfg, loaded, family, spec, device, job_dir, progress))
     outputs = family.decode(loaded.processor, last_generated[0])[:4] if last_generated else []
-    del loaded
     return metrics, outputs

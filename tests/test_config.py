@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException

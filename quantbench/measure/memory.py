@@ -7,6 +7,7 @@ the model really holds. `get_memory_footprint()` counts parameters only and miss
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 from typing import Any, Iterable
@@ -51,6 +52,16 @@ def weight_memory_bytes(model: torch.nn.Module) -> int:
             for extra in _tensors_of(getattr(tensor, name, None)):
                 add(extra)
     return total
+
+
+def release_memory() -> None:
+    """Free what a model that was just dropped still holds: Python cycles, then cached CUDA blocks.
+
+    In-process sweeps load one model after another, and a quality job loads its reference
+    precision beside its own model: each must be gone before the next is measured."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _linux_peak_rss_bytes() -> int | None:

@@ -8,7 +8,6 @@ windows, caching the result and freeing that model before this job's pass.
 
 from __future__ import annotations
 
-import gc
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,15 +148,13 @@ def _reference_from_other_precision(
     cache_dir: Path,
     tick: Tick | None,
 ) -> ReferenceDistribution:
-    import torch
+    from quantbench.measure.memory import release_memory
 
     loaded = load_reference_model(precision, scorer.family, spec, device, cache_dir)
     reference = compute_reference(TokenScorer(scorer.family, loaded.model, loaded.processor, scorer.device), windows, top_k, tick)
     # Free the reference model before this job's own pass: the two are in memory together only briefly.
     del loaded
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_memory()
     return reference
 
 
