@@ -38,6 +38,21 @@ def _adds_search_path(argument: str) -> bool:
     return argument.lstrip("+").startswith("hydra.searchpath") or argument.split("=")[0] in ("-cd", "--config-dir")
 
 
+def compose_option(group: str, name: str):
+    """The `<group>=<name>` config node as the app composes it (plugins' options included)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from quantbench.schema import register_configs
+
+    register_configs()
+    overrides = [f"{group}={name}"]
+    if GlobalHydra.instance().is_initialized():  # inside the app: its search path, plugins included
+        return compose(config_name="config", overrides=overrides)[group]
+    with initialize_config_module(config_module="quantbench.conf", version_base=None):
+        return compose(config_name="config", overrides=overrides)[group]
+
+
 def check_group_choices(arguments: list[str]) -> str | None:
     """A one-line error for the first unknown group option in `arguments`, else None."""
     from hydra import initialize_config_module

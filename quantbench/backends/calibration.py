@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from quantbench.errors import QuantbenchError
+from quantbench.overrides import compose_option
 
 if TYPE_CHECKING:
     from quantbench.data.base import Sample
@@ -30,21 +31,6 @@ class CalibrationError(QuantbenchError):
 
 def is_text_file_setting(dataset: str) -> bool:
     return "/" in dataset or dataset.endswith(".txt")
-
-
-def compose_option(group: str, name: str) -> DictConfig:
-    """The `<group>=<name>` config node as the app composes it (plugins' options included)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from quantbench.schema import register_configs
-
-    register_configs()
-    overrides = [f"{group}={name}"]
-    if GlobalHydra.instance().is_initialized():  # inside the app: its search path, plugins included
-        return compose(config_name="config", overrides=overrides)[group]
-    with initialize_config_module(config_module="quantbench.conf", version_base=None):
-        return compose(config_name="config", overrides=overrides)[group]
 
 
 def dataset_config(calibration: DictConfig) -> DictConfig:

@@ -41,18 +41,12 @@ def reference_precision_name(setting: str, device: "Device") -> str:
 
 def compose_precision(name: str) -> DictConfig:
     """The `precision=<name>` config node as the app composes it (plugins' options included)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    from quantbench.schema import register_configs
+    from quantbench.overrides import compose_option
 
-    register_configs()
     try:
-        if GlobalHydra.instance().is_initialized():  # inside the app: its search path, plugins included
-            return compose(config_name="config", overrides=[f"precision={name}"]).precision
-        with initialize_config_module(config_module="quantbench.conf", version_base=None):
-            return compose(config_name="config", overrides=[f"precision={name}"]).precision
+        return compose_option("precision", name)
     except HydraException as error:
         raise QualityUnavailable(f"reference precision '{name}' is not a precision option ({error}); set quality.kld.reference") from None
 
