@@ -57,6 +57,9 @@ class _DropMessages(logging.Filter):
         return record.levelno >= logging.ERROR or not any(f in str(record.msg) for f in self.fragments)
 
 
+_torchao_enum_notice = _DropMessages(("is an Enum subclass",))
+
+
 def quiet_third_party_chatter() -> None:
     """Import-time notices and per-file progress bars that say nothing about the benchmark.
 
@@ -64,7 +67,9 @@ def quiet_third_party_chatter() -> None:
       imported by transformers when installed); harmless for inference.
     - transformers draws a tqdm bar for every shard it loads or writes; our own progress covers it.
     """
-    logging.getLogger("torch.utils._pytree").addFilter(_DropMessages(("is an Enum subclass",)))
+    pytree = logging.getLogger("torch.utils._pytree")
+    if _torchao_enum_notice not in pytree.filters:  # every job calls this; add the filter once
+        pytree.addFilter(_torchao_enum_notice)
     try:
         from transformers.utils import logging as transformers_logging
 
