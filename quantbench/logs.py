@@ -41,10 +41,18 @@ _filter = RepeatedWarningFilter()
 
 
 def quiet_repeated_warnings() -> RepeatedWarningFilter:
-    for name in NOISY_LOGGERS:
-        logger = logging.getLogger(name)
-        if _filter not in logger.filters:
-            logger.addFilter(_filter)
+    """Filter the noisy loggers and every logger below them that exists now.
+
+    A logger's filters see only records logged on that logger, not those its children propagate
+    up (bitsandbytes logs on "bitsandbytes.autograd._functions"), so each one gets the filter;
+    call this after the noisy package is imported, when its module loggers exist.
+    """
+    existing = list(logging.root.manager.loggerDict)
+    for prefix in NOISY_LOGGERS:
+        for name in [prefix, *(name for name in existing if name.startswith(prefix + "."))]:
+            logger = logging.getLogger(name)
+            if _filter not in logger.filters:
+                logger.addFilter(_filter)
     return _filter
 
 

@@ -371,3 +371,12 @@ def test_skipped_jobs_are_left_out_of_the_statistics(tmp_path):
     analysis = analyze(write_sweep(tmp_path, SyntheticSweep(precisions=precisions, iterations=5)), SETTINGS)
     assert "nf4" not in analysis.throughput["precision"].to_list()
     assert analysis.table.height == 4
+
+
+def test_labels_of_points_on_top_of_each_other_are_stacked_not_overprinted():
+    from quantbench.analysis.plots import _stacked_label_offsets
+
+    # bf16 and fp16: the same weight size and nearly the same perplexity; fp32 far away.
+    memory, perplexity = [0.269, 0.269, 0.538, None], [27.61, 27.63, 27.61, 30.0]
+    assert _stacked_label_offsets(memory, perplexity) == [(5, 4), (5, 14), (5, 4), (5, 4)]
+    assert _stacked_label_offsets([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == [(5, 4), (5, 14), (5, 24)]

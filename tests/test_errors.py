@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -126,3 +127,19 @@ def test_missing_local_model_directory(tmp_path, run_quantbench):
     run_dir = run_app_expect_failure(run_quantbench, tmp_path, ["model=local", f"model.path={tmp_path / 'none'}", "bench=quick"])
     result = json.loads((run_dir / "result.json").read_text())
     assert "no transformers model at" in result["reason"]
+
+
+def test_nf4_on_cpu_with_layer_widths_its_kernels_cannot_tile_is_skipped_with_the_remedy(tmp_path, run_quantbench):
+    # intermediate 96: down_proj's input width is not a multiple of 64, which bitsandbytes' CPU
+    # kernel only reports as an opaque reshape error at the first forward pass.
+    sweep = run_quantbench(
+        ["-m", *QUICK, "model.architecture.intermediate_size=96", "precision=nf4",
+         "precision.skip_modules=[lm_head],[lm_head,down_proj]"],
+        tmp_path,
+    )
+    by_job = {Path(row["job_dir"]).name: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
+    default, remedied = by_job["0"], by_job["1"]
+    assert default["status"] == "skipped"
+    assert "multiple of 64" in default["reason"] and "model.layers.0.mlp.down_proj (96->128)" in default["reason"]
+    assert "precision.skip_modules=[lm_head,down_proj]" in default["reason"]
+    assert remedied["status"] == "ok"  # the remedy the reason names works

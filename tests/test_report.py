@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from synthetic_sweep import SyntheticPrecision, SyntheticSweep, write_sweep
 
 from quantbench import cli
+from quantbench.analysis.analyze import analyze
+from quantbench.analysis.findings import findings
 from quantbench.analysis.formatting import fmt_number, fmt_p, fmt_ratio
 from quantbench.analysis.stats import StatsSettings
 from quantbench.report import write_report
@@ -187,3 +190,20 @@ def test_a_real_sweep_writes_its_report_at_the_end(tmp_path, run_quantbench):
         assert ratio == fmt_ratio(values[precision] / values["fp32"])
     # On this CPU the bandwidth is measured (and cached), and the price estimated per core.
     assert "measured: numpy copy bandwidth" in markdown and "cores x $" in markdown
+
+
+def test_a_sweep_whose_jobs_ran_on_different_software_says_so(tmp_path):
+    sweep = write_sweep(tmp_path, SyntheticSweep(batches=(1,)))
+    assert not [line for line in findings(analyze(sweep, SETTINGS)) if "same software" in line]
+    # As after `quantbench resume` with a newer checkout and torch: two jobs differ.
+    job_dirs = sorted(path for path in sweep.iterdir() if (path / "result.json").is_file())
+    for index, job_dir in enumerate(job_dirs):
+        result = json.loads((job_dir / "result.json").read_text())
+        result["environment"]["git_commit"] = "fedcba9876543210"
+        if index < 2:
+            result["environment"] |= {"git_commit": "0123456789abcdef-dirty", "versions": {"torch": "newer"}}
+        (job_dir / "result.json").write_text(json.dumps(result))
+    mixed = [line for line in findings(analyze(sweep, SETTINGS)) if "same software" in line]
+    assert len(mixed) == 1
+    assert "git_commit: 0123456789-dirty (fp32@1, bf16@1), fedcba9876 (int8@1, nf4@1)" in mixed[0]
+    assert "torch: newer (fp32@1, bf16@1), test (" in mixed[0]

@@ -42,6 +42,7 @@ def findings(analysis: Analysis) -> list[str]:
     lines += _quality(analysis)
     lines += _roofline(analysis)
     lines += _iterations(analysis)
+    lines += _mixed_software(analysis)
     return lines
 
 
@@ -190,3 +191,49 @@ def _iterations(analysis: Analysis) -> list[str]:
         f"Some configurations have only {fewest} timed iterations (fewer than {analysis.settings.min_iterations}): "
         "their intervals and p-values are rough; run with a larger bench.min_iterations."
     ]
+
+
+# What a job records about the software that measured it; any of these differing inside one
+# hardware group means its rows were not measured together (a resumed sweep after an upgrade,
+# summaries of separate runs merged): their speed comparisons assume the same conditions.
+_SOFTWARE_FIELDS = ("git_commit", "python", "torch_threads")
+
+
+def _software_of(result: dict) -> dict[str, str]:
+    environment = result.get("environment") or {}
+    fields = {name: str(environment.get(name)) for name in _SOFTWARE_FIELDS if environment.get(name) is not None}
+    if "git_commit" in fields:  # 10 hex digits name a commit; keep the -dirty mark
+        commit, dirty, _ = fields["git_commit"].partition("-dirty")
+        fields["git_commit"] = commit[:10] + ("-dirty" if dirty else "")
+    versions = environment.get("versions") or {}
+    return fields | {name: str(version) for name, version in versions.items() if version}
+
+
+def _mixed_software(analysis: Analysis) -> list[str]:
+    ok = analysis.sweep.ok
+    if "job_dir" not in ok.columns:
+        return []
+    by_group: dict[tuple, dict[str, dict[str, list[str]]]] = {}
+    for row in ok.iter_rows(named=True):
+        result = analysis.sweep.result(row["job_dir"])
+        if result is None:
+            continue
+        group = tuple(row.get(column) for column in analysis.varying_group_columns())
+        label = f"{row.get('precision')}@{row.get('batch')}"
+        for name, value in _software_of(result).items():
+            by_group.setdefault(group, {}).setdefault(name, {}).setdefault(value, []).append(label)
+    lines = []
+    for group, fields in by_group.items():
+        differing = {name: values for name, values in fields.items() if len(values) > 1}
+        if not differing:
+            continue
+        where = ", ".join(f"{column} {value}" for column, value in zip(analysis.varying_group_columns(), group))
+        details = "; ".join(
+            f"{name}: " + ", ".join(f"{value} ({', '.join(labels)})" for value, labels in values.items())
+            for name, values in differing.items()
+        )
+        lines.append(
+            f"Not every job{f' ({where})' if where else ''} was measured with the same software ({details}): "
+            "a resumed or merged sweep; compare speeds across them only if the machine's conditions were the same."
+        )
+    return lines

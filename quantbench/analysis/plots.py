@@ -211,8 +211,8 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
         names = labels(analysis, frame)
         xs, ys = frame[memory].to_list(), frame[metric.column].to_list()
         ax.scatter(xs, ys, s=40, zorder=3)
-        for x, y, name in zip(xs, ys, names):
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        for x, y, name, offset in zip(xs, ys, names, _stacked_label_offsets(xs, ys)):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
         frontier = _pareto_front(xs, ys, metric.higher_is_better)
         ax.plot([xs[i] for i in frontier], [ys[i] for i in frontier], color="grey", linestyle="--", label="Pareto frontier")
         ax.set_xlabel(f"{memory.replace('_gb', '').replace('_', ' ')} (GB)")
@@ -225,6 +225,23 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
 
 
 _quality_vs_memory.required = ()
+
+
+def _stacked_label_offsets(xs: list[float], ys: list[float], near: float = 0.03, line_points: int = 10) -> list[tuple[int, int]]:
+    """Label offsets (points) that stack the labels of points lying almost on top of each other.
+
+    Points within `near` of each axis' span (e.g. bf16 and fp16: same weight size, nearly the same
+    quality) would print their labels over one another; each later one goes a line higher.
+    """
+    x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)  # None (not measured): nan, near nothing
+
+    def span(values: np.ndarray) -> float:
+        finite = values[np.isfinite(values)]
+        return float(finite.max() - finite.min()) if finite.size and finite.max() > finite.min() else 1.0
+
+    close_x = np.abs(x[:, None] - x[None, :]) <= near * span(x)
+    close_y = np.abs(y[:, None] - y[None, :]) <= near * span(y)
+    return [(5, 4 + int((close_x[index, :index] & close_y[index, :index]).sum()) * line_points) for index in range(len(xs))]
 
 
 def _pareto_front(memory: list[float], quality: list[float], higher_is_better: bool) -> list[int]:

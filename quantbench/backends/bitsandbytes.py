@@ -6,8 +6,11 @@ from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest, missing_package_reason
 from quantbench.backends.dense import load_with_transformers, torch_dtype
+from quantbench.errors import JobSkipped
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
@@ -33,7 +36,10 @@ class _BitsAndBytesBackend:
         return None
 
     def load(self, request: LoadRequest) -> LoadedModel:
-        # Quiet bitsandbytes' per-call CPU warnings before its first import (see quantbench.logs).
+        # Quiet bitsandbytes' per-call CPU warnings (see quantbench.logs); importing it first
+        # creates the module loggers the filter goes on.
+        import bitsandbytes  # noqa: F401
+
         from quantbench.logs import quiet_repeated_warnings
 
         quiet_repeated_warnings()
@@ -55,9 +61,49 @@ class BnbInt8Backend(_BitsAndBytesBackend):
         )
 
 
+# bitsandbytes' CPU 4-bit matmul (0.50) works on whole tiles: a quantized layer whose input width
+# is not a multiple of 64 (the quantization block) or whose output width is not a multiple of 32
+# fails at its first forward pass with an opaque assertion or reshape error.
+CPU_4BIT_INPUT_MULTIPLE = 64
+CPU_4BIT_OUTPUT_MULTIPLE = 32
+
+
+def cpu_4bit_misfits(model: "nn.Module") -> list[tuple[str, int, int]]:
+    """(name, input width, output width) of each 4-bit layer the CPU kernels cannot multiply."""
+    import bitsandbytes as bnb
+
+    return [
+        (name, module.in_features, module.out_features)
+        for name, module in model.named_modules()
+        if isinstance(module, bnb.nn.Linear4bit)
+        and (module.in_features % CPU_4BIT_INPUT_MULTIPLE or module.out_features % CPU_4BIT_OUTPUT_MULTIPLE)
+    ]
+
+
+def cpu_4bit_skip_reason(misfits: list[tuple[str, int, int]], skip_modules: list[str]) -> str:
+    examples = ", ".join(f"{name} ({width_in}->{width_out})" for name, width_in, width_out in misfits[:3])
+    leaf_names = dict.fromkeys(name.rsplit(".", 1)[-1] for name, _, _ in misfits)
+    keep = ",".join(dict.fromkeys([*skip_modules, *leaf_names]))
+    return (
+        f"bitsandbytes' CPU 4-bit kernels need each quantized layer's input width to be a multiple of "
+        f"{CPU_4BIT_INPUT_MULTIPLE} and output width of {CPU_4BIT_OUTPUT_MULTIPLE}; {len(misfits)} layers are not, "
+        f"e.g. {examples}: run on a GPU, or keep them unquantized with precision.skip_modules=[{keep}]"
+    )
+
+
 class BnbFourBitBackend(_BitsAndBytesBackend):
     name = "bnb-nf4"
     description = "bitsandbytes 4-bit NF4/FP4 weights"
+
+    def load(self, request: LoadRequest) -> LoadedModel:
+        loaded = super().load(request)
+        if not request.device.is_cuda:
+            # Checked here, on the loaded model, because which layers get quantized is decided by
+            # transformers (skip_modules, tied heads), not by the config alone.
+            misfits = cpu_4bit_misfits(loaded.model)
+            if misfits:
+                raise JobSkipped(cpu_4bit_skip_reason(misfits, list(request.precision.skip_modules)))
+        return loaded
 
     def quantization_config(self, request: LoadRequest):
         from transformers import BitsAndBytesConfig
