@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from quantbench.overrides import check_group_choices
+from quantbench.errors import QuantbenchError
+from quantbench.overrides import check_group_choices, sweep_ready_overrides
 from quantbench.schema import register_configs
 
 
@@ -38,6 +39,11 @@ def main() -> None:
     register_configs()
     error = check_group_choices(sys.argv[1:])
     if error:
+        print(f"quantbench: {error}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.argv[1:] = sweep_ready_overrides(sys.argv[1:])
+    except QuantbenchError as error:
         print(f"quantbench: {error}", file=sys.stderr)
         sys.exit(2)
     app()

@@ -1,11 +1,15 @@
-"""Check config-group choices on the command line before Hydra composes anything.
+"""Command-line overrides, checked and prepared before Hydra composes anything.
 
-Hydra reports an unknown option over several lines; a user who typed `precision=nf5` should get
-one line that names the valid choices.
+- Hydra reports an unknown option over several lines; a user who typed `precision=nf5` should get
+  one line that names the valid choices.
+- In a sweep, Hydra composes the sweep-level config with each swept group at its default option,
+  so `-m precision=gptq,awq precision.calibration.n_samples=64` fails: the default fp32 has no
+  `calibration`. A setting of a swept group is made to apply where the swept options have it.
 """
 
 from __future__ import annotations
 
+from quantbench.errors import QuantbenchError
 from quantbench.schema import is_schema_option
 
 _SWEEP_FUNCTIONS = ("glob(", "range(", "choice(", "interval(", "sort(", "shuffle(", "tag(")
@@ -85,3 +89,83 @@ def check_group_choices(arguments: list[str]) -> str | None:
     finally:
         GlobalHydra.instance().clear()
     return None
+
+
+def _is_multirun(arguments: list[str]) -> bool:
+    return any(argument in ("-m", "--multirun") for argument in arguments)
+
+
+def _swept_groups(arguments: list[str], groups: set[str]) -> dict[str, list[str] | None]:
+    """Each group swept on the command line: its listed options, or None for a sweep function."""
+    swept: dict[str, list[str] | None] = {}
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        key, _, value = argument.partition("=")
+        key = key.lstrip("+~")
+        if key not in groups:
+            continue
+        value = value.strip()
+        if any(function in value for function in _SWEEP_FUNCTIONS) or "],[" in value.replace(" ", ""):
+            swept[key] = None  # a sweep function, or a sweep over lists of options
+        elif not value.startswith("[") and len(_values(value)) > 1:  # `[a,b]` selects both: no sweep
+            swept[key] = _values(value)
+    return swept
+
+
+def _composable(group: str, names: list[str]) -> dict:
+    """The composed node of each option; one that fails to compose is left to Hydra to report."""
+    nodes = {}
+    for name in names:
+        try:
+            nodes[name] = compose_option(group, name)
+        except Exception:  # noqa: BLE001 - Hydra's own error, with its context, comes when the job composes
+            continue
+    return nodes
+
+
+def sweep_ready_overrides(arguments: list[str]) -> list[str]:
+    """`arguments` with each plain `group.key=value` of a swept group made `++group.key=value`.
+
+    Hydra builds the sweep-level config before expanding the sweep, with every swept group at its
+    default option, and rejects a setting that option lacks. `++` lets the sweep-level config take
+    the setting, and each job's config gets it as its option defines it (an option without the
+    setting carries it unused). A setting that no swept option has is a typo: a one-line error.
+    """
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    if not _is_multirun(arguments) or any(_adds_search_path(argument) for argument in arguments):
+        return arguments
+    initialize_config_module(config_module="quantbench.conf", version_base="1.3")
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        swept = _swept_groups(arguments, set(loader.list_groups("")))
+        targeted = {argument.partition(".")[0] for argument in arguments if "." in argument.partition("=")[0]}
+        swept = {group: listed for group, listed in swept.items() if group in targeted}
+        if not swept:  # the common sweep: nothing to check, nothing composed
+            return arguments
+        options = {
+            group: listed or sorted(o for o in loader.get_group_options(group) if not is_schema_option(o))
+            for group, listed in swept.items()
+        }
+        nodes = {group: _composable(group, names) for group, names in options.items()}
+    finally:
+        GlobalHydra.instance().clear()
+    absent = object()
+    prepared = []
+    for argument in arguments:
+        key, _, _ = argument.partition("=")
+        group, _, setting = key.partition(".")
+        if argument.startswith(("-", "+", "~")) or "=" not in argument or not setting or not nodes.get(group):
+            prepared.append(argument)
+            continue
+        if not any(OmegaConf.select(node, setting, default=absent, throw_on_missing=False) is not absent
+                   for node in nodes[group].values()):
+            raise QuantbenchError(
+                f"'{key}' is not a setting of any swept {group} ({', '.join(nodes[group])}); "
+                f"check the name, or add a new key with +{key}"
+            )
+        prepared.append("++" + argument)
+    return prepared

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import pytest
 
 from quantbench.collect import METRIC_COLUMNS
 
@@ -39,6 +40,28 @@ def test_multirun_over_precisions_and_batches(tmp_path, run_quantbench):
     iterations = pl.read_parquet(job / "iterations.parquet")
     assert iterations.height == result["metrics"]["n_iterations"] == 3
     assert set(iterations.columns) >= {"latency_ms", "ttft_ms", "tpot_ms", "n_generated_tokens"}
+
+
+def test_a_setting_of_a_swept_group_applies_to_the_options_that_have_it(tmp_path, run_quantbench):
+    # Plain Hydra rejects this sweep: it composes the sweep-level config with the default fp32,
+    # which has no quant_type.
+    sweep = run_quantbench(["-m", *QUICK, "precision=fp32,nf4", "precision.quant_type=fp4"], tmp_path)
+    configs = {
+        result["config"]["precision"]["name"]: result["config"]["precision"]
+        for result in (json.loads((sweep / job / "result.json").read_text()) for job in ("0", "1"))
+    }
+    assert configs["nf4"]["quant_type"] == "fp4"
+    assert pl.read_parquet(sweep / "summary.parquet")["status"].to_list() == ["ok", "ok"]
+
+
+def test_a_misspelt_setting_of_a_swept_group_is_one_line(tmp_path, run_quantbench, capsys):
+    with pytest.raises(AssertionError, match="exited with 2"):
+        run_quantbench(["-m", *QUICK, "precision=fp32,nf4", "precision.quant_tpye=fp4"], tmp_path)
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "quantbench: 'precision.quant_tpye' is not a setting of any swept precision (fp32, nf4); "
+        "check the name, or add a new key with +precision.quant_tpye"
+    )
 
 
 def test_single_run_prints_a_table(tmp_path, run_quantbench, capsys):
