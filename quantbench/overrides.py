@@ -57,6 +57,15 @@ def compose_option(group: str, name: str):
         return compose(config_name="config", overrides=overrides)[group]
 
 
+def _assignments(arguments: list[str]):
+    """(key without +/++/~ prefix, value) of each `key=value` argument; flags are left out."""
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        key, _, value = argument.partition("=")
+        yield key.lstrip("+~"), value
+
+
 def check_group_choices(arguments: list[str]) -> str | None:
     """A one-line error for the first unknown group option in `arguments`, else None."""
     from hydra import initialize_config_module
@@ -65,11 +74,7 @@ def check_group_choices(arguments: list[str]) -> str | None:
     if any(_adds_search_path(argument) for argument in arguments):
         return None  # options from a search path given here are unknown to the check below: Hydra reports them
     candidates = []
-    for argument in arguments:
-        if argument.startswith("-") or "=" not in argument:
-            continue
-        key, _, value = argument.partition("=")
-        key = key.lstrip("+~")
+    for key, value in _assignments(arguments):
         if "." in key or "/" in key or key.startswith("hydra") or any(f in value for f in _SWEEP_FUNCTIONS):
             continue
         candidates.append((key, _values(value)))
@@ -98,11 +103,7 @@ def _is_multirun(arguments: list[str]) -> bool:
 def _swept_groups(arguments: list[str], groups: set[str]) -> dict[str, list[str] | None]:
     """Each group swept on the command line: its listed options, or None for a sweep function."""
     swept: dict[str, list[str] | None] = {}
-    for argument in arguments:
-        if argument.startswith("-") or "=" not in argument:
-            continue
-        key, _, value = argument.partition("=")
-        key = key.lstrip("+~")
+    for key, value in _assignments(arguments):
         if key not in groups:
             continue
         value = value.strip()

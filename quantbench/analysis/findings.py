@@ -194,8 +194,9 @@ def _iterations(analysis: Analysis) -> list[str]:
 
 
 # What a job records about the software that measured it; any of these differing inside one
-# hardware group means its rows were not measured together (a resumed sweep after an upgrade,
-# summaries of separate runs merged): their speed comparisons assume the same conditions.
+# group of the sweep (same model, hardware, ...) means its rows were not measured together (a
+# resumed sweep after an upgrade, summaries of separate runs merged): their speed comparisons
+# assume the same conditions.
 _SOFTWARE_FIELDS = ("git_commit", "python", "torch_threads")
 
 
@@ -214,11 +215,13 @@ def _mixed_software(analysis: Analysis) -> list[str]:
     if "job_dir" not in ok.columns:
         return []
     by_group: dict[tuple, dict[str, dict[str, list[str]]]] = {}
+    first_row_of: dict[tuple, dict] = {}  # names the group in the sentence, as every finding does
     for row in ok.iter_rows(named=True):
         result = analysis.sweep.result(row["job_dir"])
         if result is None:
             continue
         group = tuple(row.get(column) for column in analysis.varying_group_columns())
+        first_row_of.setdefault(group, row)
         label = f"{row.get('precision')}@{row.get('batch')}"
         for name, value in _software_of(result).items():
             by_group.setdefault(group, {}).setdefault(name, {}).setdefault(value, []).append(label)
@@ -227,13 +230,12 @@ def _mixed_software(analysis: Analysis) -> list[str]:
         differing = {name: values for name, values in fields.items() if len(values) > 1}
         if not differing:
             continue
-        where = ", ".join(f"{column} {value}" for column, value in zip(analysis.varying_group_columns(), group))
         details = "; ".join(
             f"{name}: " + ", ".join(f"{value} ({', '.join(labels)})" for value, labels in values.items())
             for name, values in differing.items()
         )
         lines.append(
-            f"Not every job{f' ({where})' if where else ''} was measured with the same software ({details}): "
+            f"Not every job{_where(analysis, first_row_of[group])} was measured with the same software ({details}): "
             "a resumed or merged sweep; compare speeds across them only if the machine's conditions were the same."
         )
     return lines
