@@ -15,20 +15,24 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from quantbench.errors import QuantbenchError
-from quantbench.overrides import check_group_choices, sweep_ready_overrides
+from quantbench.help import register_help_resolver
+from quantbench.overrides import prepare_arguments
 from quantbench.schema import register_configs
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from quantbench.collect import frame_from_rows, print_table, result_row
-    from quantbench.execute import execute_job
+    from quantbench.collect import frame_from_rows, job_rows, print_table
+    from quantbench.execute import command_line_keys, execute_job
+    from quantbench.interrupt import note_running
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    note_running(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir, multirun)
     # Resumed, isolated in a child process (bench.isolation=process) or run here (none).
-    result = execute_job(cfg, Path(hydra_cfg.runtime.output_dir))
+    result = execute_job(cfg, Path(hydra_cfg.runtime.output_dir), command_line_keys(hydra_cfg))
     if hydra_cfg.mode == RunMode.RUN:
-        print_table(frame_from_rows([result_row(result.to_json())]), f"quantbench: {hydra_cfg.runtime.output_dir}")
+        print_table(frame_from_rows(job_rows(result.to_json())), f"quantbench: {hydra_cfg.runtime.output_dir}")
         if result.sample_output:
             print(f"sample output: {result.sample_output[0]!r}")
         if result.status != "ok":
@@ -37,16 +41,19 @@ def app(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_configs()
-    error = check_group_choices(sys.argv[1:])
-    if error:
-        print(f"quantbench: {error}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        sys.argv[1:] = sweep_ready_overrides(sys.argv[1:])
+    register_help_resolver()
+    try:  # one line for a mistake on the command line, before Hydra composes anything
+        sys.argv[1:] = prepare_arguments(sys.argv[1:])
     except QuantbenchError as error:
         print(f"quantbench: {error}", file=sys.stderr)
         sys.exit(2)
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C: the summary so far and one line, not a traceback
+        from quantbench.interrupt import INTERRUPTED_EXIT_CODE, after_interrupt
+
+        print(after_interrupt(), file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
 
 
 def main_from_cli(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from quantbench.backends.checkpoint_cache import QUANTIZED_DIR, read_manifest, size_on_disk_bytes
 from quantbench.cache import TEMPORARY_PREFIX
+from quantbench.gguf.store import GGUF_DIR, gguf_details
 
 SCRATCH_DIR = "tmp"
 
@@ -39,6 +40,8 @@ class CacheEntry:
     def details(self) -> str:
         if self.partial:
             return "in progress or interrupted"
+        if self.kind == GGUF_DIR:
+            return gguf_details(self.path)
         if self.kind != QUANTIZED_DIR:
             return ""
         manifest = read_manifest(self.path)

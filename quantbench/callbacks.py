@@ -15,6 +15,12 @@ log = logging.getLogger("quantbench")
 class CollectSweep(Callback):
     """Collect every job's result.json into summary.parquet/.csv and print the table."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from quantbench.interrupt import note_running
+
+        # Where a Ctrl-C writes the summary so far, whichever launcher runs the jobs (and where).
+        note_running(Path(config.hydra.sweep.dir), multirun=True)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from quantbench.collect import SUMMARY_PARQUET, print_table, write_summary
 
@@ -29,10 +35,11 @@ class CollectSweep(Callback):
 def write_sweep_report(sweep_dir: Path, config: DictConfig) -> None:
     """report.md/.html after collection. The measurements are already safe on disk, so a report
     that cannot be written is a warning with the command to retry, not a failed sweep."""
-    from quantbench.report import settings_from_config, write_report
+    from quantbench.report import write_report
+    from quantbench.schema import AnalysisConfig
 
     try:
-        files = write_report(sweep_dir, settings_from_config(config.analysis), cache_dir=Path(config.cache_dir).expanduser())
+        files = write_report(sweep_dir, AnalysisConfig.from_values(config.analysis))
     except Exception as error:  # noqa: BLE001
         log.warning("no report for %s (%s: %s); retry with: quantbench report %s", sweep_dir, type(error).__name__, error, sweep_dir)
         return

@@ -12,15 +12,15 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
+from quantbench.processes import die_with_parent
+
 # Set by the parent (quantbench.isolation): its pid, and its import path as a JSON list.
 PARENT_PID_ENV = "QUANTBENCH_PARENT_PID"
 PARENT_SYS_PATH_ENV = "QUANTBENCH_PARENT_SYS_PATH"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Hydra's default job log format, so the child's lines read like the parent's.
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
@@ -32,21 +32,6 @@ def _adopt_parent_import_path() -> None:
     sys.path[:] = parent + [entry for entry in sys.path if entry not in parent]
 
 
-def _die_with_parent() -> None:
-    """On Linux, the kernel kills this process when the sweep's process dies (killed, crashed):
-    no orphaned job keeps measuring, or holding a GPU, after its sweep is gone."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    expected = os.environ.get(PARENT_PID_ENV)
-    if expected and os.getppid() != int(expected):  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _configure_logging(log_files: list[str]) -> None:
@@ -60,26 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_dir", type=Path, help="a job directory holding job.yaml")
     parser.add_argument("--log-file", action="append", default=[], help="append log lines here too (repeatable)")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    # No orphaned job keeps measuring, or holding a GPU, after its sweep is gone.
+    expected = os.environ.get(PARENT_PID_ENV)
+    die_with_parent(int(expected) if expected else None)
     _adopt_parent_import_path()
     _configure_logging(args.log_file)
-    try:
-        from omegaconf import OmegaConf
+    # Imported after the parent-death signal is armed: importing takes seconds.
+    from quantbench.jobdir import JOB_CONFIG_FILE, load_job_config, write_traceback
 
-        from quantbench.isolation import JOB_CONFIG_FILE
+    if not (args.job_dir / JOB_CONFIG_FILE).is_file():
+        print(f"quantbench.child: no {JOB_CONFIG_FILE} in {args.job_dir}; expected the job directory of an isolated job", file=sys.stderr)
+        return 2
+    try:
         from quantbench.job import run_job
 
-        config_path = args.job_dir / JOB_CONFIG_FILE
-        if not config_path.is_file():
-            print(f"quantbench.child: {config_path} not found; expected the job.yaml an isolated job writes", file=sys.stderr)
-            return 2
-        cfg = OmegaConf.load(config_path)
-        OmegaConf.set_struct(cfg, True)  # as in the app: a misspelt key is an error, not None
-        run_job(cfg, args.job_dir)
+        run_job(load_job_config(args.job_dir), args.job_dir)
     except BaseException:  # run_job turns job failures into rows; this is everything around it
-        from quantbench.resume import TRACEBACK_FILE
-
-        (args.job_dir / TRACEBACK_FILE).write_text(traceback.format_exc())
+        write_traceback(args.job_dir, traceback.format_exc())
         traceback.print_exc()
         return 1
     return 0

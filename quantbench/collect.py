@@ -1,26 +1,32 @@
-"""Aggregate a sweep directory into one polars frame: `summary.parquet`, `summary.csv`, a table.
+"""Aggregate sweep directories into one polars frame: `summary.parquet`, `summary.csv`, a table.
 
 Reads every job's `result.json` from disk (Hydra's end-of-sweep callback is given no job
 results), so it works the same on a finished sweep, a partial one, or one with failed jobs.
-A job directory that Hydra created but that has no result.json is a `failed` row saying so.
+A job directory that Hydra created but that has no result.json is a `failed` row saying so, and
+one whose result.json this quantbench cannot read is a `failed` row with the reason.
+
+Several sweeps (e.g. one per machine) merge into one summary (`quantbench collect A B --output D`):
+each row then names its sweep (`sweep_dir`) and its job directory by absolute path.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import polars as pl
 
-from quantbench.results import RESULT_FILE, read_result, write_parquet_atomic
+from quantbench.atomic import write_parquet_atomic
+from quantbench.errors import UnreadableResult
+from quantbench.jobdir import RESULT_FILE, read_result
+from quantbench.serve.rows import scenario_rows
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
 
-IDENTITY_COLUMNS = ["model", "precision", "backend", "family", "batch", "hardware", "device", "dataset", "status", "reason"]
+IDENTITY_COLUMNS = ["model", "precision", "backend", "family", "batch", "hardware", "device", "dataset", "scenario", "engine", "status", "reason"]
 METRIC_COLUMNS = [
     "qps",
     "tokens_per_s",
@@ -28,13 +34,14 @@ METRIC_COLUMNS = [
     "latency_p95_ms",
     "latency_p99_ms",
     "latency_mean_ms",
-    "ttft_ms",
-    "tpot_ms",
+    "ttft_p50_ms",
+    "tpot_p50_ms",
     "peak_memory_gb",
     "weight_memory_gb",
     "n_iterations",
 ]
-TRAILING_COLUMNS = ["job_dir", "config_hash", "started_at", "finished_at"]
+TRAILING_COLUMNS = ["job_dir", "config_hash", "quantbench_version", "started_at", "finished_at"]
+SWEEP_COLUMN = "sweep_dir"  # in a summary of several sweeps: the sweep directory of each row
 # What the terminal table shows, when present; everything is in the parquet/csv files.
 TABLE_COLUMNS = [
     ("model", "model"),
@@ -45,8 +52,15 @@ TABLE_COLUMNS = [
     ("qps", "samples/s"),
     ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
-    ("ttft_ms", "TTFT ms"),
-    ("tpot_ms", "TPOT ms"),
+    ("concurrency", "users"),  # serving rows: one per load level
+    ("request_rate", "rate/s"),
+    ("request_throughput_per_s", "req/s"),
+    ("output_tokens_per_s", "out tok/s"),
+    ("e2e_p50_ms", "E2E p50 ms"),
+    ("e2e_p95_ms", "E2E p95 ms"),
+    ("n_failed_requests", "failed req"),
+    ("ttft_p50_ms", "TTFT ms"),
+    ("tpot_p50_ms", "TPOT ms"),
     ("peak_memory_gb", "peak GB"),
     ("weight_memory_gb", "weights GB"),
     ("ppl", "ppl"),
@@ -91,7 +105,7 @@ def _unfinished_row(job_dir: Path) -> dict[str, Any]:
 
 
 def result_row(data: dict[str, Any]) -> dict[str, Any]:
-    """One flat row: identity, status, every scalar metric."""
+    """One flat row: identity, status, every scalar metric, and which quantbench measured it."""
     row: dict[str, Any] = dict(data.get("identity", {}))
     row["status"] = data.get("status")
     row["reason"] = data.get("reason")
@@ -99,22 +113,26 @@ def result_row(data: dict[str, Any]) -> dict[str, Any]:
         if value is None or isinstance(value, (bool, int, float, str)):
             row[key] = value
     row["config_hash"] = data.get("config_hash")
+    row["quantbench_version"] = ((data.get("environment") or {}).get("versions") or {}).get("quantbench")
     row["started_at"] = data.get("started_at")
     row["finished_at"] = data.get("finished_at")
     return row
 
 
-def _read_row(job_dir: Path) -> dict[str, Any]:
-    path = job_dir / RESULT_FILE
-    if not path.exists():
-        row = _unfinished_row(job_dir)
+def job_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A result's summary rows: one per load level of a serving job, else one."""
+    return scenario_rows(data, result_row(data))
+
+
+def _read_rows(job_dir: Path) -> list[dict[str, Any]]:
+    if not (job_dir / RESULT_FILE).exists():
+        rows = [_unfinished_row(job_dir)]
     else:
         try:
-            row = result_row(read_result(path))
-        except (OSError, json.JSONDecodeError) as error:
-            row = {"status": "failed", "reason": f"unreadable {RESULT_FILE}: {error}"}
-    row["job_dir"] = str(job_dir)
-    return row
+            rows = job_rows(read_result(job_dir).to_json())
+        except UnreadableResult as reason:
+            rows = [{"status": "failed", "reason": str(reason)}]
+    return [{**row, "job_dir": str(job_dir)} for row in rows]
 
 
 def _harmonise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -147,11 +165,44 @@ def collect_sweep(sweep_dir: Path) -> pl.DataFrame:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
-    return frame_from_rows(_read_row(job_dir) for job_dir in job_directories(sweep_dir))
+    return frame_from_rows(row for job_dir in job_directories(sweep_dir) for row in _read_rows(job_dir))
 
 
-def write_summary(sweep_dir: Path) -> pl.DataFrame:
-    frame = collect_sweep(sweep_dir)
+def locate_job_dir(sweep_dir: Path, job_dir: str | None) -> Path | None:
+    """A job directory a summary names: absolute, relative to the sweep or to the working directory,
+    or by its own name inside the sweep (the sweep directory was moved or copied since)."""
+    if not job_dir:
+        return None
+    path = Path(job_dir)
+    candidates = [path] if path.is_absolute() else [sweep_dir / path, Path.cwd() / path]
+    candidates.append(sweep_dir / path.name)
+    return next((candidate for candidate in candidates if candidate.is_dir()), None)
+
+
+def merge_summaries(summaries: list[tuple[Path, pl.DataFrame]]) -> pl.DataFrame:
+    """One summary of several sweeps' summaries. Each row names its sweep and its job directory by
+    absolute path, so the merged summary can be read from anywhere; columns that only some sweeps
+    have (a newer quantbench's metrics) are empty in the others' rows."""
+    rows = []
+    for sweep_dir, frame in summaries:
+        for row in frame.iter_rows(named=True):
+            found = locate_job_dir(sweep_dir, row.get("job_dir"))
+            row["job_dir"] = str(found.resolve()) if found else row.get("job_dir")
+            row[SWEEP_COLUMN] = str(Path(sweep_dir).resolve())
+            rows.append(row)
+    return frame_from_rows(rows)
+
+
+def collect_sweeps(sweep_dirs: list[Path]) -> pl.DataFrame:
+    """The summary of one sweep, or the merged summary of several."""
+    if len(sweep_dirs) == 1:
+        return collect_sweep(sweep_dirs[0])
+    return merge_summaries([(Path(sweep_dir), collect_sweep(sweep_dir)) for sweep_dir in sweep_dirs])
+
+
+def write_summary(sweep_dir: Path, frame: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Collect `sweep_dir` (or take `frame`, e.g. a merged summary) and write its summary files there."""
+    frame = collect_sweep(sweep_dir) if frame is None else frame
     write_parquet_atomic(Path(sweep_dir) / SUMMARY_PARQUET, frame)
     write_parquet_atomic(Path(sweep_dir) / SUMMARY_CSV, frame)
     return frame
@@ -190,15 +241,21 @@ def print_table(frame: pl.DataFrame, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quantbench collect", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (e.g. multirun/2026-11-22/12-00-00)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="sweep_dir",
+                        help="a sweep directory (e.g. multirun/2026-11-22/12-00-00); several merge into one summary")
+    parser.add_argument("--output", type=Path, help="write the summary here (needed with several sweep directories)")
     args = parser.parse_args(argv)
+    if len(args.sweep_dirs) > 1 and args.output is None:
+        print("quantbench collect: several sweep directories need --output DIR for their merged summary", file=sys.stderr)
+        return 2
+    output = args.output or args.sweep_dirs[0]
     try:
-        frame = write_summary(args.sweep_dir)
+        frame = write_summary(output, collect_sweeps(args.sweep_dirs))
     except FileNotFoundError as error:
         print(f"quantbench collect: {error}", file=sys.stderr)
         return 2
-    print_table(frame, f"{args.sweep_dir} ({frame.height} jobs)")
-    print(f"wrote {args.sweep_dir / SUMMARY_PARQUET} and {args.sweep_dir / SUMMARY_CSV}")
+    print_table(frame, f"{', '.join(map(str, args.sweep_dirs))} ({frame.height} jobs)")
+    print(f"wrote {output / SUMMARY_PARQUET} and {output / SUMMARY_CSV}")
     return 0
 
 

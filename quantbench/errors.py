@@ -28,3 +28,8 @@ class DatasetError(QuantbenchError):
 
 class ModelSourceError(QuantbenchError):
     """A model that cannot be found or loaded from its configured source."""
+
+
+class UnreadableResult(QuantbenchError):
+    """A job directory's result.json that this quantbench cannot read (missing, damaged, or written
+    in a schema version it does not know): the collector shows the reason, a resumed sweep re-runs it."""

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
-from quantbench.results import JobResult
-from quantbench.resume import clear_previous_result, config_hash, job_config, reusable_result
+from quantbench.jobdir import CommandLineKeys, JobResult, clear_previous_result, job_config, reusable_result
 
 log = logging.getLogger("quantbench")
 
 ISOLATION_MODES = ("process", "none")
 
 
-def execute_job(cfg: DictConfig, job_dir: Path) -> JobResult:
+def command_line_keys(hydra_cfg: Any) -> CommandLineKeys:
+    """What this job's command line set, from Hydra's record of the job (its task overrides)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    groups = set(hydra_cfg.runtime.choices)
+    if GlobalHydra.instance().is_initialized():  # list-valued groups (quality=[ppl,kld]) are not in choices
+        groups |= set(GlobalHydra.instance().config_loader().list_groups(""))
+    return CommandLineKeys.from_overrides(hydra_cfg.overrides.task, groups)
+
+
+def execute_job(cfg: DictConfig, job_dir: Path, command_line: CommandLineKeys | None = None) -> JobResult:
+    """`command_line`: what this run's command line set, for reading results of older quantbench
+    versions (quantbench.jobdir); None when unknown: a key an older result lacks then counts as changed."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     config = job_config(cfg)
     if cfg.get("resume", True):
-        reused = reusable_result(job_dir, config_hash(config))
+        reused = reusable_result(job_dir, config, command_line)
         if reused is not None:
             log.info(
                 "[resumed] model=%s precision=%s batch=%s: ok result of %s reused (same config); resume=false re-runs it",

@@ -24,16 +24,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from quantbench.child import PARENT_PID_ENV, PARENT_SYS_PATH_ENV
-from quantbench.results import RESULT_FILE, JobResult, read_result, write_bytes_atomic, write_result
-from quantbench.resume import TRACEBACK_FILE, config_hash, result_from_json
+from quantbench.errors import UnreadableResult
+from quantbench.jobdir import (
+    RESULT_FILE,
+    JobResult,
+    config_hash,
+    has_result,
+    identity_of,
+    last_traceback_line,
+    read_result,
+    write_job_config,
+    write_result,
+)
+from quantbench.processes import stop_process_group
 
 log = logging.getLogger("quantbench")
 
-JOB_CONFIG_FILE = "job.yaml"
-KILL_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
 WAIT_SLICE_S = 0.5
 # Hints for the signals a benchmark dies of; the reason row is all a user sees of a dead child.
 SIGNAL_HINTS = {
@@ -46,14 +53,6 @@ SIGNAL_HINTS = {
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_job_config(job_dir: Path, config: dict[str, Any]) -> Path:
-    """The resolved config, so the child sees exactly the values the parent resolved (env vars,
-    `${now:...}`, Hydra's own interpolations) without composing anything again."""
-    path = Path(job_dir) / JOB_CONFIG_FILE
-    write_bytes_atomic(path, OmegaConf.to_yaml(OmegaConf.create(config)).encode())
-    return path
 
 
 def _log_files() -> list[str]:
@@ -98,20 +97,6 @@ def _wait(process: subprocess.Popen, timeout_s: float | None) -> int | None:
                 return None
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the child and everything it started (it leads its own process group)."""
-    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_isolated(cfg: Any, config: dict[str, Any], job_dir: Path, timeout_s: float | None) -> JobResult:
     """Run one job in a child process and return its result; never raises for the child's failures."""
     job_dir = Path(job_dir)
@@ -123,39 +108,35 @@ def run_isolated(cfg: Any, config: dict[str, Any], job_dir: Path, timeout_s: flo
     try:
         returncode = _wait(process, timeout_s)
     except BaseException:  # Ctrl-C in the parent: take the child down with us
-        _stop(process)
+        stop_process_group(process)
         raise
     if returncode is None:
-        _stop(process)
+        stop_process_group(process)
         reason = f"timed out after {timeout_s:g} s (bench.timeout_s); the job's process was killed"
     else:
         reason = describe_exit(returncode) if returncode != 0 else None
-    result_path = job_dir / RESULT_FILE
-    if result_path.is_file():
-        # The child finished its result; anything after that (a crash while exiting) does not
-        # change the numbers, but is worth a line in the log.
-        if reason:
-            log.warning("%s after writing %s; keeping its result", reason, result_path)
-        return result_from_json(read_result(result_path))
-    reason = reason or "the job's process exited without writing result.json"
-    detail = _last_traceback_line(job_dir)
-    if detail:
-        reason = f"{reason}: {detail}"
+    if has_result(job_dir):
+        try:
+            result = read_result(job_dir)
+        except UnreadableResult as unreadable:
+            reason = f"{reason or 'the job finished'}, but {unreadable}"
+        else:
+            # The child finished its result; anything after that (a crash while exiting) does not
+            # change the numbers, but is worth a line in the log.
+            if reason:
+                log.warning("%s after writing its %s; keeping its result", reason, RESULT_FILE)
+            return result
+    else:
+        reason = reason or f"the job's process exited without writing {RESULT_FILE}"
+        detail = last_traceback_line(job_dir)
+        if detail:
+            reason = f"{reason}: {detail}"
     return write_failed_result(cfg, config, job_dir, reason, started_at)
-
-
-def _last_traceback_line(job_dir: Path) -> str | None:
-    path = job_dir / TRACEBACK_FILE
-    if not path.is_file():
-        return None
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 def write_failed_result(cfg: Any, config: dict[str, Any], job_dir: Path, reason: str, started_at: str | None = None) -> JobResult:
     """The row for a job whose process died: identity and config, the reason, no metrics."""
-    from quantbench.job import identity_of  # only on this rare path: it imports torch
-    from quantbench.measure.environment import capture_environment
+    from quantbench.measure.environment import capture_environment  # only on this rare path
 
     result = JobResult(
         status="failed",

@@ -17,41 +17,29 @@ from typing import Any
 import polars as pl
 from omegaconf import DictConfig
 
-from quantbench import registry
-from quantbench.backends.base import LoadRequest
-from quantbench.cache import cache_root
+from quantbench.atomic import write_parquet_atomic
 from quantbench.device import Device, resolve_device
 from quantbench.errors import JobSkipped
+from quantbench.job_setup import prepare_job
+from quantbench.jobdir import ITERATIONS_FILE, JobResult, config_hash, identity_of, job_config, write_result, write_traceback
 from quantbench.logs import quiet_third_party_chatter, report_repeated_warnings
 from quantbench.measure.environment import capture_environment
-from quantbench.measure.loop import IterationSample, run_iterations, speed_metrics
+from quantbench.measure.kv_cache import activation_dtype, kv_cache_bytes_per_token
+from quantbench.measure.loop import IterationSample, run_bench, speed_metrics
 from quantbench.measure.memory import GB, MemoryTracker, release_memory, weight_memory_bytes
 from quantbench.measure.timing import DeviceClock, FirstTokenClock
-from quantbench.models.source import resolve_model
 from quantbench.progress import JobProgress
 from quantbench.quality import evaluate_quality
 from quantbench.registry import first_line
-from quantbench.results import ITERATIONS_FILE, JobResult, write_parquet_atomic, write_result
-from quantbench.resume import config_hash, job_config  # the hash a resumed sweep compares
+from quantbench.scenarios import measure_scenario
+from quantbench.serve.summary import summary_line as serve_summary_line
+from quantbench.threads import set_torch_threads
 
 log = logging.getLogger("quantbench")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def identity_of(cfg: DictConfig, device: Device | None) -> dict[str, Any]:
-    return {
-        "model": cfg.model.name,
-        "precision": cfg.precision.name,
-        "backend": cfg.precision.backend,
-        "family": cfg.model.family,
-        "batch": int(cfg.batch),
-        "hardware": cfg.hardware.name,
-        "dataset": cfg.dataset.name,
-        "device": device.name if device else None,
-    }
 
 
 def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None) -> JobResult:
@@ -68,7 +56,8 @@ def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None)
     try:
         with progress:
             device = resolve_device(cfg.hardware.device)
-            metrics, outputs = measure_job(cfg, device, job_dir, progress)
+            # scenario=offline: measure_job below; scenario=serve: load levels against a server.
+            metrics, outputs = measure_scenario(cfg, device, job_dir, progress, offline=measure_job)
     except JobSkipped as error:
         status, reason = "skipped", str(error)
     except KeyboardInterrupt:
@@ -76,7 +65,7 @@ def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None)
     except Exception as error:  # noqa: BLE001 - every other failure becomes a row, never a dead sweep
         status, reason = "failed", _failure_reason(error)
         log.debug("job failed:\n%s", traceback.format_exc())
-        (job_dir / "traceback.txt").write_text(traceback.format_exc())
+        write_traceback(job_dir, traceback.format_exc())
     finally:
         release_memory()
         report_repeated_warnings(log)
@@ -108,6 +97,8 @@ def _one_line(result: JobResult) -> str:
     if result.status != "ok":
         return f"[{result.status}] {who}: {result.reason}"
     m = result.metrics
+    if m.get("scenario") == "serve":
+        return f"[ok] {who}: {serve_summary_line(m)}"
     return (
         f"[ok] {who}: {m['tokens_per_s']:.1f} tok/s, {m['qps']:.2f} samples/s, "
         f"p50 {m['latency_p50_ms']:.1f} ms, peak {m['peak_memory_gb']:.2f} GB"
@@ -117,34 +108,23 @@ def _one_line(result: JobResult) -> str:
 def measure_job(
     cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
 ) -> tuple[dict[str, Any], list[str]]:
-    family = registry.families().get(cfg.model.family)
-    backend = registry.backends().get(cfg.precision.backend)
-    reason = backend.unavailable_reason(device) or backend.unsupported_reason(family, None)
-    if reason:
-        raise JobSkipped(reason)
     batch_size = int(cfg.batch)
     if batch_size < 1:
         raise JobSkipped(f"batch must be at least 1, got {batch_size}")
-    # The dataset is read before any model is loaded, so a malformed file fails in a second.
-    dataset = registry.datasets().get(cfg.dataset.loader).load(cfg.dataset)
-    if not dataset:
-        raise JobSkipped(f"dataset '{cfg.dataset.name}' has no samples")
-    cache_dir = cache_root(cfg.cache_dir)
-    spec = resolve_model(cfg.model, family, cache_dir, progress.step)
-    reason = backend.unsupported_reason(family, spec)
-    if reason:
-        raise JobSkipped(reason)
+    setup = prepare_job(cfg, device, progress)
+    family, backend, dataset, spec = setup.family, setup.backend, setup.dataset, setup.spec
 
     import torch
 
     torch.manual_seed(int(cfg.bench.seed))
+    # Set, not only recorded: llama.cpp jobs run on the same hardware.threads (quantbench/threads.py).
+    threads = set_torch_threads(cfg.hardware)
     clock = DeviceClock(device.type)
     memory = MemoryTracker(device.type, device.index)
     memory.reset()
     load_started = clock.now()
-    loaded = backend.load(
-        LoadRequest(model=spec, family=family, precision=cfg.precision, device=device, cache_dir=cache_dir)
-    )
+    with progress.step(f"loading {cfg.model.name} as {cfg.precision.name} ({backend.name} on {device.torch_device})"):
+        loaded = backend.load(setup.load_request(cfg, device))
     load_s = clock.now() - load_started
 
     # The same batch every iteration: each timed iteration does identical work.
@@ -182,27 +162,22 @@ def measure_job(
             batch=batch_size,
         )
 
-    bench = cfg.bench
-    timed = run_iterations(
-        step,
-        warmup_iterations=int(bench.warmup_iterations),
-        min_iterations=int(bench.min_iterations),
-        min_seconds=float(bench.min_seconds),
-        max_iterations=int(bench.max_iterations),
-        tick=progress.tick,
-    )
+    run = run_bench(step, cfg.bench, progress.tick)
+    timed = run.samples
     write_parquet_atomic(job_dir / ITERATIONS_FILE, pl.DataFrame([vars(sample) for sample in timed]))
 
     metrics: dict[str, Any] = {
         **speed_metrics(timed),
+        **run.budget_metrics(),  # budget_cut, budget_cut_reason, warmup_iterations_done
         **memory.peaks(),
         "weight_memory_gb": weight_memory_bytes(loaded.model) / GB,
-        # The activation (and KV-cache) dtype; quantized weights keep their own storage types.
-        "model_dtype": str(getattr(loaded.model, "dtype", "")).replace("torch.", "") or None,
+        # What the roofline needs, read from the model as loaded (quantbench/measure/kv_cache.py).
+        "activation_dtype": activation_dtype(loaded.model),
+        "kv_cache_bytes_per_token": kv_cache_bytes_per_token(loaded.model),
         "load_s": load_s,
         "max_new_tokens": max_new_tokens,
-        "price_per_hour": cfg.hardware.price_per_hour,
-        "memory_bandwidth_gb_s": cfg.hardware.memory_bandwidth_gb_s,
+        "threads": threads,
+        **setup.hardware.metrics(),  # price, bandwidth, peak compute and where each came from
         "model_note": cfg.model.note,
         **prepared.extra.get("metrics", {}),  # family facts, e.g. image tokens per sample
         **loaded.metrics,

@@ -1,172 +1,279 @@
-"""Command-line overrides, checked and prepared before Hydra composes anything.
+"""Command-line overrides, read with Hydra's own grammar and checked before Hydra composes anything.
 
-- Hydra reports an unknown option over several lines; a user who typed `precision=nf5` should get
-  one line that names the valid choices.
-- In a sweep, Hydra composes the sweep-level config with each swept group at its default option,
-  so `-m precision=gptq,awq precision.calibration.n_samples=64` fails: the default fp32 has no
-  `calibration`. A setting of a swept group is made to apply where the swept options have it.
+Hydra reports these mistakes over several lines, and advises appending a misspelt key with `+`;
+quantbench answers each with one line that says what to do:
+- an override the grammar cannot read;
+- an unknown group option (`precision=nf5`): the valid ones, without the schemas (`base_precision`);
+- a misspelt key or group (`precison=fp16`, `bench.max_new_tokenz=8`): the closest valid one;
+- a renamed key (schema.RENAMED_KEYS): its new name;
+- a setting of a swept group. Hydra composes the sweep-level config with every swept group at its
+  default option, so `-m precision=gptq,awq precision.calibration.n_samples=64` fails (fp32 has no
+  `calibration`). The setting is checked against the swept options and passed on as `++`, so each
+  job's option takes it where it has it.
+
+One pass, cheap where it can be: Hydra's config loader is initialised once and only when an
+override names something in the app's config; options are listed only for the groups named; a
+config is composed only when a key is set (one with the chosen options; a swept group's other
+options only when the first lacks the setting).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, Override, OverrideType, QuotedString, ValueType
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from quantbench.config_keys import absent_part, describe
 from quantbench.errors import QuantbenchError
-from quantbench.schema import is_schema_option
+from quantbench.schema import RENAMED_KEYS, is_schema_option, register_configs
 
-_SWEEP_FUNCTIONS = ("glob(", "range(", "choice(", "interval(", "sort(", "shuffle(", "tag(")
-
-
-def _values(text: str) -> list[str]:
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    return [value.strip() for value in text.split(",") if value.strip()]
+# Flags under which the overrides are not checked here: another config source (its options are
+# unknown to these checks), a rerun of a pickled config, or shell completion's own arguments.
+_UNCHECKED_FLAGS = ("config_path", "config_name", "config_dir", "experimental_rerun", "shell_completion")
+_SEARCH_PATH_KEY = "hydra.searchpath"  # set on the command line: another config source too
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group, from every config source Hydra knows (plugins included)."""
+def parse_overrides(texts: list[str]) -> list[Override]:
+    """Hydra's reading of `texts`; an override its grammar rejects is a one-line QuantbenchError."""
+    try:
+        return OverridesParser.create().parse_overrides(texts)
+    except OverrideParseException as error:
+        raise QuantbenchError(_one_line_parse_error(error)) from error
+
+
+def _one_line_parse_error(error: OverrideParseException) -> str:
+    details, guide = [], ""
+    for line in error.message.splitlines():
+        text = line.strip()
+        if text.startswith("See "):
+            guide = text.removeprefix("See ").removesuffix(" for details")
+        elif text.startswith("LexerNoViableAltException"):
+            details.append("a character the grammar does not allow (quote the value: key='...')")
+        elif text and not text.startswith("Error parsing override") and set(text) != {"^"}:
+            details.append(text)
+    guide = f" (grammar: {guide})" if guide else ""
+    return f"cannot read the override '{error.override}': {'; '.join(details)}{guide}"
+
+
+def user_options(loader: Any, group: str) -> list[str]:
+    """The options of `group` a user can pick: every config source's (plugins included), no schemas."""
+    return sorted(option for option in loader.get_group_options(group) if not is_schema_option(option))
+
+
+@contextmanager
+def config_loader() -> Iterator[Any]:
+    """Hydra's config loader for quantbench's config tree; the app's own when the app is running."""
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    register_configs()
     already = GlobalHydra.instance().is_initialized()
     if not already:
         initialize_config_module(config_module="quantbench.conf", version_base="1.3")
     try:
-        loader = GlobalHydra.instance().config_loader()
-        return sorted(option for option in loader.get_group_options(group) if not is_schema_option(option))
+        yield GlobalHydra.instance().config_loader()
     finally:
         if not already:
             GlobalHydra.instance().clear()
 
 
-def _adds_search_path(argument: str) -> bool:
-    return argument.lstrip("+").startswith("hydra.searchpath") or argument.split("=")[0] in ("-cd", "--config-dir")
+def group_options(group: str) -> list[str]:
+    """The options of a config group, from every config source Hydra knows (plugins included)."""
+    with config_loader() as loader:
+        return user_options(loader, group)
 
 
 def compose_option(group: str, name: str):
     """The `<group>=<name>` config node as the app composes it (plugins' options included)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
 
-    from quantbench.schema import register_configs
-
-    register_configs()
-    overrides = [f"{group}={name}"]
-    if GlobalHydra.instance().is_initialized():  # inside the app: its search path, plugins included
-        return compose(config_name="config", overrides=overrides)[group]
-    with initialize_config_module(config_module="quantbench.conf", version_base=None):
-        return compose(config_name="config", overrides=overrides)[group]
+    with config_loader():  # inside the app: its search path, plugins included
+        return compose(config_name="config", overrides=[f"{group}={name}"])[group]
 
 
-def _assignments(arguments: list[str]):
-    """(key without +/++/~ prefix, value) of each `key=value` argument; flags are left out."""
-    for argument in arguments:
-        if argument.startswith("-") or "=" not in argument:
-            continue
-        key, _, value = argument.partition("=")
-        yield key.lstrip("+~"), value
+def prepare_arguments(argv: list[str]) -> list[str]:
+    """`argv` (Hydra's command line) checked, with settings of swept groups made `++` and a glob
+    over a group's options spelt out; a mistake is a one-line QuantbenchError."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main runs on the same argv
+
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, flag) for flag in _UNCHECKED_FLAGS):
+        return argv
+    overrides = parse_overrides(args.overrides)
+    if any(o.key_or_group == _SEARCH_PATH_KEY for o in overrides):
+        return argv  # options from another config source are unknown to the checks: Hydra reports
+    for override in overrides:
+        _check_not_renamed(override)
+    multirun = args.multirun or any(
+        o.key_or_group == "hydra.mode" and str(o.value()).upper() == "MULTIRUN" for o in overrides
+    )
+    user = [o for o in overrides if not o.is_hydra_override()]
+    if not multirun:
+        _check_no_sweep(user)
+    if not user:
+        return argv  # `python -m quantbench`, `--help`, hydra.* only: nothing to read
+    with config_loader() as loader:
+        replacements = _CommandLine(loader, user, multirun).check()
+    return [replacements.get(argument, argument) for argument in argv]
 
 
-def check_group_choices(arguments: list[str]) -> str | None:
-    """A one-line error for the first unknown group option in `arguments`, else None."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    if any(_adds_search_path(argument) for argument in arguments):
-        return None  # options from a search path given here are unknown to the check below: Hydra reports them
-    candidates = []
-    for key, value in _assignments(arguments):
-        if "." in key or "/" in key or key.startswith("hydra") or any(f in value for f in _SWEEP_FUNCTIONS):
-            continue
-        candidates.append((key, _values(value)))
-    if not candidates:
-        return None
-    initialize_config_module(config_module="quantbench.conf", version_base="1.3")
-    try:
-        loader = GlobalHydra.instance().config_loader()
-        groups = set(loader.list_groups(""))
-        for key, values in candidates:
-            if key not in groups:
-                continue
-            options = sorted(option for option in loader.get_group_options(key) if not is_schema_option(option))
-            for value in values:
-                if value not in options and value != "null":
-                    return f"unknown {key} '{value}'; choose one of: {', '.join(options)}"
-    finally:
-        GlobalHydra.instance().clear()
-    return None
+def _check_not_renamed(override: Override) -> None:
+    key = override.key_or_group
+    for old, new in RENAMED_KEYS.items():
+        if key == old or key.startswith(old + "."):
+            raise QuantbenchError(f"'{key}' was renamed to '{new}{key[len(old):]}'")
 
 
-def _is_multirun(arguments: list[str]) -> bool:
-    return any(argument in ("-m", "--multirun") for argument in arguments)
-
-
-def _swept_groups(arguments: list[str], groups: set[str]) -> dict[str, list[str] | None]:
-    """Each group swept on the command line: its listed options, or None for a sweep function."""
-    swept: dict[str, list[str] | None] = {}
-    for key, value in _assignments(arguments):
-        if key not in groups:
-            continue
-        value = value.strip()
-        if any(function in value for function in _SWEEP_FUNCTIONS) or "],[" in value.replace(" ", ""):
-            swept[key] = None  # a sweep function, or a sweep over lists of options
-        elif not value.startswith("[") and len(_values(value)) > 1:  # `[a,b]` selects both: no sweep
-            swept[key] = _values(value)
-    return swept
-
-
-def _composable(group: str, names: list[str]) -> dict:
-    """The composed node of each option; one that fails to compose is left to Hydra to report."""
-    nodes = {}
-    for name in names:
-        try:
-            nodes[name] = compose_option(group, name)
-        except Exception:  # noqa: BLE001 - Hydra's own error, with its context, comes when the job composes
-            continue
-    return nodes
-
-
-def sweep_ready_overrides(arguments: list[str]) -> list[str]:
-    """`arguments` with each plain `group.key=value` of a swept group made `++group.key=value`.
-
-    Hydra builds the sweep-level config before expanding the sweep, with every swept group at its
-    default option, and rejects a setting that option lacks. `++` lets the sweep-level config take
-    the setting, and each job's config gets it as its option defines it (an option without the
-    setting carries it unused). A setting that no swept option has is a typo: a one-line error.
-    """
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    if not _is_multirun(arguments) or any(_adds_search_path(argument) for argument in arguments):
-        return arguments
-    initialize_config_module(config_module="quantbench.conf", version_base="1.3")
-    try:
-        loader = GlobalHydra.instance().config_loader()
-        swept = _swept_groups(arguments, set(loader.list_groups("")))
-        targeted = {argument.partition(".")[0] for argument in arguments if "." in argument.partition("=")[0]}
-        swept = {group: listed for group, listed in swept.items() if group in targeted}
-        if not swept:  # the common sweep: nothing to check, nothing composed
-            return arguments
-        options = {
-            group: listed or sorted(o for o in loader.get_group_options(group) if not is_schema_option(o))
-            for group, listed in swept.items()
-        }
-        nodes = {group: _composable(group, names) for group, names in options.items()}
-    finally:
-        GlobalHydra.instance().clear()
-    absent = object()
-    prepared = []
-    for argument in arguments:
-        key, _, _ = argument.partition("=")
-        group, _, setting = key.partition(".")
-        if argument.startswith(("-", "+", "~")) or "=" not in argument or not setting or not nodes.get(group):
-            prepared.append(argument)
-            continue
-        if not any(OmegaConf.select(node, setting, default=absent, throw_on_missing=False) is not absent
-                   for node in nodes[group].values()):
+def _check_no_sweep(overrides: list[Override]) -> None:
+    for override in overrides:
+        if override.is_sweep_override():
             raise QuantbenchError(
-                f"'{key}' is not a setting of any swept {group} ({', '.join(nodes[group])}); "
-                f"check the name, or add a new key with +{key}"
+                f"'{override.input_line}' is a sweep: add -m to run one job per value, "
+                "or quote a value that holds commas (key='a,b')"
             )
-        prepared.append("++" + argument)
-    return prepared
+
+
+def _option_names(value: Any) -> list[str]:
+    """The option names in one parsed group value: `a`, `'a'` or `[a,b]`; none for null."""
+    if isinstance(value, list):
+        return [name for item in value for name in _option_names(item)]
+    if isinstance(value, QuotedString):
+        return [value.text]
+    return [] if value is None else [str(value)]
+
+
+class _CommandLine:
+    """The user's overrides against the app's config groups and, where a key is set, its configs."""
+
+    def __init__(self, loader: Any, overrides: list[Override], multirun: bool) -> None:
+        self.loader = loader
+        self.overrides = overrides
+        self.multirun = multirun
+        self._groups: dict[str, list[str]] = {}  # parent group -> its subgroups, listed once
+        self._options: dict[str, list[str]] = {}  # group -> its options, listed once
+
+    def is_group(self, key: str) -> bool:
+        parent, _, name = key.rpartition("/")
+        if parent not in self._groups:
+            self._groups[parent] = list(self.loader.list_groups(parent))
+        return name in self._groups[parent]
+
+    def options(self, group: str) -> list[str]:
+        if group not in self._options:
+            self._options[group] = user_options(self.loader, group)
+        return self._options[group]
+
+    def check(self) -> dict[str, str]:
+        """{argument: the argument Hydra gets instead}; raises QuantbenchError for a mistake."""
+        replacements: dict[str, str] = {}
+        selections: dict[str, list[str]] = {}  # group -> the selection of each job (a sweep's values)
+        swept: set[str] = set()
+        for override in self.overrides:
+            if self.is_group(override.key_or_group) and override.type in (OverrideType.CHANGE, OverrideType.ADD):
+                selections[override.key_or_group] = self._selections(override)
+                if self.multirun and override.is_sweep_override():
+                    swept.add(override.key_or_group)
+                if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+                    listed = ",".join(selections[override.key_or_group])
+                    replacements[override.input_line] = f"{override.get_key_element()}={listed}"
+        added = [o.key_or_group for o in self.overrides if o.is_add() or o.is_force_add()]
+        settings = [
+            o
+            for o in self.overrides
+            if o.type == OverrideType.CHANGE
+            and not self.is_group(o.key_or_group)
+            and not any(o.key_or_group == key or o.key_or_group.startswith(key + ".") for key in added)
+        ]
+        if not settings:
+            return replacements  # group choices only: nothing composed
+        base = self._compose(self._base_overrides(selections, {}))
+        if base is None:
+            return replacements
+        for setting in settings:
+            key = setting.key_or_group
+            group = key.partition(".")[0]
+            if group in swept and selections[group]:
+                self._check_swept_setting(setting, group, base, selections)
+                replacements[setting.input_line] = "++" + setting.input_line
+                continue
+            place = absent_part(base, key)
+            if place is not None:
+                subject = "unknown key or group" if not place.parent else "unknown key"
+                if place.null:
+                    subject = "cannot set"
+                raise QuantbenchError(f"{subject} '{key}'; {describe(key, [place], self._top_level())}")
+        return replacements
+
+    def _selections(self, override: Override) -> list[str]:
+        """What each job selects in the group (an option, or `[a,b]` for a list); unknown options are errors."""
+        group = override.key_or_group
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            glob: Glob = override.value()
+            matched = glob.filter(self.options(group))
+            if not matched:
+                raise QuantbenchError(
+                    f"'{override.input_line}' matches no {group} option; choose from: {', '.join(self.options(group))}"
+                )
+            return matched
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            return []  # not a choice of options: Hydra reports it
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            for name in _option_names(value):
+                if name not in self.options(group):
+                    raise QuantbenchError(f"unknown {group} '{name}'; choose one of: {', '.join(self.options(group))}")
+        if override.is_sweep_override():
+            return list(override.sweep_string_iterator())
+        return [override.get_value_element_as_str()]
+
+    def _base_overrides(self, selections: dict[str, list[str]], chosen: dict[str, str]) -> list[str]:
+        """The group choices of one job's config: each group at its first (or `chosen`) selection.
+
+        Keys set, added or deleted are left out: a setting is checked against this config, and an
+        addition or deletion Hydra cannot make is Hydra's to report.
+        """
+        overrides = []
+        for override in self.overrides:
+            key = override.key_or_group
+            if key in selections and override.type in (OverrideType.CHANGE, OverrideType.ADD):
+                if selections[key]:
+                    overrides.append(f"{override.get_key_element()}={chosen.get(key, selections[key][0])}")
+            elif override.is_delete() and self.is_group(key):
+                overrides.append(override.input_line)
+        return overrides
+
+    def _compose(self, overrides: list[str]) -> DictConfig | None:
+        """The composed config; None where it does not compose (Hydra reports why, in its own words)."""
+        from hydra import compose
+
+        try:
+            return compose(config_name="config", overrides=overrides)
+        except (HydraException, OmegaConfBaseException):
+            return None
+
+    def _check_swept_setting(
+        self, setting: Override, group: str, base: DictConfig, selections: dict[str, list[str]]
+    ) -> None:
+        """A setting of a swept group must be a key of at least one swept option."""
+        places = []
+        for position, selection in enumerate(selections[group]):
+            config = base if position == 0 else self._compose(self._base_overrides(selections, {group: selection}))
+            if config is None:
+                continue  # an option that does not compose: Hydra reports it when its job composes
+            place = absent_part(config, setting.key_or_group)
+            if place is None:
+                return
+            places.append(place)
+        if places:
+            raise QuantbenchError(
+                f"'{setting.key_or_group}' is not a setting of any swept {group} ({', '.join(selections[group])}); "
+                + describe(setting.key_or_group, places, [])
+            )
+
+    def _top_level(self) -> list[str]:
+        return [group for group in self.loader.list_groups("") if group != "hydra"]

@@ -1,9 +1,16 @@
-"""Config trees that installed plugins contribute (entry-point group `quantbench.configs`).
+"""Config trees and schemas that installed plugins contribute.
 
-Each entry point names a package holding a conf tree laid out like quantbench/conf
-(`precision/*.yaml`, `model/*.yaml`, ...). hydra_plugins/quantbench_searchpath adds each to
-Hydra's search path; `quantbench list` shows their options. Only importlib is imported here:
-Hydra loads the search-path plugin at every start.
+`quantbench.configs`: each entry point names a package holding a conf tree laid out like
+quantbench/conf (`precision/*.yaml`, `model/*.yaml`, ...). hydra_plugins/quantbench_searchpath adds
+each to Hydra's search path; `quantbench list` shows their options.
+
+`quantbench.schemas`: each entry point names the dataclass of a plugin's options (`torchao =
+"quantbench_torchao.backend:TorchAoSettings"`); quantbench.schema.register_configs stores it as
+`base_<name>` for the plugin's YAML to extend, like a built-in schema.
+
+Only importlib (and quantbench.registry, which imports no more) is imported here: Hydra loads
+the search-path plugin at every start. Schemas are imported only when quantbench's own app
+registers its configs.
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ import importlib.metadata as metadata
 import importlib.resources
 from dataclasses import dataclass
 
+from quantbench.registry import first_line, provenance
+
 CONFIGS_GROUP = "quantbench.configs"
+SCHEMAS_GROUP = "quantbench.schemas"
+SCHEMA_PREFIX = "base_"  # schemas share their group with options; the prefix keeps them apart
 
 
 @dataclass(frozen=True)
@@ -27,16 +38,38 @@ def config_packages() -> list[ConfigPackage]:
     """Every registered conf tree, sorted by entry-point name (the search-path order)."""
     found = []
     for entry_point in metadata.entry_points(group=CONFIGS_GROUP):
-        dist = getattr(entry_point, "dist", None)
-        found.append(
-            ConfigPackage(
-                name=entry_point.name,
-                module=entry_point.value.split(":")[0].strip(),
-                distribution=(dist.metadata["Name"] if dist else None) or "unknown",
-                version=(dist.version if dist else None) or "unknown",
-            )
-        )
+        distribution, version = provenance(entry_point)
+        found.append(ConfigPackage(entry_point.name, entry_point.value.split(":")[0].strip(), distribution, version))
     return sorted(found, key=lambda package: package.name)
+
+
+@dataclass(frozen=True)
+class PluginSchema:
+    name: str  # base_<entry point name>: what the plugin's YAML names in its defaults list
+    node: type | None  # the dataclass; None when it failed to import
+    distribution: str
+    version: str
+    error: str | None = None  # why it failed to import, one line
+
+    @property
+    def origin(self) -> str:
+        return f"schema '{self.name}' from package {self.distribution} {self.version}"
+
+
+def plugin_schemas(entry_points: list[metadata.EntryPoint] | None = None) -> list[PluginSchema]:
+    """Every registered schema, imported, sorted by name; one that fails to import carries its error."""
+    if entry_points is None:
+        entry_points = list(metadata.entry_points(group=SCHEMAS_GROUP))
+    found = []
+    for entry_point in entry_points:
+        distribution, version = provenance(entry_point)
+        name = SCHEMA_PREFIX + entry_point.name
+        try:
+            found.append(PluginSchema(name, entry_point.load(), distribution, version))
+        except Exception as error:  # noqa: BLE001 - a broken plugin is reported, the others still register
+            failure = f"{entry_point.value} failed to import: {type(error).__name__}: {first_line(error)}"
+            found.append(PluginSchema(name, None, distribution, version, failure))
+    return sorted(found, key=lambda schema: schema.name)
 
 
 def config_options(module: str) -> list[str]:

@@ -1,8 +1,8 @@
-"""`quantbench recommend DIR`: which configuration to deploy under memory, latency and quality limits.
+"""`quantbench recommend DIR [DIR ...]`: which configuration to deploy under memory, latency and quality limits.
 
-Every ok configuration (precision x batch size) of the sweep is a candidate, judged on speed
-(generated tokens/s, or another objective), memory (peak memory) and quality (drop against the
-baseline precision). The Pareto frontier holds the candidates that no other beats on all three at
+Every ok configuration (precision x batch size, and the hardware where the jobs ran on several
+machines) is a candidate, judged on speed (generated tokens/s, or another objective), memory (peak
+memory) and quality (drop against the baseline precision). The Pareto frontier holds the candidates that no other beats on all three at
 once; the recommendation is the fastest candidate within every limit given. Each other candidate is
 listed with the reason it was not chosen.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from quantbench.analysis.frontier import Limits, Recommendation, pareto_frontier
 from quantbench.errors import QuantbenchError
 
 OBJECTIVES = {
@@ -27,42 +27,8 @@ OBJECTIVES = {
 }
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_memory_gb: float | None = None
-    max_p95_ms: float | None = None
-    max_quality_drop: float | None = None
-    batch: int | None = None
-
-
-@dataclass
-class Recommendation:
-    candidates: pl.DataFrame  # one row per configuration: label, objective, memory, p95, quality_drop, on_frontier
-    best: dict[str, Any] | None
-    excluded: list[tuple[str, str]]  # (configuration, why it was not chosen)
-    objective: str
-    memory_column: str
-    quality_label: str | None  # what quality_drop measures; None without quality metrics
-    notes: list[str] = field(default_factory=list)
-
-
 def _label(row: dict[str, Any], varying: list[str]) -> str:
     return " ".join([*(str(row[column]) for column in varying), f"{row['precision']} @ batch {row['batch']}"])
-
-
-def _dominates(a: dict[str, Any], b: dict[str, Any], objective: str, memory: str) -> bool:
-    """a is at least as good as b on speed, memory and quality, and better on one of them."""
-    def quality(row: dict[str, Any]) -> float:
-        value = row.get("quality_drop")
-        return math.inf if value is None else value  # unmeasured quality can never beat measured
-
-    at_least = a[objective] >= b[objective] and a[memory] <= b[memory] and quality(a) <= quality(b)
-    better = a[objective] > b[objective] or a[memory] < b[memory] or quality(a) < quality(b)
-    return at_least and better
-
-
-def pareto_frontier(rows: list[dict[str, Any]], objective: str, memory: str) -> list[bool]:
-    return [not any(_dominates(other, row, objective, memory) for other in rows if other is not row) for row in rows]
 
 
 def _violations(row: dict[str, Any], limits: Limits, memory: str, quality_label: str | None) -> list[str]:
@@ -216,7 +182,8 @@ def render(recommendation: Recommendation, limits: Limits) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quantbench recommend", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (e.g. multirun/2026-11-22/12-00-00)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="sweep_dir",
+                        help="a sweep directory (e.g. multirun/2026-11-22/12-00-00); several are judged as one set")
     parser.add_argument("--max-memory-gb", type=float, help="upper limit on peak memory (GB = 1e9 bytes)")
     parser.add_argument("--max-p95-ms", type=float, help="upper limit on p95 latency per batch (ms)")
     parser.add_argument("--max-quality-drop", type=float,
@@ -224,23 +191,36 @@ def main(argv: list[str] | None = None) -> int:
                              "KL divergence in nats, perplexity in %% increase (see --quality-metric)")
     parser.add_argument("--batch", type=int, help="only this batch size")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="tokens_per_s", help="what 'best' maximises")
-    parser.add_argument("--memory-column", default="peak_memory_gb", help="peak_memory_gb (default) or weight_memory_gb")
+    parser.add_argument("--memory-column", help="peak_memory_gb (default) or weight_memory_gb (the default for serving)")
     parser.add_argument("--quality-metric", help="quality column (default: pubmedqa_acc, else kld_mean, else ppl, else top1_agree)")
     parser.add_argument("--baseline", help="the precision quality drop is measured against (default: the sweep's, fp32)")
+    serving = parser.add_argument_group("serving (scenario=serve rows; any of these judges the load levels instead of offline batches)")
+    serving.add_argument("--users", type=float, help="the level with this many concurrent users (interpolated between measured levels)")
+    serving.add_argument("--max-e2e-p95-ms", type=float, help="upper limit on the p95 end-to-end latency of a request (ms)")
+    serving.add_argument("--max-ttft-p95-ms", type=float, help="upper limit on the p95 time to first token (ms)")
+    serving.add_argument("--min-goodput", type=float, help="lower limit on goodput: requests/s meeting serve.slo")
     args = parser.parse_args(argv)
     from quantbench.analysis.analyze import analyze
-    from quantbench.analysis.stats import StatsSettings
-    from quantbench.report import _sweep_analysis_config, settings_from_config
+    from quantbench.analysis.sweep import recorded_settings
+    from quantbench.recommend_serving import DEFAULT_MEMORY_COLUMN, ServingLimits, recommend_serving, render_serving
 
-    settings = settings_from_config(_sweep_analysis_config(args.sweep_dir))
-    if args.baseline:
-        settings = StatsSettings(**{**settings.__dict__, "baseline": args.baseline})
     limits = Limits(args.max_memory_gb, args.max_p95_ms, args.max_quality_drop, args.batch)
+    serving_limits = ServingLimits(args.users, args.max_e2e_p95_ms, args.max_ttft_p95_ms, args.min_goodput)
     try:
-        analysis = analyze(args.sweep_dir, settings, comparisons=False)
-        recommendation = recommend(analysis, limits, args.objective, args.memory_column, args.quality_metric)
+        settings = recorded_settings(args.sweep_dirs[0], baseline=args.baseline)
+        analysis = analyze(args.sweep_dirs, settings, comparisons=False)
+        if serving_limits.given() or (analysis.table.height == 0 and analysis.serving is not None):
+            recommendation = recommend_serving(analysis, serving_limits, limits, args.memory_column or DEFAULT_MEMORY_COLUMN,
+                                               args.quality_metric)
+            text = render_serving(recommendation, serving_limits, limits)
+        else:
+            recommendation = recommend(analysis, limits, args.objective, args.memory_column or "peak_memory_gb", args.quality_metric)
+            if analysis.serving is not None:
+                recommendation.notes.append("this sweep also has serving rows: judge them with --users, --max-e2e-p95-ms, "
+                                            "--max-ttft-p95-ms or --min-goodput")
+            text = render(recommendation, limits)
     except QuantbenchError as error:
         print(f"quantbench recommend: {error}", file=sys.stderr)
         return 2
-    print(render(recommendation, limits), end="")
+    print(text, end="")
     return 0 if recommendation.best is not None else 1

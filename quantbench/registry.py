@@ -16,8 +16,9 @@ from quantbench.errors import PluginLoadError, UnknownPluginError
 BACKENDS_GROUP = "quantbench.backends"
 FAMILIES_GROUP = "quantbench.families"
 DATASETS_GROUP = "quantbench.datasets"
+ENGINES_GROUP = "quantbench.engines"
 
-_KIND_BY_GROUP = {BACKENDS_GROUP: "backend", FAMILIES_GROUP: "family", DATASETS_GROUP: "dataset"}
+_KIND_BY_GROUP = {BACKENDS_GROUP: "backend", FAMILIES_GROUP: "family", DATASETS_GROUP: "dataset", ENGINES_GROUP: "engine"}
 
 
 @dataclass
@@ -54,7 +55,8 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _provenance(entry_point: metadata.EntryPoint) -> tuple[str, str]:
+def provenance(entry_point: metadata.EntryPoint) -> tuple[str, str]:
+    """(package, version) of the distribution that registered the entry point."""
     dist = getattr(entry_point, "dist", None)
     if dist is None:
         return "unknown", "unknown"
@@ -71,7 +73,7 @@ class Registry:
             entry_points = metadata.entry_points(group=group)
         self._plugins: dict[str, Plugin] = {}
         for entry_point in entry_points:
-            package, version = _provenance(entry_point)
+            package, version = provenance(entry_point)
             # First registration wins; a later duplicate is ignored so a stray install of an
             # old plugin copy cannot shadow the one that was registered first.
             self._plugins.setdefault(
@@ -116,6 +118,10 @@ def families() -> Registry:
 
 def datasets() -> Registry:
     return registry(DATASETS_GROUP)
+
+
+def engines() -> Registry:
+    return registry(ENGINES_GROUP)
 
 
 def clear_cache() -> None:

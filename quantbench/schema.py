@@ -8,10 +8,13 @@ option can extend the schema that fits it, including schemas that plugins store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.object_type import ObjectType
 from omegaconf import MISSING
 
 
@@ -106,6 +109,14 @@ class AwqPrecisionConfig(CalibratedPrecisionConfig):
 
 
 @dataclass
+class GgufPrecisionConfig(PrecisionConfig):
+    """A GGUF file type made by llama.cpp's converter and quantizer, run by the llama.cpp engine."""
+
+    type: str = MISSING  # f32, f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, ... (quantbench/gguf/types.py)
+    engine: str = "llama.cpp"  # who runs it
+
+
+@dataclass
 class SlurmPlacementConfig:
     """Where this hardware lives on a SLURM cluster: read by hydra/launcher=quantbench_slurm, which
     submits each job of a sweep with its own hardware's placement. The names are site-specific:
@@ -122,12 +133,27 @@ class SlurmPlacementConfig:
 
 @dataclass
 class HardwareConfig:
+    """A machine and its facts. The options under conf/hardware (and plugins' hardware options) are
+    the one table of hardware facts: a job on `hardware=auto` takes the facts of the option whose
+    `match` pattern fits its device name (quantbench/measure/hardware.py)."""
+
     name: str = MISSING
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     gpu_type: Optional[str] = None
-    price_per_hour: Optional[float] = None  # USD per hour of the machine
-    memory_bandwidth_gb_s: Optional[float] = None
+    label: Optional[str] = None  # the product, as a report names it: "NVIDIA H100 SXM 80GB"
+    # A regular expression searched in the device name torch reports, lower-cased, with - and _ read
+    # as spaces ("nvidia h100 80gb hbm3"); where several options match, the longest match wins.
+    match: Optional[str] = None
+    price_per_hour_usd: Optional[float] = None  # USD per hour of the machine
+    price_note: Optional[str] = None  # where the price comes from, e.g. "AWS g5.xlarge on-demand"
+    # CPUs: the price per hour is this times the logical cores the job may use.
+    price_per_core_hour_usd: Optional[float] = None
+    memory_bandwidth_gb_s: Optional[float] = None  # datasheet; on a CPU, null: measured at job time
     memory_gb: Optional[float] = None
+    peak_fp16_tflops: Optional[float] = None  # dense FP16/BF16 tensor throughput, datasheet, no sparsity
+    # CPU threads of every engine (torch and llama.cpp alike, so engines compare at equal threads);
+    # null: the cores this process may use.
+    threads: Optional[int] = None
     slurm: SlurmPlacementConfig = field(default_factory=SlurmPlacementConfig)
 
 
@@ -224,6 +250,12 @@ class BenchConfig:
     min_iterations: int = 10
     min_seconds: float = 2.0
     max_iterations: int = 1000
+    # The time budget of a job (seconds; null: none). The timed phase stops before an iteration
+    # expected to end past max_seconds, whatever min_iterations and min_seconds ask, but never
+    # before 3 iterations; warm-up ends after the first iteration that alone takes longer than
+    # warmup_max_seconds. result.json records a cut (budget_cut, budget_cut_reason).
+    max_seconds: Optional[float] = 300.0
+    warmup_max_seconds: Optional[float] = 60.0
     max_new_tokens: int = 32
     max_input_tokens: int = 256
     seed: int = 0
@@ -236,17 +268,114 @@ class BenchConfig:
 
 @dataclass
 class AnalysisConfig:
-    """Statistics, cost and the report of a sweep (quantbench/analysis, quantbench report)."""
+    """Statistics, cost and the report of a sweep (quantbench/analysis, quantbench report).
+
+    The same dataclass is the `analysis` config node and the settings the analysis code takes;
+    `quantbench report` and `recommend` build it from the node a sweep ran with (`from_values`).
+    """
 
     baseline: str = "fp32"  # the precision every other one is compared with
-    confidence_level: float = 0.95
+    # Several sweeps in one report: the hardware every other is compared with (a hardware name, a
+    # device name, or both as the report writes them); null: the first sweep directory's.
+    baseline_hardware: Optional[str] = None
+    confidence: float = 0.95  # of every interval
     bootstrap_resamples: int = 2000
     alpha: float = 0.05  # a ratio is called faster/slower only where p < alpha
     seed: int = 0  # of the bootstrap
     # Fewer timed iterations than this and an interval is flagged as rough (bench.min_iterations
     # decides how many are taken).
-    min_iterations: int = 10
+    warn_below_iterations: int = 10
     report_at_end: bool = True  # write report.md/report.html after the sweep is collected
+    # Serving: the concurrency (or request rate) of the study table; null: the highest load every
+    # precision measured.
+    serve_load: Optional[float] = None
+    # Serving: the p95 end-to-end bound (ms) of "highest load under the SLO" for jobs that ran
+    # without serve.slo; null: those jobs have no SLO to judge.
+    serve_max_e2e_p95_ms: Optional[float] = None
+
+    @classmethod
+    def from_values(cls, values: Any = None, **overrides: Any) -> "AnalysisConfig":
+        """From an `analysis` config node or the dict a result.json holds, then `overrides` (None
+        leaves a value as it is). Keys this version does not know (written by a newer quantbench)
+        are left out; the types are the schema's, so a YAML `0.9` and a CLI `--confidence 0.9` agree."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(values, DictConfig):
+            values = OmegaConf.to_container(values, resolve=True)
+        known = {item.name for item in fields(cls)}
+        chosen = {key: value for key, value in dict(values or {}).items() if key in known}
+        chosen |= {key: value for key, value in overrides.items() if value is not None}
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), chosen))
+
+
+@dataclass
+class ScenarioConfig:
+    """How the model is driven: `offline` (timed generate() on a static batch) or `serve` (load
+    levels against an OpenAI-compatible server, quantbench/scenarios/serve.py)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class EngineConfig:
+    """Who runs the model: a name in the quantbench.engines entry-point group, or `auto` (the
+    precision's own engine: its `engine` key where it has one, else transformers)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class ServerEngineConfig(EngineConfig):
+    """An engine whose server quantbench starts for each serving job, on a free port of 127.0.0.1."""
+
+    # The executable (a path, or a command line such as `python my_server.py`); null: the engine's
+    # own (e.g. `vllm` on PATH), so an engine may live in its own virtual environment.
+    command: Optional[str] = None
+    args: List[str] = field(default_factory=list)  # appended to the command line quantbench builds
+    # Reuse of cached prompt prefixes across requests; null: the engine's default (recorded as such).
+    prefix_caching: Optional[bool] = None
+
+
+@dataclass
+class EndpointEngineConfig(EngineConfig):
+    """An OpenAI-compatible server that is already running (TGI, SGLang, llama-server, a remote
+    deployment): quantbench sends its load to `url` and starts nothing."""
+
+    url: Optional[str] = None  # where /v1/... lives, e.g. http://127.0.0.1:8000
+    # The NAME of the environment variable holding the API key; the key itself is never in a config.
+    api_key_env: Optional[str] = None
+    model: Optional[str] = None  # the served model's name; null: the first one GET /v1/models lists
+    # Added to every request body as it is, e.g. {ignore_eos: true} for a vLLM endpoint.
+    extra_body: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SloConfig:
+    """Service-level objectives (vLLM's goodput): a request meets them when it succeeded and every
+    objective given here holds; null objectives are not checked."""
+
+    ttft_ms: Optional[float] = None
+    tpot_ms: Optional[float] = None
+    e2e_ms: Optional[float] = None
+
+
+@dataclass
+class ServeConfig:
+    """Load levels of `scenario=serve`: closed loop (concurrency) or open loop (request_rate)."""
+
+    # Closed loop: simulated users, each sending its next request when its previous one ends.
+    concurrency: List[int] = field(default_factory=lambda: [1])
+    # Open loop: requests per second, seeded Poisson arrivals. Exclusive with a concurrency list
+    # other than the default [1].
+    request_rate: List[float] = field(default_factory=list)
+    # A level ends after this many requests, or after duration_s seconds of sending, whichever
+    # comes first (null: that limit is off; at least one must be set).
+    requests_per_level: Optional[int] = 64
+    duration_s: Optional[float] = None
+    warmup_requests: int = 2  # per level, before its measured requests (at least one per user)
+    startup_timeout_s: float = 600.0  # from starting the server until its health endpoint answers
+    request_timeout_s: float = 600.0  # one request, from sending until its last chunk
+    slo: SloConfig = field(default_factory=SloConfig)
 
 
 @dataclass
@@ -259,11 +388,24 @@ class QuantbenchConfig:
     batch: int = 1
     quality: QualityConfig = field(default_factory=QualityConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    scenario: Any = MISSING
+    engine: Any = MISSING
+    serve: ServeConfig = field(default_factory=ServeConfig)
     # Materialised models and quantized checkpoints; shared by every job and every sweep.
     cache_dir: str = "${oc.env:QUANTBENCH_CACHE,'~/.cache/quantbench'}"
     # Re-running a sweep into its own directory (hydra.sweep.dir=...) reuses every ok result of
     # the same config and runs the rest; false re-runs everything.
     resume: bool = True
+
+
+# Config keys renamed since an earlier quantbench: old dotted key -> new dotted key. One table for
+# every use: an old name on the command line is a one-line error naming the new one, and a
+# result.json written with the old names is read with the new ones (its config hash included).
+RENAMED_KEYS: dict[str, str] = {
+    "hardware.price_per_hour": "hardware.price_per_hour_usd",
+    "analysis.confidence_level": "analysis.confidence",
+    "analysis.min_iterations": "analysis.warn_below_iterations",
+}
 
 
 def register_configs() -> None:
@@ -277,6 +419,7 @@ def register_configs() -> None:
     store.store(group="precision", name="base_bnb_4bit", node=BnbFourBitPrecisionConfig)
     store.store(group="precision", name="base_gptq", node=GptqPrecisionConfig)
     store.store(group="precision", name="base_awq", node=AwqPrecisionConfig)
+    store.store(group="precision", name="base_gguf", node=GgufPrecisionConfig)
     store.store(group="hardware", name="base_hardware", node=HardwareConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
     store.store(group="dataset", name="base_image_folder", node=ImageFolderDatasetConfig)
@@ -284,6 +427,45 @@ def register_configs() -> None:
     store.store(group="dataset", name="base_pubmedqa", node=PubMedQADatasetConfig)
     store.store(group="bench", name="base_bench", node=BenchConfig)
     store.store(group="dataset", name="base_wikitext", node=WikiTextDatasetConfig)
+    store.store(group="scenario", name="base_scenario", node=ScenarioConfig)
+    store.store(group="engine", name="base_engine", node=EngineConfig)
+    store.store(group="engine", name="base_server_engine", node=ServerEngineConfig)
+    store.store(group="engine", name="base_endpoint_engine", node=EndpointEngineConfig)
+    register_plugin_schemas(store)
+
+
+# The group a plugin's schema joins: the group of the built-in schema it extends.
+PLUGIN_SCHEMA_GROUPS = {PrecisionConfig: "precision", ModelConfig: "model", DatasetConfig: "dataset", HardwareConfig: "hardware"}
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning("quantbench: %s", message)  # register_configs runs several times per process
+
+
+def register_plugin_schemas(store: ConfigStore) -> None:
+    """Store each schema of the `quantbench.schemas` entry points in the group of the schema it
+    extends, after the built-ins; one that cannot be stored is logged and the others still are."""
+    from quantbench.plugin_configs import plugin_schemas
+
+    for schema in plugin_schemas():
+        problem, group = schema.error, None
+        if problem is None:
+            extended = [name for base, name in PLUGIN_SCHEMA_GROUPS.items() if isinstance(schema.node, type) and is_dataclass(schema.node) and issubclass(schema.node, base)]
+            group = extended[0] if extended else None
+            if group is None:
+                choices = ", ".join(base.__name__ for base in PLUGIN_SCHEMA_GROUPS)
+                problem = f"{schema.node!r} is not a dataclass extending one of {choices} (from quantbench.api)"
+        if group is not None:
+            path = f"{group}/{schema.name}.yaml"
+            # provider: None for quantbench's own, the package for a plugin's (stored on an earlier call)
+            if store.get_type(path) == ObjectType.CONFIG and store.load(path).provider != schema.distribution:
+                problem = f"{path} is taken by {store.load(path).provider or 'quantbench'}; rename the entry point"
+        if problem is not None:
+            _warn_once(f"{schema.origin} not registered: {problem}")
+            continue
+        store.store(group=group, name=schema.name, node=schema.node, provider=schema.distribution)
 
 
 def is_schema_option(name: str) -> bool:

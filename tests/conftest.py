@@ -9,6 +9,7 @@ from typing import Callable
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
@@ -40,14 +41,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _prune_added(node: dict, before: dict) -> None:
+    """Remove the entries a test added to a ConfigStore (sub)tree, keeping what was there before."""
+    for key in list(node):
+        if key == "hydra":
+            continue  # Hydra's own configs register once, on import; they are never a test's
+        if key not in before:
+            del node[key]
+        elif isinstance(node[key], dict) and isinstance(before[key], dict):
+            _prune_added(node[key], before[key])
+
+
+def _shape(node: dict) -> dict:
+    return {key: _shape(value) if isinstance(value, dict) else None for key, value in node.items()}
+
+
 @pytest.fixture(autouse=True)
 def clean_hydra_and_registries():
-    """Each test starts with no Hydra instance and freshly discovered plugins."""
+    """Each test starts with no Hydra instance, freshly discovered plugins, and the ConfigStore
+    without the schemas an earlier test's plugin stored (a later sweep would pickle them)."""
     GlobalHydra.instance().clear()
     registry.clear_cache()
+    store = ConfigStore.instance().repo
+    before = _shape(store)
     yield
     GlobalHydra.instance().clear()
     registry.clear_cache()
+    _prune_added(store, before)
 
 
 @pytest.fixture

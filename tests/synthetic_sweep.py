@@ -13,8 +13,10 @@ import numpy as np
 import polars as pl
 
 from quantbench.collect import write_summary
+from quantbench.measure.kv_cache import DTYPE_BYTES, kv_shape_from_config
 from quantbench.measure.loop import IterationSample, speed_metrics
-from quantbench.results import JobResult, write_parquet_atomic, write_result
+from quantbench.atomic import write_parquet_atomic
+from quantbench.jobdir import ITERATIONS_FILE, PREDICTIONS_FILE, JobResult, write_result
 
 ARCHITECTURE = {
     "model_type": "llama",
@@ -56,13 +58,15 @@ class SyntheticSweep:
     noise: float = 0.03  # log-normal spread of latency
     max_new_tokens: int = 8
     input_tokens_per_sample: int = 20
-    price_per_hour: float | None = 2.0
+    price_per_hour_usd: float | None = 2.0
     memory_bandwidth_gb_s: float | None = 100.0
+    hardware: str = "synthetic"  # the hardware config's name: sweeps of several machines differ here
     n_questions: int = 200
     device_type: str = "cpu"
     device_name: str = "Synthetic CPU"  # not this machine's CPU: its bandwidth is never measured
     seed: int = 0
     model: str = "synthetic"
+    quantbench_version: str = "0.0.test"
     extra_metrics: dict = field(default_factory=dict)
 
 
@@ -111,7 +115,7 @@ def _write_job(job_dir: Path, precision: SyntheticPrecision, batch: int, spec: S
         )
     metrics: dict = {}
     if precision.status == "ok":
-        write_parquet_atomic(job_dir / "iterations.parquet", pl.DataFrame([vars(sample) for sample in samples]))
+        write_parquet_atomic(job_dir / ITERATIONS_FILE, pl.DataFrame([vars(sample) for sample in samples]))
         metrics = {
             **speed_metrics(samples),
             "peak_memory_gb": precision.peak_memory_gb + 0.01 * batch,
@@ -119,21 +123,26 @@ def _write_job(job_dir: Path, precision: SyntheticPrecision, batch: int, spec: S
             "weight_memory_gb": precision.weight_memory_gb,
             "load_s": 1.0,
             "max_new_tokens": spec.max_new_tokens,
-            "price_per_hour": spec.price_per_hour,
+            # The facts a real job records (quantbench/measure/hardware.py, kv_cache.py).
+            "price_per_hour_usd": spec.price_per_hour_usd,
+            "price_source": "hardware config (synthetic)" if spec.price_per_hour_usd is not None else "unknown",
             "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s,
+            "bandwidth_source": "hardware config (synthetic)" if spec.memory_bandwidth_gb_s is not None else "unknown",
+            "activation_dtype": precision.dtype,
+            "kv_cache_bytes_per_token": kv_shape_from_config(ARCHITECTURE).bytes_per_token(DTYPE_BYTES[precision.dtype]),
             **spec.extra_metrics,
         }
         if precision.accuracy is not None:
             metrics["pubmedqa_acc"] = precision.accuracy
             _predictions(precision, spec.n_questions, spec.seed).pipe(
-                lambda frame: write_parquet_atomic(job_dir / "pubmedqa_predictions.parquet", frame)
+                lambda frame: write_parquet_atomic(job_dir / PREDICTIONS_FILE, frame)
             )
         if precision.kld_mean is not None:
             metrics["kld_mean"] = precision.kld_mean
     config = {
         "model": {"name": spec.model, "family": "decoder", "source": "random_init", "architecture": ARCHITECTURE},
         "precision": {"name": precision.name, "backend": precision.name, "dtype": precision.dtype},
-        "hardware": {"name": "synthetic", "device": "cpu", "price_per_hour": spec.price_per_hour,
+        "hardware": {"name": spec.hardware, "device": "cpu", "price_per_hour_usd": spec.price_per_hour_usd,
                      "memory_bandwidth_gb_s": spec.memory_bandwidth_gb_s},
         "batch": batch,
         "cache_dir": str(job_dir.parent / "cache"),
@@ -149,14 +158,14 @@ def _write_job(job_dir: Path, precision: SyntheticPrecision, batch: int, spec: S
                 "backend": precision.name,
                 "family": "decoder",
                 "batch": batch,
-                "hardware": "synthetic",
+                "hardware": spec.hardware,
                 "dataset": "builtin",
                 "device": spec.device_name,
             },
             config=config,
             config_hash=f"{precision.name}-{batch}",
             environment={"device_type": spec.device_type, "device_name": spec.device_name, "cpu_count": 2,
-                         "versions": {"torch": "test"}, "python": "3.x"},
+                         "versions": {"torch": "test", "quantbench": spec.quantbench_version}, "python": "3.x"},
             metrics=metrics,
         ),
     )

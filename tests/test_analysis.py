@@ -1,18 +1,15 @@
-"""Statistics, cost, roofline and hardware numbers, on samples and sweeps with known answers."""
+"""Statistics, cost and roofline, on samples and sweeps with known answers (hardware facts: test_hardware_facts.py)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 from scipy import stats as scipy_stats
 from synthetic_sweep import SyntheticPrecision, SyntheticSweep, write_sweep
 
-from quantbench.analysis import hardware
 from quantbench.analysis.analyze import analyze
 from quantbench.analysis.cost import (
     cost_per_1k_tokens,
@@ -22,15 +19,8 @@ from quantbench.analysis.cost import (
     with_cost_columns,
 )
 from quantbench.analysis.quality import quality_metrics, with_quality_drop
-from quantbench.analysis.roofline import (
-    KvShape,
-    bytes_per_decode_step,
-    ceiling_tokens_per_s,
-    kv_shape_from_config,
-    roofline_row,
-)
+from quantbench.analysis.roofline import bytes_per_decode_step, ceiling_tokens_per_s, roofline_row
 from quantbench.analysis.stats import (
-    StatsSettings,
     compare_across_batches,
     compare_throughput,
     direction,
@@ -38,9 +28,10 @@ from quantbench.analysis.stats import (
     mcnemar_exact,
     welch_contrast,
 )
+from quantbench.measure.kv_cache import KvShape, kv_shape_from_config
+from quantbench.schema import AnalysisConfig
 
-CONF_HARDWARE = Path(__file__).resolve().parents[1] / "quantbench" / "conf" / "hardware"
-SETTINGS = StatsSettings(resamples=1000)
+SETTINGS = AnalysisConfig(bootstrap_resamples=1000)
 
 
 def latencies_s(rng: np.random.Generator, mean_s: float, n: int, spread: float = 0.05) -> np.ndarray:
@@ -170,7 +161,7 @@ def test_cost_columns_compare_with_the_baseline_at_the_same_batch():
         "batch": [1, 1, 8, 8],
         "tokens_per_s": [100.0, 200.0, 400.0, 200.0],
         "qps": [2.0, 4.0, 8.0, 4.0],
-        "price_per_hour": [3.6, 3.6, 3.6, None],
+        "price_per_hour_usd": [3.6, 3.6, 3.6, None],
     })
     out = with_cost_columns(frame, "fp32", ["model"])
     rows = {(row["precision"], row["batch"]): row for row in out.iter_rows(named=True)}
@@ -195,108 +186,22 @@ def test_roofline_arithmetic():
     assert ceiling_tokens_per_s(100.0, 1e9, batch=8) == pytest.approx(800.0)
 
 
-def test_roofline_row_uses_decode_rate_and_the_model_config():
-    result = {"config": {"model": {"architecture": {"num_hidden_layers": 1, "num_attention_heads": 1, "hidden_size": 8}},
-                         "precision": {"dtype": "float32"}}}
-    row = {"memory_bandwidth_gb_s": 10.0, "weight_memory_gb": 1.0, "batch": 2, "tpot_ms": 1000.0,
-           "input_tokens_per_iteration": 20, "max_new_tokens": 10}
-    out = roofline_row(row, result)
+def test_roofline_row_uses_decode_rate_and_the_recorded_kv_bytes():
     kv_bytes = 2 * 1 * 1 * 8 * 4
+    row = {"memory_bandwidth_gb_s": 10.0, "weight_memory_gb": 1.0, "batch": 2, "tpot_p50_ms": 1000.0,
+           "input_tokens_per_iteration": 20, "max_new_tokens": 10, "kv_cache_bytes_per_token": kv_bytes}
+    out = roofline_row(row)
     step = 1e9 + 2 * kv_bytes * (10 + 5)
-    assert out["kv_bytes_per_token"] == kv_bytes
+    assert out["bytes_per_decode_step_mb"] == pytest.approx(step / 1e6)
     assert out["ceiling_tokens_per_s"] == pytest.approx(2 * 10e9 / step)
     assert out["decode_tokens_per_s"] == pytest.approx(2.0)
     assert out["roofline_pct"] == pytest.approx(2.0 / (2 * 10e9 / step) * 100)
-    assert roofline_row({**row, "memory_bandwidth_gb_s": None}, result)["roofline_note"] == "no memory bandwidth"
-    assert "KV cache not counted" in roofline_row(row, {})["roofline_note"]
-
-
-def test_roofline_finds_a_materialised_model_in_the_cache(tmp_path):
-    directory = tmp_path / "models" / "smollm2-135m-0123abcd"
-    directory.mkdir(parents=True)
-    (directory / "config.json").write_text(
-        '{"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}'
-    )
-    result = {"config": {"model": {"name": "smollm2-135m", "source": "gguf"}, "cache_dir": str(tmp_path),
-                         "precision": {"dtype": "bfloat16"}}}
-    row = {"memory_bandwidth_gb_s": 10.0, "weight_memory_gb": 0.27, "batch": 1, "tpot_ms": 10.0,
-           "input_tokens_per_iteration": 10, "max_new_tokens": 8}
-    assert roofline_row(row, result)["kv_bytes_per_token"] == 2 * 30 * 3 * 64 * 2
-
-
-# --- hardware ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "device_name, key",
-    [
-        ("NVIDIA H100 80GB HBM3", "h100"),
-        ("NVIDIA H100 PCIe", "h100-pcie"),
-        ("NVIDIA H200", "h200"),
-        ("NVIDIA A100-SXM4-80GB", "a100"),
-        ("NVIDIA A100-PCIE-40GB", "a100-40gb"),
-        ("NVIDIA A10G", "a10g"),
-        ("NVIDIA L40S", "l40s"),
-        ("NVIDIA L4", "l4"),
-        ("Tesla T4", "t4"),
-        ("Tesla V100-SXM2-16GB", "v100"),
-        ("NVIDIA GeForce RTX 2080 Ti", "rtx2080ti"),
-        ("NVIDIA GeForce RTX 4090", "rtx4090"),
-        ("Quadro RTX 8000", "quadro-rtx8000"),
-    ],
-)
-def test_known_gpus_are_detected_by_name(device_name, key):
-    assert hardware.lookup_gpu(device_name).key == key
-
-
-def test_unknown_device_is_not_guessed():
-    assert hardware.lookup_gpu("Some Future Accelerator") is None
-    assert hardware.lookup_gpu(None) is None
-
-
-def test_hardware_configs_agree_with_the_table():
-    checked = 0
-    for file in CONF_HARDWARE.glob("*.yaml"):
-        option = yaml.safe_load(file.read_text())
-        if not option.get("gpu_type"):
-            continue
-        spec = hardware.gpu_by_key(option["gpu_type"])
-        assert spec is not None, f"{file.name}: gpu_type {option['gpu_type']} missing from KNOWN_GPUS"
-        assert option["price_per_hour"] == pytest.approx(spec.price_per_hour), file.name
-        assert option["memory_bandwidth_gb_s"] == pytest.approx(spec.memory_bandwidth_gb_s), file.name
-        assert option["memory_gb"] == pytest.approx(spec.memory_gb), file.name
-        checked += 1
-    assert checked >= 10
-
-
-def test_configured_numbers_win_over_the_table():
-    numbers = hardware.resolve_hardware(device_type="cuda", device_name="NVIDIA H100 80GB HBM3", configured_price_per_hour=9.0)
-    assert numbers.price_per_hour == 9.0 and numbers.price_source == "hardware config"
-    assert numbers.memory_bandwidth_gb_s == 3350 and "datasheet" in numbers.bandwidth_source
-
-
-def test_cpu_bandwidth_is_measured_once_and_cached(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_measure() -> float:
-        calls.append(1)
-        return 12.5
-
-    monkeypatch.setattr(hardware, "measure_copy_bandwidth_gb_s", fake_measure)
-    local_cpu = __import__("quantbench.device", fromlist=["cpu_model_name"]).cpu_model_name()
-    for _ in range(2):
-        numbers = hardware.resolve_hardware(device_type="cpu", device_name=local_cpu, cpu_count=4, cache_dir=tmp_path)
-        assert numbers.memory_bandwidth_gb_s == 12.5
-    assert len(calls) == 1
-    assert list((tmp_path / "hardware").glob("cpu-*.json"))
-    assert numbers.price_per_hour == pytest.approx(4 * hardware.CPU_PRICE_PER_CORE_HOUR)
-    # Another machine's CPU is never given this machine's bandwidth.
-    other = hardware.resolve_hardware(device_type="cpu", device_name="Other CPU", cpu_count=4, cache_dir=tmp_path)
-    assert other.memory_bandwidth_gb_s is None and "unknown" in other.bandwidth_source
-
-
-def test_real_copy_bandwidth_measurement_is_positive():
-    assert hardware.measure_copy_bandwidth_gb_s(buffer_bytes=8 * 2**20, repeats=2) > 0
+    assert out["roofline_note"] == ""
+    assert roofline_row({**row, "memory_bandwidth_gb_s": None})["roofline_note"] == "no memory bandwidth"
+    # A job that recorded no KV size (an older quantbench): the weights alone, and the row says so.
+    unrecorded = roofline_row({**row, "kv_cache_bytes_per_token": None})
+    assert "KV cache not counted" in unrecorded["roofline_note"]
+    assert unrecorded["bytes_per_decode_step_mb"] == pytest.approx(1e3)
 
 
 # --- a whole synthetic sweep -----------------------------------------------------------------

@@ -75,14 +75,15 @@ def test_the_slurm_launcher_groups_run_on_this_machine_with_cluster_local(tmp_pa
 
 def test_a_site_hardware_file_names_its_own_partition(tmp_path):
     """The docs/cluster.md recipe: a site file extends a built-in hardware with the cluster's names."""
-    from quantbench.overrides import check_group_choices
+    from quantbench.overrides import prepare_arguments
 
     (tmp_path / "hardware").mkdir()
     (tmp_path / "hardware" / "site-h100.yaml").write_text(
         "defaults:\n  - h100\n  - _self_\n\nslurm:\n  partition: gpu-h100\n  gres: gpu:nvidia_h100_80gb:1\n"
     )
     searchpath = f"hydra.searchpath=[file://{tmp_path}]"
-    assert check_group_choices(["-m", "hardware=site-h100,h100", searchpath]) is None
+    arguments = ["-m", "hardware=site-h100,h100", searchpath]
+    assert prepare_arguments(arguments) == arguments  # the site's option is Hydra's to find, not an unknown one
     launcher = launcher_for([searchpath])
     (site, _), (builtin, _) = launcher.placement_groups([["hardware=site-h100"], ["hardware=h100"]])
     assert site["partition"] == "gpu-h100" and site["gres"] == "gpu:nvidia_h100_80gb:1"

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from quantbench.collect import METRIC_COLUMNS, SUMMARY_CSV, SUMMARY_PARQUET, collect_sweep, main, write_summary
-from quantbench.results import JobResult, write_result
+from quantbench.jobdir import JobResult, write_result
 
 
 def make_job(sweep: Path, number: int, status: str, precision: str, batch: int, **metrics) -> Path:

@@ -11,7 +11,7 @@ import quantbench
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CONF = Path(quantbench.__file__).parent / "conf"
-GROUPS = ("model", "precision", "hardware", "dataset", "bench", "quality")
+GROUPS = ("model", "precision", "hardware", "dataset", "bench", "quality", "scenario", "engine")
 
 
 @pytest.mark.parametrize("group", GROUPS)

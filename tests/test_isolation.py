@@ -13,8 +13,8 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 import crashing_plugins
-from quantbench import execute, resume
-from quantbench.results import JobResult, write_result
+from quantbench import execute, jobdir, resume
+from quantbench.jobdir import JobResult, write_result
 
 QUICK = ["model=tiny-llama", "bench=quick", "analysis.report_at_end=false"]
 
@@ -119,8 +119,8 @@ def counting_run_job(monkeypatch):
     runs = []
 
     def fake_run_job(cfg, job_dir):
-        config = resume.job_config(cfg)
-        result = JobResult("ok", None, {"model": "m"}, config, resume.config_hash(config), finished_at=f"run {len(runs)}")
+        config = jobdir.job_config(cfg)
+        result = JobResult("ok", None, {"model": "m"}, config, jobdir.config_hash(config), finished_at=f"run {len(runs)}")
         write_result(job_dir, result)
         runs.append(job_dir)
         return result
@@ -149,8 +149,8 @@ def test_resume_reuses_an_ok_result_of_the_same_config_only(tmp_path, counting_r
 
 
 def test_a_failed_result_is_run_again_and_not_kept(tmp_path, counting_run_job):
-    config = resume.job_config(tiny_config())
-    write_result(tmp_path, JobResult("failed", "boom", {"model": "m"}, config, resume.config_hash(config)))
+    config = jobdir.job_config(tiny_config())
+    write_result(tmp_path, JobResult("failed", "boom", {"model": "m"}, config, jobdir.config_hash(config)))
     (tmp_path / "traceback.txt").write_text("old")
     execute.execute_job(tiny_config(), tmp_path)
     assert len(counting_run_job) == 1
@@ -158,11 +158,11 @@ def test_a_failed_result_is_run_again_and_not_kept(tmp_path, counting_run_job):
 
 
 def test_config_hash_ignores_only_the_listed_switches():
-    config = resume.job_config(tiny_config())
-    base = resume.config_hash(config)
-    assert resume.config_hash(resume.job_config(tiny_config(resume=False))) == base
-    assert resume.config_hash(resume.job_config(tiny_config(batch=2))) != base
-    assert resume.config_hash(resume.job_config(tiny_config(**{"precision.name": "bf16"}))) != base
+    config = jobdir.job_config(tiny_config())
+    base = jobdir.config_hash(config)
+    assert jobdir.config_hash(jobdir.job_config(tiny_config(resume=False))) == base
+    assert jobdir.config_hash(jobdir.job_config(tiny_config(batch=2))) != base
+    assert jobdir.config_hash(jobdir.job_config(tiny_config(**{"precision.name": "bf16"}))) != base
     assert config["bench"]["isolation"] == "none"  # hashing leaves the stored config whole
 
 
@@ -193,14 +193,13 @@ def test_isolation_is_on_by_default(compose_config, monkeypatch):
 def test_the_child_computes_the_hash_the_parent_compares(compose_config, tmp_path):
     """The parent hashes the composed config, the child the YAML it was given: they must agree,
     or an isolated sweep would never resume."""
-    from quantbench import isolation
-
     composed = compose_config(["model=tiny-llama", "precision=gptq", "hardware=h100", "quality=[ppl,kld,pubmedqa]", "dataset=pubmedqa"])
     cfg = OmegaConf.masked_copy(composed, [key for key in composed if key != "hydra"])  # what a job is given
-    config = resume.job_config(cfg)
-    child_cfg = OmegaConf.load(isolation.write_job_config(tmp_path, config))
-    assert resume.job_config(child_cfg) == config
-    assert resume.config_hash(resume.job_config(child_cfg)) == resume.config_hash(config)
+    config = jobdir.job_config(cfg)
+    jobdir.write_job_config(tmp_path, config)
+    child_cfg = jobdir.load_job_config(tmp_path)
+    assert jobdir.job_config(child_cfg) == config
+    assert jobdir.config_hash(jobdir.job_config(child_cfg)) == jobdir.config_hash(config)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])

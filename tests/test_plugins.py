@@ -99,16 +99,37 @@ def test_int4_on_cpu_is_skipped_and_int8_dynamic_runs(plugin_path, tmp_path, run
     assert result["metrics"]["torchao_method"] == "int8_dynamic" and result["metrics"]["compute_dtype"] == "float32"
 
 
-def test_a_misspelt_key_in_a_plugin_option_is_named(plugin_path, monkeypatch):
-    from omegaconf import OmegaConf
+def test_a_misspelt_key_in_a_plugin_option_is_the_same_one_line_error_as_in_a_built_in_one(plugin_path, tmp_path):
+    def error_of(*overrides: str) -> tuple[int, list[str]]:
+        completed = subprocess.run(
+            [sys.executable, "-m", "quantbench", *QUICK, *overrides, f"hydra.run.dir={tmp_path}"],
+            env=environment_with(plugin_path), capture_output=True, text=True, timeout=300,
+        )
+        return completed.returncode, [line for line in completed.stderr.splitlines() if line.strip()]
 
+    # The plugin's schema (TorchAoSettings, stored as precision/base_torchao) types its options.
+    plugin_code, plugin_lines = error_of("precision=torchao-int8", "precision.group_sizee=64")
+    builtin_code, builtin_lines = error_of("precision=fp16", "precision.dtypee=64")
+    assert plugin_code == builtin_code == 2
+    assert len(plugin_lines) == len(builtin_lines) == 1, (plugin_lines, builtin_lines)
+    assert "group_sizee" in plugin_lines[0]
+    normalised = (
+        plugin_lines[0].replace("torchao-int8", "OPTION").replace("group_sizee", "KEY")
+        .replace("group_size", "NEAREST").replace("TorchAoSettings", "SCHEMA")
+    )
+    expected = (
+        builtin_lines[0].replace("fp16", "OPTION").replace("dtypee", "KEY")
+        .replace("dtype", "NEAREST").replace("DensePrecisionConfig", "SCHEMA")
+    )
+    assert normalised == expected
+
+
+def test_an_unknown_torchao_method_names_the_methods(plugin_path, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_path))
-    from quantbench_torchao.backend import read_settings
+    from quantbench_torchao.backend import TorchAoSettings, torchao_method
 
-    with pytest.raises(ValueError, match="sets metod, which the torchao backend does not know; use only: name, backend, method"):
-        read_settings(OmegaConf.create({"name": "x", "backend": "torchao", "metod": "int8_dynamic"}))
-    with pytest.raises(ValueError, match="unknown torchao method 'int3'; choose one of: int8_weight_only"):
-        read_settings(OmegaConf.create({"name": "x", "backend": "torchao", "method": "int3"}))
+    with pytest.raises(ValueError, match="unknown torchao method 'int3'; choose one of: int8_weight_only, int8_dynamic, int4_weight_only"):
+        torchao_method(TorchAoSettings(name="x", backend="torchao", method="int3"))
 
 
 def test_plugin_config_trees_join_only_quantbench_search_path(monkeypatch):

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from scipy import stats
 
@@ -66,7 +67,7 @@ def test_quality_metrics_and_limit_from_the_command_line(compose_config):
 
 
 def test_misspelt_quality_key_is_an_error(compose_config):
-    with pytest.raises(Exception, match="top_kk"):
+    with pytest.raises(ConfigCompositionException, match="top_kk"):
         compose_config(["quality=[kld]", "quality.kld.top_kk=8"])
 
 
@@ -201,8 +202,10 @@ def test_perplexity_equals_the_straightforward_sliding_window_computation(compos
     assert (metrics["ppl_context_tokens"], metrics["ppl_stride"]) == (64, 48)
 
 
-def test_reference_against_itself_is_zero_and_is_cached(compose_config, shared_data, monkeypatch):
-    overrides = ["quality=[ppl,kld]", f"quality.data_dir={shared_data}", "quality.kld.top_k=16", *TEXT_OVERRIDES]
+def test_reference_against_itself_is_zero_and_is_cached(compose_config, shared_data, monkeypatch, tmp_path):
+    # A cache of its own: the session's cache holds the references other tests computed.
+    overrides = ["quality=[ppl,kld]", f"quality.data_dir={shared_data}", "quality.kld.top_k=16", *TEXT_OVERRIDES,
+                 f"cache_dir={tmp_path / 'cache'}"]
     cfg, family, spec, loaded = load_tiny(compose_config, "fp32", overrides)
     computed = text_metrics(cfg, family, spec, loaded)  # computes and caches the reference
     entries = list((Path(cfg.cache_dir) / "reference").glob("tiny-llama-fp32-*"))

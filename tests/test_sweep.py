@@ -27,7 +27,7 @@ def test_multirun_over_precisions_and_batches(tmp_path, run_quantbench):
         assert rows["input_tokens_per_iteration"].n_unique() == 1
     assert (frame["tokens_per_s"] > 0).all() and (frame["qps"] > 0).all()
     assert (frame["latency_p50_ms"] <= frame["latency_p99_ms"]).all()
-    assert (frame["ttft_ms"] < frame["latency_p50_ms"] * 1.5).all()
+    assert (frame["ttft_p50_ms"] < frame["latency_p50_ms"] * 1.5).all()
     # quantized weights are smaller than fp32 ones
     weights = dict(frame.filter(pl.col("batch") == 1).select("precision", "weight_memory_gb").iter_rows())
     assert weights["nf4"] < weights["int8"] < weights["fp32"]
@@ -60,7 +60,7 @@ def test_a_misspelt_setting_of_a_swept_group_is_one_line(tmp_path, run_quantbenc
     error = capsys.readouterr().err.strip()
     assert error == (
         "quantbench: 'precision.quant_tpye' is not a setting of any swept precision (fp32, nf4); "
-        "check the name, or add a new key with +precision.quant_tpye"
+        "did you mean 'precision.quant_type'?"
     )
 
 
@@ -82,7 +82,7 @@ def test_smollm2_generates_real_text(tmp_path, run_quantbench):
         assert len(words) >= 3, texts
         assert sum(word.strip(".,!?").isalpha() for word in words) >= 2, texts  # words, not byte soup
     metrics = result["metrics"]
-    for key in ("qps", "tokens_per_s", "latency_p50_ms", "ttft_ms", "tpot_ms", "peak_memory_gb", "weight_memory_gb", "load_s"):
+    for key in ("qps", "tokens_per_s", "latency_p50_ms", "ttft_p50_ms", "tpot_p50_ms", "peak_memory_gb", "weight_memory_gb", "load_s"):
         assert metrics[key] > 0, key
     # 135M parameters in float32 is about 0.54 GB of weights (embeddings tied)
     assert 0.4 < metrics["weight_memory_gb"] < 0.7

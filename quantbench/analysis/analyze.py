@@ -1,39 +1,52 @@
-"""One sweep, analysed: the ok rows with hardware, cost, roofline and quality columns added, and
-the comparisons against the baseline. The report, the plots and `recommend` all start here."""
+"""One sweep (or several read as one), analysed: the ok rows with hardware, cost, roofline and quality
+columns added, the comparisons against the baseline precision and, where the jobs ran on several
+machines, against the baseline hardware. The report, the plots and `recommend` all start here.
+
+It reads the sweep directories alone: every hardware fact and the KV-cache size come from what the
+jobs recorded, so the analysis gives the same answer on any machine.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 
-from quantbench.analysis.comparisons import accuracy_comparisons, throughput_comparisons
+from quantbench.analysis.comparisons import accuracy_comparisons, hardware_comparisons, throughput_comparisons
 from quantbench.analysis.cost import with_cost_columns
-from quantbench.analysis.hardware import with_hardware_numbers
+from quantbench.analysis.hardware import HARDWARE_AXIS, choose_baseline_hardware, with_hardware_columns
 from quantbench.analysis.quality import QualityMetric, quality_metrics
 from quantbench.analysis.roofline import with_roofline_columns
-from quantbench.analysis.stats import StatsSettings
-from quantbench.analysis.sweep import Sweep, load_sweep, precision_order
-
-DEFAULT_CACHE_DIR = "~/.cache/quantbench"
+from quantbench.analysis.serving import ServingAnalysis, analyze_serving, is_serving
+from quantbench.analysis.sweep import Sweep, first_directory_rows, load_sweeps, precision_order
+from quantbench.schema import AnalysisConfig
 
 
 @dataclass
 class Analysis:
     sweep: Sweep
-    settings: StatsSettings
-    table: pl.DataFrame  # one row per ok job, with every derived column
+    settings: AnalysisConfig  # baseline and baseline_hardware as used (after any fallback)
+    table: pl.DataFrame  # one row per ok offline job, with every derived column
     throughput: pl.DataFrame  # throughput_comparisons()
     accuracy: pl.DataFrame  # accuracy_comparisons()
     quality: list[QualityMetric]
     precisions: list[str]  # display order, baseline first
     notes: list[str] = field(default_factory=list)
+    hardware: pl.DataFrame = field(default_factory=pl.DataFrame)  # hardware_comparisons(); empty on one machine
+    serving: ServingAnalysis | None = None  # the scenario=serve rows (load levels); None without any
 
     @property
     def batches(self) -> list[int]:
         return sorted(self.table.get_column("batch").unique().to_list()) if self.table.height else []
+
+    @property
+    def machines(self) -> list[str]:
+        """The hardware axis, baseline hardware first."""
+        if self.table.height == 0:
+            return []
+        machines = self.table.get_column(HARDWARE_AXIS).unique(maintain_order=True).to_list()
+        return sorted(machines, key=lambda machine: machine != self.settings.baseline_hardware)
 
     def varying_group_columns(self) -> list[str]:
         """Group columns with more than one value: they must appear next to the precision."""
@@ -44,22 +57,14 @@ class Analysis:
         ]
 
 
-def default_cache_dir(sweep: Sweep) -> Path:
-    """The cache the sweep's jobs used (from their config), else $QUANTBENCH_CACHE, else the default."""
-    result = sweep.first_result() or {}
-    configured = (result.get("config") or {}).get("cache_dir")
-    return Path(configured or os.environ.get("QUANTBENCH_CACHE") or DEFAULT_CACHE_DIR).expanduser()
-
-
 def analyze(
-    sweep_dir: str | Path,
-    settings: StatsSettings | None = None,
-    cache_dir: Path | None = None,
+    sweep_dirs: str | Path | list[str | Path],
+    settings: AnalysisConfig | None = None,
     comparisons: bool = True,
 ) -> Analysis:
     """`comparisons=False` skips the bootstrap and the paired tests (recommend does not need them)."""
-    sweep = load_sweep(sweep_dir)
-    settings = settings or StatsSettings()
+    sweep = load_sweeps(sweep_dirs)
+    settings = settings or AnalysisConfig()
     notes: list[str] = []
     ok = sweep.ok
     if ok.height == 0:
@@ -71,20 +76,30 @@ def analyze(
             f"baseline precision '{settings.baseline}' has no ok result in this sweep; "
             f"comparing against '{fallback}' (the largest weights) instead (choose with --baseline)"
         )
-        settings = StatsSettings(**{**settings.__dict__, "baseline": fallback})
-    cache_dir = cache_dir or default_cache_dir(sweep)
-    table = with_hardware_numbers(sweep, cache_dir)
+        settings = replace(settings, baseline=fallback)
+    serve_rows = with_hardware_columns(ok.filter(is_serving(ok)))
+    table = with_hardware_columns(sweep.offline_ok)
+    baseline_hardware, hardware_notes = choose_baseline_hardware(
+        table, first_directory_rows(sweep, table), settings.baseline_hardware
+    )
+    notes += hardware_notes
+    settings = replace(settings, baseline_hardware=baseline_hardware)
     if table.height:
         table = with_cost_columns(table, settings.baseline, sweep.group_columns())
-        results = [sweep.result(job_dir) for job_dir in table.get_column("job_dir").to_list()]
-        table = with_roofline_columns(table, results)
+        table = with_roofline_columns(table)
+    serving = analyze_serving(sweep, serve_rows, table, settings, precisions)
+    several_machines = table.height > 0 and table.get_column(HARDWARE_AXIS).n_unique() > 1
     return Analysis(
         sweep=sweep,
         settings=settings,
         table=table,
-        throughput=throughput_comparisons(sweep, settings) if ok.height and comparisons else pl.DataFrame(),
-        accuracy=accuracy_comparisons(sweep, settings) if ok.height and comparisons else pl.DataFrame(),
+        throughput=throughput_comparisons(sweep, settings) if table.height and comparisons else pl.DataFrame(),
+        accuracy=accuracy_comparisons(sweep, settings) if table.height and comparisons else pl.DataFrame(),
         quality=quality_metrics(table),
         precisions=precisions,
         notes=notes,
+        hardware=hardware_comparisons(sweep, table, baseline_hardware, settings)
+        if several_machines and comparisons
+        else pl.DataFrame(),
+        serving=serving,
     )

@@ -1,7 +1,9 @@
 """Every configuration of a sweep against its baseline: throughput ratios and paired accuracy.
 
-A configuration's baseline is the job with the baseline precision and the same model,
-hardware, dataset and generation length (and, per batch, the same batch size).
+Along the precision axis, a configuration's baseline is the job with the baseline precision and
+the same model, hardware, dataset and generation length (and, per batch, the same batch size).
+Along the hardware axis (several machines), it is the same configuration (model, precision,
+engine, dataset, generation length, batch size) on the baseline hardware.
 """
 
 from __future__ import annotations
@@ -11,20 +13,24 @@ from typing import Any
 
 import polars as pl
 
+from quantbench.analysis.hardware import HARDWARE_AXIS
 from quantbench.analysis.stats import (
     RatioTest,
-    StatsSettings,
     compare_across_batches,
     compare_throughput,
     direction,
     make_sample,
     mcnemar_exact,
 )
-from quantbench.analysis.sweep import Sweep
-from quantbench.quality import PREDICTIONS_FILE
+from quantbench.analysis.sweep import GROUP_COLUMNS, Sweep
+from quantbench.jobdir import PREDICTIONS_FILE
+from quantbench.schema import AnalysisConfig
 
 # metric column -> the per-iteration work it counts
 THROUGHPUT_METRICS = {"tokens_per_s": "n_generated_tokens", "qps": "batch"}
+# Like with like across machines: everything that identifies a configuration except the machine.
+HARDWARE_LIKE_COLUMNS = (*(column for column in GROUP_COLUMNS if column not in ("hardware", "device")), "precision")
+
 
 def _sample(iterations: pl.DataFrame, metric: str, batch: int):
     work_column = THROUGHPUT_METRICS[metric]
@@ -36,16 +42,16 @@ def _sample(iterations: pl.DataFrame, metric: str, batch: int):
     return make_sample(work, seconds)
 
 
-def _row(group: dict[str, Any], metric: str, batch: int | None, precision: str, baseline: str,
-         test: RatioTest | None, settings: StatsSettings, note: str) -> dict[str, Any]:
+def _row(group: dict[str, Any], metric: str, batch: int | None, axis: str, value: str, baseline: str,
+         test: RatioTest | None, settings: AnalysisConfig, note: str) -> dict[str, Any]:
     n_min = min(test.n_baseline, test.n_candidate) if test else 0
-    if test and batch is not None and n_min < settings.min_iterations and not note:
-        note = f"only {n_min} iterations (< {settings.min_iterations}): interval is rough"
+    if test and batch is not None and n_min < settings.warn_below_iterations and not note:
+        note = f"only {n_min} iterations (< {settings.warn_below_iterations}): interval is rough"
     return {
         **group,
         "metric": metric,
         "batch": batch,
-        "precision": precision,
+        axis: value,
         "baseline": baseline,
         "ratio": test.ratio if test else None,
         "ci_low": test.ci_low if test else None,
@@ -58,50 +64,61 @@ def _row(group: dict[str, Any], metric: str, batch: int | None, precision: str, 
     }
 
 
-def throughput_comparisons(sweep: Sweep, settings: StatsSettings) -> pl.DataFrame:
-    """One row per (group, metric, batch, precision), plus a geometric-mean row (batch null)."""
-    ok = sweep.ok
-    group_columns = sweep.group_columns()
+def throughput_comparisons(sweep: Sweep, settings: AnalysisConfig) -> pl.DataFrame:
+    """Each precision against the baseline precision: one row per (group, metric, batch,
+    precision), plus a geometric-mean row (batch null)."""
+    return _comparisons(sweep, sweep.offline_ok, sweep.group_columns(), "precision", settings.baseline, settings, THROUGHPUT_METRICS)
+
+
+def hardware_comparisons(sweep: Sweep, table: pl.DataFrame, baseline: str, settings: AnalysisConfig) -> pl.DataFrame:
+    """Each machine against the baseline machine (`table` has the hardware axis column): one row
+    per (configuration, batch, machine) in generated tokens/s, plus a geometric mean over batches."""
+    groups = [column for column in HARDWARE_LIKE_COLUMNS if column in table.columns]
+    return _comparisons(sweep, table, groups, HARDWARE_AXIS, baseline, settings, ("tokens_per_s",))
+
+
+def _comparisons(sweep: Sweep, frame: pl.DataFrame, group_columns: list[str], axis: str, baseline: str,
+                 settings: AnalysisConfig, metrics) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
-    groups = ok.partition_by(group_columns, as_dict=True, maintain_order=True) if group_columns else {(): ok}
-    for group_key, frame in groups.items():
+    groups = frame.partition_by(group_columns, as_dict=True, maintain_order=True) if group_columns else {(): frame}
+    for group_key, part in groups.items():
         group = dict(zip(group_columns, group_key))
-        for metric in THROUGHPUT_METRICS:
-            rows += _metric_rows(sweep, frame, group, metric, settings)
+        for metric in metrics:
+            rows += _metric_rows(sweep, part, group, metric, axis, baseline, settings)
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 
-def _metric_rows(sweep: Sweep, frame: pl.DataFrame, group: dict[str, Any], metric: str,
-                 settings: StatsSettings) -> list[dict[str, Any]]:
-    baseline = settings.baseline
+def _metric_rows(sweep: Sweep, frame: pl.DataFrame, group: dict[str, Any], metric: str, axis: str, baseline: str,
+                 settings: AnalysisConfig) -> list[dict[str, Any]]:
+    """Along `axis` (precision, or the machine), every value against `baseline`, batch by batch."""
     rows: list[dict[str, Any]] = []
-    pairs_by_precision: dict[str, list[tuple[Any, Any]]] = {}
+    pairs_by_value: dict[str, list[tuple[Any, Any]]] = {}
     key_prefix = "|".join(f"{value}" for value in group.values())
     for batch in sorted(frame.get_column("batch").unique().to_list()):
         at_batch = frame.filter(pl.col("batch") == batch)
-        base_rows = at_batch.filter(pl.col("precision") == baseline)
+        base_rows = at_batch.filter(pl.col(axis) == baseline)
         base_iterations = sweep.iterations(base_rows.get_column("job_dir")[0]) if base_rows.height else None
-        for precision in at_batch.get_column("precision").unique(maintain_order=True).to_list():
-            if precision == baseline:
+        for value in at_batch.get_column(axis).unique(maintain_order=True).to_list():
+            if value == baseline:
                 continue
-            candidate = at_batch.filter(pl.col("precision") == precision)
+            candidate = at_batch.filter(pl.col(axis) == value)
             iterations = sweep.iterations(candidate.get_column("job_dir")[0])
             if base_iterations is None or iterations is None:
                 missing = f"no {baseline} result at batch {batch}" if base_iterations is None else "no iterations.parquet"
-                rows.append(_row(group, metric, batch, precision, baseline, None, settings, missing))
+                rows.append(_row(group, metric, batch, axis, value, baseline, None, settings, missing))
                 continue
             base_sample = _sample(base_iterations, metric, batch)
             sample = _sample(iterations, metric, batch)
-            test = compare_throughput(base_sample, sample, settings, f"{key_prefix}|{metric}|{batch}|{precision}")
+            test = compare_throughput(base_sample, sample, settings, f"{key_prefix}|{metric}|{batch}|{value}")
             note = "several jobs share this configuration; the first is used" if candidate.height > 1 else ""
-            rows.append(_row(group, metric, batch, precision, baseline, test, settings, note))
-            pairs_by_precision.setdefault(precision, []).append((base_sample, sample))
-    for precision, pairs in pairs_by_precision.items():
+            rows.append(_row(group, metric, batch, axis, value, baseline, test, settings, note))
+            pairs_by_value.setdefault(value, []).append((base_sample, sample))
+    for value, pairs in pairs_by_value.items():
         if len(pairs) < 2:
             continue  # one batch size: its row already is the overall answer
-        overall = compare_across_batches(pairs, settings, f"{key_prefix}|{metric}|all|{precision}")
+        overall = compare_across_batches(pairs, settings, f"{key_prefix}|{metric}|all|{value}")
         note = f"geometric mean over {len(pairs)} batch sizes"
-        rows.append(_row(group, metric, None, precision, baseline, overall, settings, note))
+        rows.append(_row(group, metric, None, axis, value, baseline, overall, settings, note))
     return rows
 
 
@@ -116,13 +133,13 @@ def read_predictions(job_path: Path | None) -> pl.DataFrame | None:
     )
 
 
-def accuracy_comparisons(sweep: Sweep, settings: StatsSettings) -> pl.DataFrame:
+def accuracy_comparisons(sweep: Sweep, settings: AnalysisConfig) -> pl.DataFrame:
     """McNemar's test of each precision's per-question correctness against the baseline's.
 
     Correctness does not depend on the batch size, so each precision's first job with
     predictions stands for all of its batches.
     """
-    ok = sweep.ok
+    ok = sweep.offline_ok
     if "job_dir" not in ok.columns:
         return pl.DataFrame()
     group_columns = [column for column in sweep.group_columns() if column != "max_new_tokens"]

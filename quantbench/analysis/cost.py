@@ -16,18 +16,18 @@ Number = TypeVar("Number", float, pl.Expr)
 SECONDS_PER_HOUR = 3600.0
 
 
-def cost_per_1k_tokens(price_per_hour: Number, tokens_per_s: Number) -> Number:
+def cost_per_1k_tokens(price_per_hour_usd: Number, tokens_per_s: Number) -> Number:
     """USD per 1000 generated tokens."""
-    return price_per_hour / SECONDS_PER_HOUR / tokens_per_s * 1000.0
+    return price_per_hour_usd / SECONDS_PER_HOUR / tokens_per_s * 1000.0
 
 
-def cost_per_query(price_per_hour: Number, qps: Number) -> Number:
+def cost_per_query(price_per_hour_usd: Number, qps: Number) -> Number:
     """USD per answered query (one sample of a batch)."""
-    return price_per_hour / SECONDS_PER_HOUR / qps
+    return price_per_hour_usd / SECONDS_PER_HOUR / qps
 
 
-def queries_per_dollar(price_per_hour: Number, qps: Number) -> Number:
-    return qps * SECONDS_PER_HOUR / price_per_hour
+def queries_per_dollar(price_per_hour_usd: Number, qps: Number) -> Number:
+    return qps * SECONDS_PER_HOUR / price_per_hour_usd
 
 
 def savings_pct(cost: Number, baseline_cost: Number) -> Number:
@@ -42,7 +42,7 @@ def with_cost_columns(frame: pl.DataFrame, baseline: str, group_columns: list[st
     Savings compare the cost per 1k tokens with the baseline precision's at the same batch size and
     in the same group; a row without a price (or a baseline) gets nulls, never a made-up number.
     """
-    price, qps = pl.col("price_per_hour"), pl.col("qps")
+    price, qps = pl.col("price_per_hour_usd"), pl.col("qps")
     frame = frame.with_columns(
         cost_per_1k_tokens(price, pl.col("tokens_per_s")).alias("cost_per_1k_tokens_usd"),
         cost_per_query(price, qps).alias("cost_per_query_usd"),

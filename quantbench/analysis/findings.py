@@ -9,7 +9,9 @@ from __future__ import annotations
 import polars as pl
 
 from quantbench.analysis.analyze import Analysis
+from quantbench.analysis.hardware import HARDWARE_AXIS
 from quantbench.analysis.formatting import fmt_fixed, fmt_interval, fmt_number, fmt_pct, fmt_ratio, fmt_usd, p_phrase
+from quantbench.analysis.serving_findings import serving_findings
 from quantbench.analysis.sweep import column_or_none
 
 
@@ -32,18 +34,21 @@ def _top_row(frame: pl.DataFrame, column: str, largest: bool = False) -> dict:
 
 
 def findings(analysis: Analysis) -> list[str]:
-    if analysis.table.height == 0:
+    if analysis.table.height == 0 and analysis.serving is None:
         return ["No job finished with status ok, so there are no measurements to compare."]
     lines: list[str] = []
+    if analysis.table.height == 0:  # a serving sweep
+        return _job_status(analysis) + serving_findings(analysis.serving)
     lines += _job_status(analysis)
     lines += _speed(analysis)
+    lines += _hardware(analysis)
     lines += _memory(analysis)
     lines += _cost(analysis)
     lines += _quality(analysis)
     lines += _roofline(analysis)
     lines += _iterations(analysis)
     lines += _mixed_software(analysis)
-    return lines
+    return lines + serving_findings(analysis.serving)
 
 
 def _job_status(analysis: Analysis) -> list[str]:
@@ -63,7 +68,7 @@ def _job_status(analysis: Analysis) -> list[str]:
 def _speed(analysis: Analysis) -> list[str]:
     lines = []
     baseline = analysis.settings.baseline
-    level = f"{round(analysis.settings.confidence_level * 100)}% CI"
+    level = f"{round(analysis.settings.confidence * 100)}% CI"
     comparisons = analysis.throughput
     if comparisons.height and "ratio" in comparisons.columns:
         tokens = comparisons.filter((pl.col("metric") == "tokens_per_s") & pl.col("ratio").is_not_null())
@@ -100,6 +105,38 @@ def _speed(analysis: Analysis) -> list[str]:
     return lines
 
 
+def _hardware(analysis: Analysis) -> list[str]:
+    """One sentence per machine against the baseline machine: each configuration's overall ratio
+    (its geometric mean over batch sizes, or its one comparable batch size)."""
+    comparisons = analysis.hardware
+    if comparisons.height == 0 or "ratio" not in comparisons.columns:
+        return []
+    level = f"{round(analysis.settings.confidence * 100)}% CI"
+    lines = []
+    for machine in analysis.machines[1:]:
+        rows = list(comparisons.filter((pl.col(HARDWARE_AXIS) == machine) & pl.col("ratio").is_not_null()).iter_rows(named=True))
+        overall = [row for row in rows if row["batch"] is None]
+        combined = {_configuration(row) for row in overall}
+        overall += [row for row in rows if row["batch"] is not None and _configuration(row) not in combined]
+        parts = [
+            f"{row['precision']}{_where(analysis, row)} {fmt_ratio(row['ratio'])} ({level} "
+            f"{fmt_interval(row['ci_low'], row['ci_high'])}, "
+            + ("geometric mean over batch sizes" if row["batch"] is None else f"batch {row['batch']}") + ")"
+            for row in overall
+        ]
+        if parts:
+            lines.append(f"Tokens/s on {machine} relative to {analysis.settings.baseline_hardware}, configuration by "
+                         "configuration: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _configuration(row: dict) -> tuple:
+    """What a hardware comparison row compares (model, precision, ...), without its batch size."""
+    tested = {"batch", "metric", "baseline", "ratio", "ci_low", "ci_high", "p_value", "direction", "n_baseline",
+              "n_candidate", "note"}
+    return tuple(value for key, value in row.items() if key not in tested)
+
+
 def _memory(analysis: Analysis) -> list[str]:
     table = analysis.table
     lines = []
@@ -125,7 +162,7 @@ def _memory(analysis: Analysis) -> list[str]:
 def _cost(analysis: Analysis) -> list[str]:
     table = analysis.table
     if column_or_none(table, "cost_per_1k_tokens_usd") is None:
-        return ["No price per hour is known for this hardware, so no cost is reported (set hardware.price_per_hour)."]
+        return ["No price per hour is known for this hardware, so no cost is reported (set hardware.price_per_hour_usd)."]
     cheapest = _top_row(table, "cost_per_1k_tokens_usd")
     savings = cheapest.get("savings_vs_baseline_pct")
     against = (
@@ -136,7 +173,7 @@ def _cost(analysis: Analysis) -> list[str]:
     return [
         f"Lowest cost per 1k generated tokens: {cheapest['precision']}{_where(analysis, cheapest)} at batch {cheapest['batch']}, "
         f"{fmt_usd(cheapest['cost_per_1k_tokens_usd'])} ({fmt_number(cheapest['queries_per_dollar'])} queries per dollar "
-        f"at {fmt_usd(cheapest['price_per_hour'])}/h){against}."
+        f"at {fmt_usd(cheapest['price_per_hour_usd'])}/h){against}."
     ]
 
 
@@ -185,10 +222,10 @@ def _iterations(analysis: Analysis) -> list[str]:
     if column_or_none(analysis.table, "n_iterations") is None:
         return []
     fewest = int(analysis.table["n_iterations"].min())
-    if fewest >= analysis.settings.min_iterations:
+    if fewest >= analysis.settings.warn_below_iterations:
         return []
     return [
-        f"Some configurations have only {fewest} timed iterations (fewer than {analysis.settings.min_iterations}): "
+        f"Some configurations have only {fewest} timed iterations (fewer than {analysis.settings.warn_below_iterations}): "
         "their intervals and p-values are rough; run with a larger bench.min_iterations."
     ]
 

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from quantbench.analysis.analyze import Analysis  # noqa: E402
+from quantbench.analysis.hardware import HARDWARE_AXIS  # noqa: E402
 from quantbench.analysis.sweep import column_or_none  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def _grouped_bars(ax, analysis: Analysis, frame: pl.DataFrame, value: str, low: 
         ax.legend(fontsize=8)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -90,7 +91,7 @@ def _bar_figure(value: str, ylabel: str, title: str, annotate: str = "{:.3g}", r
             ax.axhline(reference, color="grey", linewidth=1, linestyle="--")
         ax.set_ylabel(ylabel.format(baseline=analysis.settings.baseline))
         ax.set_title(title.format(baseline=analysis.settings.baseline))
-        _save(fig, path)
+        save(fig, path)
         return ""
 
     draw.required = (value,)
@@ -106,7 +107,7 @@ def _throughput(analysis: Analysis, path: Path) -> str:
     axes[1].set_ylabel("samples / s (QPS)")
     axes[1].set_title("Queries (samples) per second")
     fig.suptitle("Throughput by precision and batch size (higher is better)")
-    _save(fig, path)
+    save(fig, path)
     return ""
 
 
@@ -122,7 +123,7 @@ def _memory(analysis: Analysis, path: Path) -> str:
         ax.set_ylabel(label)
         ax.set_title(label[0].upper() + label[1:])
     fig.suptitle("Memory by precision (lower is better; GB = 1e9 bytes)")
-    _save(fig, path)
+    save(fig, path)
     return "peak: accelerator allocated memory on a GPU, resident host memory (RSS) on a CPU"
 
 
@@ -146,7 +147,7 @@ def _latency(analysis: Analysis, path: Path) -> str:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Latency p50 / p95 by precision (one generate() call over the batch; lower is better)")
-    _save(fig, path)
+    save(fig, path)
     return ""
 
 
@@ -155,7 +156,7 @@ _latency.required = ("latency_p50_ms", "latency_p95_ms")
 
 def _latency_vs_batch(analysis: Analysis, path: Path) -> str:
     if len(analysis.batches) < 2:
-        raise _Skip("needs at least two batch sizes")
+        raise Skip("needs at least two batch sizes")
     frame = _ordered(analysis, analysis.table)
     frame = frame.with_columns(pl.Series("_label", labels(analysis, frame)))
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -170,7 +171,7 @@ def _latency_vs_batch(analysis: Analysis, path: Path) -> str:
     ax.set_title("Latency vs batch size (solid: p50, dashed: p95)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+    save(fig, path)
     return ""
 
 
@@ -180,27 +181,61 @@ _latency_vs_batch.required = ("latency_p50_ms", "latency_p95_ms")
 def _speedup(analysis: Analysis, path: Path) -> str:
     comparisons = analysis.throughput
     if comparisons.height == 0 or "ratio" not in comparisons.columns:
-        raise _Skip(f"no configuration could be compared with the baseline {analysis.settings.baseline}")
+        raise Skip(f"no configuration could be compared with the baseline {analysis.settings.baseline}")
     frame = comparisons.filter((pl.col("metric") == "tokens_per_s") & pl.col("ratio").is_not_null())
     if frame.height == 0:
-        raise _Skip(f"no configuration could be compared with the baseline {analysis.settings.baseline}")
+        raise Skip(f"no configuration could be compared with the baseline {analysis.settings.baseline}")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     _grouped_bars(ax, analysis, frame, "ratio", "ci_low", "ci_high", annotate="{:.2f}x")
     ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
     ax.set_ylabel(f"tokens/s relative to {analysis.settings.baseline} (x)")
-    level = int(round(analysis.settings.confidence_level * 100))
+    level = int(round(analysis.settings.confidence * 100))
     ax.set_title(f"Speedup vs {analysis.settings.baseline} with {level}% bootstrap intervals (above 1: faster)")
-    _save(fig, path)
+    save(fig, path)
     return "bars without a batch size are the geometric mean over all batch sizes"
 
 
 _speedup.required = ("tokens_per_s",)
 
 
+def _throughput_by_hardware(analysis: Analysis, path: Path) -> str:
+    """Each configuration (model, precision, batch, ...) with one bar per machine."""
+    machines = analysis.machines
+    varying = [column for column in analysis.varying_group_columns() if column not in ("hardware", "device")]
+    frame = _ordered(analysis, analysis.table.filter(pl.col("tokens_per_s").is_not_null()))
+    names = [
+        " ".join([*(str(row[column]) for column in varying), row["precision"], f"b{row['batch']}"])
+        for row in frame.iter_rows(named=True)
+    ]
+    frame = frame.with_columns(pl.Series("_label", names))
+    categories = list(dict.fromkeys(names))
+    width = 0.8 / len(machines)
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(categories) * max(1, len(machines) / 2)), 4.5))
+    for index, machine in enumerate(machines):
+        rows = frame.filter(pl.col(HARDWARE_AXIS) == machine).unique("_label", keep="first", maintain_order=True)
+        positions = [categories.index(label) + (index - (len(machines) - 1) / 2) * width for label in rows["_label"]]
+        heights = rows.get_column("tokens_per_s").to_list()
+        bars = ax.bar(positions, heights, width, label=machine)
+        ax.bar_label(bars, labels=[f"{height:.3g}" for height in heights], fontsize=7, padding=2)
+    rotate = len(categories) > 4
+    ax.set_xticks(range(len(categories)), categories, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    ax.set_xlabel("configuration (precision, batch size)")
+    ax.set_ylabel("generated tokens / s")
+    ax.set_title("Throughput of each configuration across hardware (higher is better)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+    return f"ratios against {analysis.settings.baseline_hardware}, with intervals, are in the hardware comparison table"
+
+
+_throughput_by_hardware.required = ("tokens_per_s",)
+_throughput_by_hardware.several_machines = True  # drawn only where the jobs ran on several machines
+
+
 def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
     metrics = analysis.quality[:2]
     if not metrics:
-        raise _Skip("no quality metric in the summary (run with quality on)")
+        raise Skip("no quality metric in the summary (run with quality on)")
     memory = "weight_memory_gb" if column_or_none(analysis.table, "weight_memory_gb") is not None else "peak_memory_gb"
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -220,7 +255,7 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
         ax.set_title(f"{metric.label} vs memory ({'higher' if metric.higher_is_better else 'lower'} is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
     return "the frontier joins the configurations that no other beats on both memory and quality"
 
 
@@ -256,7 +291,7 @@ def _pareto_front(memory: list[float], quality: list[float], higher_is_better: b
     return front
 
 
-class _Skip(Exception):
+class Skip(Exception):
     """A figure that cannot be drawn from this sweep; the message says why."""
 
 
@@ -275,13 +310,19 @@ FIGURES: tuple[tuple[str, str, Callable[[Analysis, Path], str]], ...] = (
     ("roofline", "Decode throughput as % of the memory-bandwidth ceiling",
      _bar_figure("roofline_pct", "% of bandwidth ceiling", "Decode tokens/s as % of the memory-bandwidth roofline", "{:.1f}%")),
     ("quality_vs_memory", "Quality vs memory (Pareto)", _quality_vs_memory),
+    ("throughput_by_hardware", "Throughput across hardware", _throughput_by_hardware),
 )
 
 
 def make_figures(analysis: Analysis, directory: Path) -> list[Figure]:
-    """Draw every figure that this sweep's columns allow into `directory` (PNG)."""
+    """Draw every offline figure that this sweep's columns allow into `directory` (PNG); the
+    serving figures are serving_plots.py's."""
     figures = []
+    if analysis.table.height == 0 and analysis.serving is not None:
+        return []  # a serving sweep: no offline figure is missing
     for name, title, draw in FIGURES:
+        if getattr(draw, "several_machines", False) and len(analysis.machines) < 2:
+            continue  # not a missing figure: there is nothing to compare across
         missing = [column for column in getattr(draw, "required", ()) if column_or_none(analysis.table, column) is None]
         if analysis.table.height == 0:
             figures.append(Figure(name, title, None, "no ok results"))
@@ -292,7 +333,7 @@ def make_figures(analysis: Analysis, directory: Path) -> list[Figure]:
         path = Path(directory) / f"{name}.png"
         try:
             note = draw(analysis, path)
-        except _Skip as skip:
+        except Skip as skip:
             plt.close("all")
             figures.append(Figure(name, title, None, f"skipped: {skip}"))
             continue

@@ -30,20 +30,11 @@ import numpy as np
 from scipy import stats
 
 from quantbench.cache import stable_hash
+from quantbench.schema import AnalysisConfig
 
 # One sample: a 2 x n array; row 0 is the work of each iteration (samples or tokens), row 1 its
 # duration in seconds.
 Sample = np.ndarray
-
-
-@dataclass(frozen=True)
-class StatsSettings:
-    baseline: str = "fp32"
-    confidence_level: float = 0.95
-    resamples: int = 2000
-    seed: int = 0
-    alpha: float = 0.05  # the level at which a difference is called faster/slower
-    min_iterations: int = 10  # below this, an interval is reported with a warning note
 
 
 @dataclass(frozen=True)
@@ -92,7 +83,7 @@ def _geometric_mean_ratio(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.exp(np.mean(log_ratios, axis=0))
 
 
-def _bootstrap_interval(pairs: list[tuple[Sample, Sample]], settings: StatsSettings, key: str) -> tuple[float, float]:
+def _bootstrap_interval(pairs: list[tuple[Sample, Sample]], settings: AnalysisConfig, key: str) -> tuple[float, float]:
     data = tuple(sample for pair in pairs for sample in pair)
     if any(sample.shape[1] < 2 for sample in data):
         return math.nan, math.nan
@@ -107,8 +98,8 @@ def _bootstrap_interval(pairs: list[tuple[Sample, Sample]], settings: StatsSetti
             result = stats.bootstrap(
                 data,
                 _geometric_mean_ratio,
-                n_resamples=settings.resamples,
-                confidence_level=settings.confidence_level,
+                n_resamples=settings.bootstrap_resamples,
+                confidence_level=settings.confidence,
                 method=method,
                 vectorized=True,
                 axis=-1,
@@ -148,7 +139,7 @@ def welch_contrast(pairs: list[tuple[Sample, Sample]]) -> tuple[float, float]:
     return float(min(1.0, 2 * stats.t.sf(abs(statistic), degrees_of_freedom))), faster
 
 
-def compare_throughput(baseline: Sample, candidate: Sample, settings: StatsSettings, key: str = "") -> RatioTest:
+def compare_throughput(baseline: Sample, candidate: Sample, settings: AnalysisConfig, key: str = "") -> RatioTest:
     """The candidate's throughput relative to the baseline's, from per-iteration samples."""
     ratio = float(throughput(candidate) / throughput(baseline))
     low, high = _bootstrap_interval([(baseline, candidate)], settings, key)
@@ -156,7 +147,7 @@ def compare_throughput(baseline: Sample, candidate: Sample, settings: StatsSetti
     return RatioTest(ratio, low, high, two_sided, faster, baseline.shape[1], candidate.shape[1])
 
 
-def compare_across_batches(pairs: list[tuple[Sample, Sample]], settings: StatsSettings, key: str = "") -> RatioTest:
+def compare_across_batches(pairs: list[tuple[Sample, Sample]], settings: AnalysisConfig, key: str = "") -> RatioTest:
     """Geometric mean of the per-batch ratios, its joint bootstrap interval and its p-value."""
     ratio = float(_geometric_mean_ratio(*(sample for pair in pairs for sample in pair)))
     low, high = _bootstrap_interval(pairs, settings, key)

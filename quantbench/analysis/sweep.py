@@ -1,9 +1,13 @@
-"""A sweep directory as the analysis reads it: the summary table plus each job's own files.
+"""Sweep directories as the analysis reads them: the summary table plus each job's own files.
 
-The summary (`summary.parquet`, one row per job) carries the headline numbers; the job
-directories carry what the summary cannot: per-iteration samples for the statistics, the
-resolved config and environment for the roofline and the hardware numbers, and per-question
-predictions for paired accuracy tests.
+The summary (`summary.parquet`, one row per job) carries the headline numbers and every fact the
+job recorded (hardware price, bandwidth and their sources, KV-cache bytes per token); the job
+directories carry what the summary cannot: per-iteration samples for the statistics, the resolved
+config and environment, and per-question predictions for paired accuracy tests. Nothing else is
+read: not the model cache, not this machine.
+
+Several sweeps (one per machine, say) are read as one: their summaries merged, each row naming
+its sweep directory (`sweep_dir`).
 """
 
 from __future__ import annotations
@@ -14,44 +18,58 @@ from typing import Any
 
 import polars as pl
 
-from quantbench.collect import SUMMARY_PARQUET, collect_sweep
-from quantbench.errors import QuantbenchError
-from quantbench.results import ITERATIONS_FILE, RESULT_FILE, read_result
+from quantbench.collect import SUMMARY_PARQUET, SWEEP_COLUMN, collect_sweep, locate_job_dir, merge_summaries
+from quantbench.errors import QuantbenchError, UnreadableResult
+from quantbench.jobdir import ITERATIONS_FILE, RESULT_FILE, read_result
+from quantbench.schema import AnalysisConfig
 
 # Rows that differ only in precision (and batch) are compared with each other; everything else
-# that identifies a job must match its baseline's.
-GROUP_COLUMNS = ("model", "family", "hardware", "device", "dataset", "max_new_tokens")
+# that identifies a job must match its baseline's. A column a sweep lacks (no `engine` before
+# there were engines) is one value for all its rows.
+GROUP_COLUMNS = ("model", "family", "hardware", "device", "scenario", "engine", "dataset", "max_new_tokens")
 
 
 @dataclass
 class Sweep:
-    directory: Path
+    directories: list[Path]  # in the order given; the first names the sweep and holds the default baseline hardware
     summary: pl.DataFrame
     _results: dict[str, dict[str, Any] | None] = field(default_factory=dict, repr=False)
     _iterations: dict[str, pl.DataFrame | None] = field(default_factory=dict, repr=False)
 
     @property
+    def directory(self) -> Path:
+        return self.directories[0]
+
+    @property
+    def merged(self) -> bool:
+        return len(self.directories) > 1
+
+    @property
     def ok(self) -> pl.DataFrame:
         return self.summary.filter(pl.col("status") == "ok") if "status" in self.summary.columns else self.summary
+
+    @property
+    def offline_ok(self) -> pl.DataFrame:
+        """The ok rows of the offline scenario: one timed batch each (serving rows are load levels)."""
+        ok = self.ok
+        return ok.filter(pl.col("scenario").fill_null("offline") != "serve") if "scenario" in ok.columns else ok
 
     def group_columns(self) -> list[str]:
         return [column for column in GROUP_COLUMNS if column in self.summary.columns]
 
     def job_path(self, job_dir: str | None) -> Path | None:
-        """A job directory named in the summary: absolute, or relative to the sweep directory."""
-        if not job_dir:
-            return None
-        path = Path(job_dir)
-        candidates = [path] if path.is_absolute() else [self.directory / path, Path.cwd() / path]
-        candidates.append(self.directory / path.name)  # the sweep directory was moved or copied
-        return next((candidate for candidate in candidates if candidate.is_dir()), None)
+        """A job directory named in the summary (absolute in a merged summary)."""
+        return locate_job_dir(self.directory, job_dir)
 
     def result(self, job_dir: str | None) -> dict[str, Any] | None:
+        """The job's result.json, upgraded to this schema version; None when it cannot be read."""
         key = str(job_dir)
         if key not in self._results:
             path = self.job_path(job_dir)
-            file = path / RESULT_FILE if path else None
-            self._results[key] = read_result(file) if file and file.is_file() else None
+            try:
+                self._results[key] = read_result(path).to_json() if path else None
+            except UnreadableResult:
+                self._results[key] = None  # the summary's row already says why
         return self._results[key]
 
     def iterations(self, job_dir: str | None) -> pl.DataFrame | None:
@@ -93,7 +111,39 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     missing = [column for column in ("precision", "batch") if column not in summary.columns]
     if missing:
         raise QuantbenchError(f"the summary of '{directory}' lacks the columns {missing}; re-run quantbench collect")
-    return Sweep(directory, summary)
+    return Sweep([directory], summary)
+
+
+def load_sweeps(sweep_dirs: str | Path | list[str | Path]) -> Sweep:
+    """One sweep directory, or several read as one (their summaries merged)."""
+    if isinstance(sweep_dirs, (str, Path)):
+        sweep_dirs = [sweep_dirs]
+    if len(sweep_dirs) == 1:
+        return load_sweep(sweep_dirs[0])
+    sweeps = [load_sweep(sweep_dir) for sweep_dir in sweep_dirs]
+    resolved = [sweep.directory.resolve() for sweep in sweeps]
+    repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if repeated:
+        raise QuantbenchError(f"sweep directory {', '.join(repeated)} given more than once; name each sweep once")
+    summary = merge_summaries([(sweep.directory, sweep.summary) for sweep in sweeps])
+    return Sweep([sweep.directory for sweep in sweeps], summary)
+
+
+def recorded_settings(sweep_dir: str | Path, **overrides: Any) -> AnalysisConfig:
+    """The `analysis` settings the sweep ran with (`quantbench report` repeats them), then the
+    `overrides` that are not None; defaults where the sweep cannot be read (its error comes later)."""
+    try:
+        result = load_sweep(sweep_dir).first_result() or {}
+    except QuantbenchError:
+        result = {}
+    return AnalysisConfig.from_values((result.get("config") or {}).get("analysis"), **overrides)
+
+
+def first_directory_rows(sweep: Sweep, frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `frame` that come from the first sweep directory given."""
+    if not sweep.merged or SWEEP_COLUMN not in frame.columns:
+        return frame
+    return frame.filter(pl.col(SWEEP_COLUMN) == str(sweep.directory.resolve()))
 
 
 def precision_order(frame: pl.DataFrame, baseline: str) -> list[str]:

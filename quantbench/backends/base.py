@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,11 +50,70 @@ class Backend(Protocol):
         """Load (and quantize, where needed) the model on the request's device."""
 
 
-def missing_package_reason(*modules: str) -> str | None:
-    """'requires X (pip install X)' for the first module that cannot be found, without importing it."""
+@dataclass(frozen=True)
+class Requirement:
+    """A package a backend needs: the name pip installs and the module Python imports.
+
+    They differ often enough (`optimum-quanto` is imported as `optimum.quanto`) that a reason
+    naming only one of them sends users to the wrong command.
+    """
+
+    package: str  # what `pip install` takes
+    module: str | None = None  # what `import` takes; None: the package name
+    install: str | None = None  # the command, where it is more than `pip install <package>` (a pin, an extra)
+
+    @property
+    def import_name(self) -> str:
+        return self.module or self.package
+
+    @property
+    def install_command(self) -> str:
+        return self.install or f"pip install {self.package}"
+
+
+def module_missing(module: str) -> bool:
+    """Whether `module` cannot be imported, found without importing it (its parents are imported).
+
+    find_spec('a.b') imports `a` first, and raises when `a` is absent or fails to import: that is
+    a module that cannot be imported too, not an error of the caller.
+    """
     import importlib.util
 
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            return f"requires the '{module}' package, which is not installed (pip install {module})"
+    try:
+        return importlib.util.find_spec(module) is None
+    except Exception:  # noqa: BLE001 - ModuleNotFoundError for a missing parent, anything from a broken one
+        return True
+
+
+def missing_package_reason(*requirements: Requirement | str) -> str | None:
+    """'needs P (pip install P); module M not importable' for the first requirement missing, or None.
+
+    A plain string is a package whose import name is the same (`"bitsandbytes"`).
+    """
+    for requirement in requirements:
+        if isinstance(requirement, str):
+            requirement = Requirement(requirement)
+        if module_missing(requirement.import_name):
+            return (
+                f"needs {requirement.package} ({requirement.install_command}); "
+                f"module {requirement.import_name} not importable"
+            )
     return None
+
+
+def read_settings(settings: type[T], precision: Any) -> T:
+    """The precision option as an instance of its settings dataclass.
+
+    The node reaches a backend typed by its schema when the job runs in the sweep's process, and
+    as a plain node read back from job.yaml in an isolated child: merging its values onto the
+    dataclass gives the same typed settings either way. Keys the dataclass lacks are left out:
+    composition has already rejected misspelt ones, and what remains is a sweep's setting carried
+    by an option that does not use it (`-m precision=int8,nf4 precision.quant_type=fp4`).
+    """
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    known = {field.name for field in fields(settings)}
+    values = {key: value for key, value in OmegaConf.to_container(precision, resolve=True).items() if key in known}
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(settings), values))

@@ -5,33 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest
+from quantbench.backends.dtypes import torch_dtype
+from quantbench.backends.transformers_loading import load_with_transformers
 
 if TYPE_CHECKING:
     from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
-
-
-def torch_dtype(name: str):
-    import torch
-
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    try:
-        return dtypes[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype '{name}'; choose one of: {', '.join(dtypes)}") from None
-
-
-def load_with_transformers(request: LoadRequest, **kwargs) -> LoadedModel:
-    """Load through the family's Auto class onto the request's device (shared by HF-native backends)."""
-    spec = request.model
-    common = {"revision": spec.revision, "trust_remote_code": spec.config.trust_remote_code}
-    model = request.family.from_pretrained(
-        spec.load_path, device_map=request.device.torch_device, **common, **kwargs
-    )
-    model.eval()
-    processor = request.family.load_processor(spec.load_path, **common)
-    return LoadedModel(model=model, processor=processor)
 
 
 class DenseBackend:

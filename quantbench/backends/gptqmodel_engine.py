@@ -32,6 +32,7 @@ from quantbench.backends.gptqmodel_env import announce_compilation, engine_versi
 from quantbench.backends.group_size import check_group_size, quantized_input_widths, resolve_group_size
 from quantbench.cache import atomic_directory
 from quantbench.errors import JobSkipped
+from quantbench.progress import job_step
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -226,9 +227,10 @@ class CalibratedBackend:
                 "calibration_file": str(scratch / "calibration.json"),
                 "offload_dir": str(scratch / "offload"),
                 "output_dir": str(directory),
-                "result_file": str(scratch / "result.json"),
+                "result_file": str(scratch / "quantize_result.json"),
             }
-            result = run_quantization(request_data, scratch, gptqmodel_environment())
+            with job_step(f"{self.method.upper()}-quantizing '{spec.name}' (gptqmodel, in a child process)"):
+                result = run_quantization(request_data, scratch, gptqmodel_environment())
             # What producing the checkpoint costs the person waiting: calibration text, the child's
             # start-up, loading the full-precision model, calibrating, quantizing and saving.
             quantize_s = time.perf_counter() - started

@@ -57,10 +57,11 @@ class DecoderFamily:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from quantbench.models.tokenizer import train_tokenizer
+        from quantbench.models.tokenizer import train_sentencepiece_tokenizer
 
         architecture = dict(architecture)  # the caller's copy keys the cache: leave it as it was
-        tokenizer = train_tokenizer(vocab_size=int(architecture.pop("tokenizer_vocab_size", 512)))
+        # SentencePiece, so llama.cpp's converter can make GGUF files of the tiny models too.
+        tokenizer = train_sentencepiece_tokenizer(directory, vocab_size=int(architecture.pop("tokenizer_vocab_size", 512)))
         config = AutoConfig.for_model(
             **architecture,
             vocab_size=len(tokenizer),

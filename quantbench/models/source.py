@@ -7,34 +7,26 @@ cache as safetensors), or a random-init architecture (built once into the cache 
 from __future__ import annotations
 
 import importlib.util
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from quantbench.cache import atomic_directory, is_complete, stable_hash
 from quantbench.errors import ModelSourceError
+from quantbench.progress import job_step
 
 if TYPE_CHECKING:
     from quantbench.families.base import ModelFamily
 
-log = logging.getLogger(__name__)
-
 SOURCES = ("hub", "local", "gguf", "random_init")
 # Bump when the way a materialised model is built changes, so old cache entries are not reused.
-MATERIALISE_VERSION = 1
+MATERIALISE_VERSION = 2  # 2: tiny decoders have a SentencePiece tokenizer
 
 # Announces a long step and shows it while it runs (JobProgress.step).
 Step = Callable[[str], AbstractContextManager[None]]
-
-
-@contextmanager
-def _log_step(description: str) -> Iterator[None]:
-    log.info(description)
-    yield
 
 
 @dataclass
@@ -54,7 +46,7 @@ def resolve_model(
     cache_dir: Path,
     step: Step | None = None,
 ) -> ModelSpec:
-    step = step or _log_step
+    step = step or job_step
     source = model_cfg.source
     if source == "hub":
         return _hub(model_cfg)

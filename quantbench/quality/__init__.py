@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from quantbench.cache import cache_root
+from quantbench.jobdir import PREDICTIONS_FILE
 from quantbench.quality.scoring import QualityUnavailable, TokenScorer
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from quantbench.progress import JobProgress
 
 METRICS = ("ppl", "kld", "pubmedqa")
-PREDICTIONS_FILE = "pubmedqa_predictions.parquet"
 
 
 def selected_metrics(cfg: DictConfig) -> list[str]:
@@ -42,20 +42,22 @@ def evaluate_quality(
     device: "Device",
     job_dir: Path,
     progress: "JobProgress | None" = None,
+    scorer: Any = None,
 ) -> dict[str, Any]:
+    """`scorer`: an engine's own TokenScorer (llama.cpp's logits); by default the loaded transformers model."""
     selected = selected_metrics(cfg)
     if not selected:
         return {}
     from quantbench.quality.pubmedqa import evaluate_pubmedqa
     from quantbench.quality.text import evaluate_text_metrics
-    from quantbench.results import write_parquet_atomic
+    from quantbench.atomic import write_parquet_atomic
 
     quality = cfg.quality
     tick = progress.tick if progress is not None else None
     metrics: dict[str, Any] = {}
     skipped: list[str] = []
     try:
-        scorer = TokenScorer(family, loaded.model, loaded.processor, device.torch_device)
+        scorer = scorer or TokenScorer(family, loaded.model, loaded.processor, device.torch_device)
     except QualityUnavailable as reason:
         return {"quality_skipped": f"{', '.join(selected)}: {reason}"}
     if "ppl" in selected or "kld" in selected:

@@ -84,7 +84,7 @@ def save_reference(entry: Path, reference: ReferenceDistribution, meta: dict[str
     import torch
     from safetensors.torch import save_file
 
-    from quantbench.results import write_json_atomic
+    from quantbench.atomic import write_json_atomic
 
     tensors = {
         "top_indices": reference.top_indices.to("cpu", dtype=torch.int32).contiguous(),

@@ -1,6 +1,7 @@
-"""`quantbench report DIR`: report.md and report.html (with PNG figures) for a sweep directory.
+"""`quantbench report DIR [DIR ...]`: report.md and report.html (with PNG figures) for sweep directories.
 
-It also runs at the end of every sweep (`analysis.report_at_end`, see callbacks.py).
+It also runs at the end of every sweep (`analysis.report_at_end`, see callbacks.py). Several sweep
+directories (one per machine, say) make one report with the hardware as an axis.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
-from quantbench.analysis.stats import StatsSettings
 from quantbench.errors import QuantbenchError
+from quantbench.schema import AnalysisConfig
 
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"
@@ -26,37 +26,27 @@ class ReportFiles:
     figures: list[Path]
 
 
-def settings_from_config(analysis: Mapping[str, Any] | None) -> StatsSettings:
-    """StatsSettings from an `analysis` config node (the schema's field names)."""
-    analysis = dict(analysis or {})
-    defaults = StatsSettings()
-    return StatsSettings(
-        baseline=str(analysis.get("baseline", defaults.baseline)),
-        confidence_level=float(analysis.get("confidence_level", defaults.confidence_level)),
-        resamples=int(analysis.get("bootstrap_resamples", defaults.resamples)),
-        seed=int(analysis.get("seed", defaults.seed)),
-        alpha=float(analysis.get("alpha", defaults.alpha)),
-        min_iterations=int(analysis.get("min_iterations", defaults.min_iterations)),
-    )
-
-
 def write_report(
-    sweep_dir: str | Path,
-    settings: StatsSettings | None = None,
+    sweep_dirs: str | Path | list[str | Path],
+    settings: AnalysisConfig | None = None,
     output_dir: str | Path | None = None,
-    cache_dir: Path | None = None,
 ) -> ReportFiles:
-    """Analyse the sweep and write report.md, report.html and figures/ into `output_dir` (the sweep)."""
+    """Analyse the sweep(s) and write report.md, report.html and figures/ into `output_dir` (by
+    default the sweep directory; several sweeps need one)."""
     from quantbench.analysis.analyze import analyze
     from quantbench.analysis.plots import make_figures
+    from quantbench.analysis.serving_plots import serving_figures
+    from quantbench.atomic import write_bytes_atomic
     from quantbench.report.build import build_document
     from quantbench.report.html import render_html
     from quantbench.report.markdown import render_markdown
-    from quantbench.results import write_bytes_atomic
 
-    analysis = analyze(sweep_dir, settings, cache_dir)
+    several = not isinstance(sweep_dirs, (str, Path)) and len(sweep_dirs) > 1
+    if several and output_dir is None:
+        raise QuantbenchError("a report of several sweep directories needs --output DIR (where report.md goes)")
+    analysis = analyze(sweep_dirs, settings)
     report_dir = Path(output_dir) if output_dir else analysis.sweep.directory
-    figures = make_figures(analysis, report_dir / FIGURES_DIR)
+    figures = make_figures(analysis, report_dir / FIGURES_DIR) + serving_figures(analysis.serving, report_dir / FIGURES_DIR)
     document = build_document(analysis, figures, report_dir)
     markdown, html = report_dir / REPORT_MARKDOWN, report_dir / REPORT_HTML
     write_bytes_atomic(markdown, render_markdown(document).encode())
@@ -64,32 +54,32 @@ def write_report(
     return ReportFiles(markdown, html, [figure.path for figure in figures if figure.path is not None])
 
 
-def _sweep_analysis_config(sweep_dir: Path) -> Mapping[str, Any] | None:
-    """The `analysis` node the sweep ran with, so `quantbench report` repeats its settings."""
-    from quantbench.analysis.sweep import load_sweep
-
-    try:
-        result = load_sweep(sweep_dir).first_result() or {}
-    except QuantbenchError:
-        return None
-    return (result.get("config") or {}).get("analysis")
-
-
 def main(argv: list[str] | None = None) -> int:
+    from quantbench.analysis.sweep import recorded_settings
+
     parser = argparse.ArgumentParser(prog="quantbench report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (e.g. multirun/2026-11-22/12-00-00)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", metavar="sweep_dir",
+                        help="a sweep directory (e.g. multirun/2026-11-22/12-00-00); several make one report")
     parser.add_argument("--baseline", help="precision every other is compared with (default: the sweep's analysis.baseline, fp32)")
+    parser.add_argument("--baseline-hardware",
+                        help="with several machines: the hardware every other is compared with, by hardware or device "
+                             "name (default: the first sweep directory's)")
     parser.add_argument("--resamples", type=int, help="bootstrap resamples (default 2000)")
     parser.add_argument("--confidence", type=float, help="confidence level of the intervals (default 0.95)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
-    parser.add_argument("--output", type=Path, help="write the report here instead of into the sweep directory")
-    parser.add_argument("--cache-dir", type=Path, help="where the CPU bandwidth measurement is cached (default: the sweep's cache_dir)")
+    parser.add_argument("--output", type=Path,
+                        help="write the report here instead of into the sweep directory (needed with several sweeps)")
     args = parser.parse_args(argv)
-    settings = settings_from_config(_sweep_analysis_config(args.sweep_dir))
-    overrides = {"baseline": args.baseline, "resamples": args.resamples, "confidence_level": args.confidence, "seed": args.seed}
-    settings = StatsSettings(**{**settings.__dict__, **{key: value for key, value in overrides.items() if value is not None}})
     try:
-        files = write_report(args.sweep_dir, settings, args.output, args.cache_dir)
+        settings = recorded_settings(
+            args.sweep_dirs[0],
+            baseline=args.baseline,
+            baseline_hardware=args.baseline_hardware,
+            bootstrap_resamples=args.resamples,
+            confidence=args.confidence,
+            seed=args.seed,
+        )
+        files = write_report(args.sweep_dirs, settings, args.output)
     except QuantbenchError as error:
         print(f"quantbench report: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import polars as pl
 
 from quantbench.analysis.analyze import Analysis
 from quantbench.analysis.findings import findings
+from quantbench.analysis.hardware import HARDWARE_AXIS
 from quantbench.analysis.formatting import (
     fmt_fixed,
     fmt_interval,
@@ -23,6 +24,7 @@ from quantbench.analysis.formatting import (
 from quantbench.analysis.plots import Figure
 from quantbench.analysis.sweep import column_or_none
 from quantbench.report.document import Bullets, Document, Heading, Image, Paragraph, Table
+from quantbench.report.serving import SERVING_METHOD, serving_blocks
 
 # (column, header, formatter) for the per-configuration tables.
 Column = tuple[str, str, Callable[[Any], str]]
@@ -33,15 +35,15 @@ PERFORMANCE_COLUMNS: tuple[Column, ...] = (
     ("latency_p50_ms", "p50 ms", lambda v: fmt_fixed(v, 1)),
     ("latency_p95_ms", "p95 ms", lambda v: fmt_fixed(v, 1)),
     ("latency_p99_ms", "p99 ms", lambda v: fmt_fixed(v, 1)),
-    ("ttft_ms", "TTFT ms", lambda v: fmt_fixed(v, 1)),
-    ("tpot_ms", "TPOT ms", lambda v: fmt_fixed(v, 2)),
+    ("ttft_p50_ms", "TTFT p50 ms", lambda v: fmt_fixed(v, 1)),
+    ("tpot_p50_ms", "TPOT p50 ms", lambda v: fmt_fixed(v, 2)),
     ("peak_memory_gb", "peak GB", fmt_number),
     ("weight_memory_gb", "weights GB", fmt_number),
     ("load_s", "load s", lambda v: fmt_fixed(v, 1)),
     ("n_iterations", "n", fmt_number),
 )
 COST_COLUMNS: tuple[Column, ...] = (
-    ("price_per_hour", "$/hour", fmt_usd),
+    ("price_per_hour_usd", "$/hour", fmt_usd),
     ("cost_per_1k_tokens_usd", "$ per 1k tokens", fmt_usd),
     ("cost_per_query_usd", "$ per query", fmt_usd),
     ("queries_per_dollar", "queries per $", fmt_number),
@@ -82,21 +84,32 @@ def _statistics_table(analysis: Analysis, metric: str) -> Table | None:
     comparisons = analysis.throughput
     if comparisons.height == 0 or "metric" not in comparisons.columns:
         return None
-    frame = comparisons.filter(pl.col("metric") == metric)
+    return _ratio_table(analysis, comparisons.filter(pl.col("metric") == metric), analysis.varying_group_columns(),
+                        ("precision", "Precision"), analysis.settings.baseline)
+
+
+def _ratio_table(analysis: Analysis, frame: pl.DataFrame, varying: list[str], axis: tuple[str, str], baseline: str) -> Table | None:
+    """Ratios against `baseline` along `axis` (column, header): one row per batch and value, and
+    the geometric means over batch sizes."""
     if frame.height == 0:
         return None
-    varying = analysis.varying_group_columns()
+    column, header = axis
     rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-    frame = frame.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
-    frame = frame.sort([*varying, "batch", "_rank"], nulls_last=True)
-    level = round(analysis.settings.confidence_level * 100)
-    headers = (*(column.capitalize() for column in varying), "Batch", "Precision", "Direction",
-               f"× vs {analysis.settings.baseline}", f"{level}% CI", "p", "n", "note")
+    order = {machine: index for index, machine in enumerate(analysis.machines)}
+    frame = frame.with_columns(
+        pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"),
+        pl.col(column).replace_strict(order, default=len(order)).alias("_order") if column != "precision" else pl.lit(0).alias("_order"),
+    )
+    keys = ["_rank" if name == "precision" else name for name in varying]  # precisions in display order
+    frame = frame.sort([*keys, "batch", "_rank", "_order"], nulls_last=True)
+    level = round(analysis.settings.confidence * 100)
+    headers = (*(name.capitalize() for name in varying), "Batch", header, "Direction",
+               f"× vs {baseline}", f"{level}% CI", "p", "n", "note")
     rows = tuple(
         (
-            *(str(row[column]) for column in varying),
+            *(str(row[name]) for name in varying),
             "all (geo. mean)" if row["batch"] is None else str(row["batch"]),
-            row["precision"],
+            row[column],
             row["direction"],
             fmt_ratio(row["ratio"]),
             fmt_interval(row["ci_low"], row["ci_high"]),
@@ -110,6 +123,40 @@ def _statistics_table(analysis: Analysis, metric: str) -> Table | None:
     return Table(headers, rows, numeric)
 
 
+def _hardware(analysis: Analysis) -> list:
+    """Several machines: each configuration's throughput on each, and each machine's ratio against
+    the baseline machine with its interval, like with like."""
+    machines = analysis.machines
+    varying = [column for column in analysis.varying_group_columns() if column not in ("hardware", "device")]
+    engine = ", engine" if column_or_none(analysis.table, "engine") is not None else ""
+    blocks: list = [Paragraph(
+        f"The same configuration (model, precision, batch size{engine}, dataset and generation length) on each "
+        f"machine; ratios of generated tokens/s against `{analysis.settings.baseline_hardware}` "
+        "(choose with --baseline-hardware)."
+    )]
+    wide = (
+        analysis.table.filter(pl.col("tokens_per_s").is_not_null())
+        .group_by([*varying, "precision", "batch", HARDWARE_AXIS], maintain_order=True)
+        .agg(pl.col("tokens_per_s").first())
+        .pivot(on=HARDWARE_AXIS, index=[*varying, "precision", "batch"], values="tokens_per_s")
+    )
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    wide = wide.sort([*varying, "batch", pl.col("precision").replace_strict(rank, default=len(rank))])
+    blocks.append(Table(
+        (*(name.capitalize() for name in varying), "Batch", "Precision", *(f"{machine} tokens/s" for machine in machines)),
+        tuple(
+            (*(str(row[name]) for name in varying), str(row["batch"]), row["precision"],
+             *(fmt_number(row.get(machine)) for machine in machines))
+            for row in wide.iter_rows(named=True)
+        ),
+        (*(False for _ in varying), True, False, *(True for _ in machines)),
+    ))
+    ratios = _ratio_table(analysis, analysis.hardware, [*varying, "precision"], (HARDWARE_AXIS, "Hardware"),
+                          analysis.settings.baseline_hardware) if analysis.hardware.height else None
+    blocks.append(ratios if ratios is not None else Paragraph("No configuration ran on more than one machine."))
+    return blocks
+
+
 def _environment(analysis: Analysis) -> Table:
     result = analysis.sweep.first_result() or {}
     environment = result.get("environment") or {}
@@ -119,27 +166,75 @@ def _environment(analysis: Analysis) -> Table:
     model = config.get("model") or {}
     table = analysis.table
     first = table.row(0, named=True) if table.height else {}
+    several = len(analysis.machines) > 1
     entries = [
-        ("sweep directory", str(analysis.sweep.directory)),
+        ("sweep directory", ", ".join(str(directory) for directory in analysis.sweep.directories)),
+        ("quantbench versions", _versions(analysis)),
         ("model", f"{model.get('name', first.get('model', '–'))} ({model.get('source', '?')} source)"),
         ("model note", model.get("note") or ""),
         ("dataset", str(first.get("dataset", "–"))),
-        ("hardware config", str(first.get("hardware", "–"))),
-        ("device", f"{environment.get('device_name') or first.get('device', '–')} ({environment.get('device_type', '?')})"),
-        ("device memory", f"{environment['device_memory_gb']} GB" if environment.get("device_memory_gb") else ""),
-        ("CPU", f"{environment.get('cpu', '–')}, {environment.get('cpu_count', '?')} logical cores, "
-                f"{environment.get('torch_threads', '?')} torch threads"),
-        ("price per hour", f"{fmt_usd(first.get('price_per_hour'))} — {first.get('price_source', '')}"),
-        ("memory bandwidth", f"{fmt_number(first.get('memory_bandwidth_gb_s'))} GB/s — {first.get('bandwidth_source', '')}"),
+    ]
+    if several:
+        entries += [(f"hardware {machine}", _machine(row)) for machine, row in _first_row_per_machine(analysis)]
+    else:
+        entries += [
+            ("hardware config", str(first.get("hardware", "–"))),
+            ("device", f"{environment.get('device_name') or first.get('device', '–')} ({environment.get('device_type', '?')})"),
+            ("device memory", f"{environment['device_memory_gb']} GB" if environment.get("device_memory_gb") else ""),
+            ("CPU", f"{environment.get('cpu', '–')}, {environment.get('cpu_count', '?')} logical cores, "
+                    f"{environment.get('torch_threads', '?')} torch threads"),
+            *_facts(first),
+        ]
+    entries += [
         ("bench", ", ".join(f"{key}={value}" for key, value in bench.items()) if bench else ""),
         ("python", str(environment.get("python", "–"))),
         ("packages", ", ".join(f"{name} {version}" for name, version in versions.items() if version)),
-        ("CUDA", str(environment.get("cuda") or "none")),
+        ("CUDA", "" if several else str(environment.get("cuda") or "none")),
         ("git commit", str(environment.get("git_commit") or "unknown")),
-        ("host", str(environment.get("hostname") or "")),
+        ("host", "" if several else str(environment.get("hostname") or "")),
     ]
     rows = tuple((key, value) for key, value in entries if value)
     return Table(("", "value"), rows)
+
+
+def _facts(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Price, bandwidth and peak compute of a machine, each with the source its job recorded."""
+    peak = row.get("peak_fp16_tflops")
+    return [
+        ("price per hour", f"{fmt_usd(row.get('price_per_hour_usd'))} — {row.get('price_source', '')}"),
+        ("memory bandwidth", f"{fmt_number(row.get('memory_bandwidth_gb_s'))} GB/s — {row.get('bandwidth_source', '')}"),
+        ("peak FP16 compute", f"{fmt_number(peak)} TFLOPS — {row.get('peak_compute_source', '')}" if peak is not None else ""),
+    ]
+
+
+def _machine(row: dict[str, Any]) -> str:
+    """One machine of several, in one cell: its device, product and facts."""
+    product = row.get("hardware_product")
+    facts = "; ".join(f"{name} {value}" for name, value in _facts(row) if value)
+    return f"{row.get('device', '–')}" + (f" ({product})" if product else "") + f"; {facts}"
+
+
+def _first_row_per_machine(analysis: Analysis) -> list[tuple[str, dict[str, Any]]]:
+    table = analysis.table
+    return [(machine, table.filter(pl.col(HARDWARE_AXIS) == machine).row(0, named=True)) for machine in analysis.machines]
+
+
+def _versions(analysis: Analysis) -> str:
+    """Which quantbench measured which jobs: one version, or each with the machines it ran on."""
+    summary = analysis.sweep.summary
+    if "quantbench_version" not in summary.columns:
+        return ""
+    found: dict[str, list[str]] = {}
+    for row in summary.iter_rows(named=True):
+        if row.get("quantbench_version") is None and row.get("status") != "ok":
+            continue  # an unreadable or unfinished job: the jobs table says why
+        version = row.get("quantbench_version") or "unknown (not recorded)"
+        where = str(row.get("hardware") or "?")
+        if where not in found.setdefault(version, []):
+            found[version].append(where)
+    if len(found) == 1:
+        return next(iter(found))
+    return "; ".join(f"{version} ({', '.join(machines)})" for version, machines in found.items())
 
 
 def _jobs(analysis: Analysis) -> list:
@@ -155,6 +250,15 @@ def _jobs(analysis: Analysis) -> list:
                 for row in not_ok.iter_rows(named=True)
             )
             blocks.append(Table(("Batch", "Precision", "Status", "Reason"), rows, (True, False, False, False)))
+    if summary.schema.get("budget_cut") == pl.Boolean:  # absent from sweeps made before bench.max_seconds
+        cut = summary.filter(pl.col("budget_cut").fill_null(False))
+        if cut.height:
+            blocks.append(Paragraph(
+                f"{cut.height} job(s) cut by their time budget (`bench.max_seconds`, `bench.warmup_max_seconds`): "
+                "fewer iterations than asked, so wider intervals."
+            ))
+            rows = tuple((str(row.get("batch")), str(row.get("precision")), row.get("budget_cut_reason") or "") for row in cut.iter_rows(named=True))
+            blocks.append(Table(("Batch", "Precision", "Cut"), rows, (True, False, False)))
     return blocks
 
 
@@ -235,13 +339,13 @@ def _figures(figures: list[Figure], report_dir: Path) -> list:
 
 def _method(analysis: Analysis) -> Bullets:
     settings = analysis.settings
-    level = round(settings.confidence_level * 100)
+    level = round(settings.confidence * 100)
     return Bullets((
         "Throughput of a configuration = total work / total time of its timed iterations (after warm-up); "
         "tokens/s counts generated tokens only, QPS counts samples. Latency percentiles are over per-iteration "
         "latency of one generate() call over the whole batch.",
         f"Ratios are against `{settings.baseline}` at the same batch size. {level}% intervals: bootstrap (BCa, "
-        f"{settings.resamples} resamples, seed {settings.seed}) over iterations, each configuration resampled independently. "
+        f"{settings.bootstrap_resamples} resamples, seed {settings.seed}) over iterations, each configuration resampled independently. "
         "p: Welch's t-test on log per-iteration throughput, two-sided.",
         f"Direction says faster/slower only where p < {settings.alpha}. Across batch sizes: geometric mean of the "
         "per-batch ratios, interval from a joint bootstrap over all batches, p from the same Welch test applied to "
@@ -250,22 +354,35 @@ def _method(analysis: Analysis) -> Bullets:
         "Cost assumes the machine is busy back to back at the measured throughput: $ per 1k tokens = price per hour / "
         "3600 / tokens/s × 1000; savings compare $ per 1k tokens with the baseline at the same batch size.",
         "Roofline: one decode step reads the stored weights once plus batch × KV bytes per token × average context "
-        "(prompt + half the generated tokens); ceiling = batch × bandwidth / bytes per step; measured = batch / TPOT.",
+        "(prompt + half the generated tokens); ceiling = batch × bandwidth / bytes per step; measured = batch / TPOT. "
+        "KV bytes per token, bandwidth and price are what each job recorded on the machine that ran it.",
+        "Across machines: each configuration against the same configuration (model, precision, batch size, dataset, "
+        "generation length, engine) on the baseline hardware; same intervals and tests as across precisions.",
         "GB = 10^9 bytes. Peak memory is allocated accelerator memory on a GPU, peak resident host memory on a CPU.",
+        *((SERVING_METHOD,) if analysis.serving is not None else ()),
     ))
 
 
 def build_document(analysis: Analysis, figures: list[Figure], report_dir: Path) -> Document:
-    document = Document(f"quantbench report: {analysis.sweep.directory.name}")
+    names = " + ".join(directory.name for directory in analysis.sweep.directories)
+    document = Document(f"quantbench report: {names}")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sweeps = ", ".join(f"`{directory}`" for directory in analysis.sweep.directories)
+    baseline_hardware = f" Baseline hardware: `{analysis.settings.baseline_hardware}`." if len(analysis.machines) > 1 else ""
     document.add(Paragraph(
-        f"Sweep `{analysis.sweep.directory}`, analysed {generated}. Baseline precision: `{analysis.settings.baseline}`."
+        f"{'Sweeps' if analysis.sweep.merged else 'Sweep'} {sweeps}, analysed {generated}. "
+        f"Baseline precision: `{analysis.settings.baseline}`.{baseline_hardware}"
     ))
     if analysis.notes:
         document.add(Bullets(tuple(analysis.notes)))
     document.add(Heading(2, "Findings"), Bullets(tuple(findings(analysis))))
     document.add(Heading(2, "Environment"), _environment(analysis))
     document.add(Heading(2, "Jobs"), *_jobs(analysis))
+    if len(analysis.machines) > 1:
+        document.add(Heading(2, f"Hardware: tokens/s vs {analysis.settings.baseline_hardware}"), *_hardware(analysis))
+    if analysis.serving is not None:
+        document.add(Heading(2, "Serving"), *serving_blocks(analysis))
+    offline = analysis.table.height > 0 or analysis.serving is None  # a serving-only sweep has no offline section
     sections = (
         ("Performance", _config_table(analysis, analysis.table, PERFORMANCE_COLUMNS)),
         (f"Statistics: tokens/s vs {analysis.settings.baseline}", _statistics_table(analysis, "tokens_per_s")),
@@ -273,9 +390,10 @@ def build_document(analysis: Analysis, figures: list[Figure], report_dir: Path) 
         ("Cost", _config_table(analysis, analysis.table, COST_COLUMNS)),
         ("Roofline (decode vs memory-bandwidth ceiling)", _config_table(analysis, analysis.table, ROOFLINE_COLUMNS)),
     )
-    for title, table in sections:
+    for title, table in sections if offline else ():
         document.add(Heading(2, title), table if table is not None else Paragraph("Not available for this sweep."))
-    document.add(Heading(2, "Quality"), *_quality(analysis))
+    if offline:
+        document.add(Heading(2, "Quality"), *_quality(analysis))
     document.add(Heading(2, "Figures"), *_figures(figures, report_dir))
     document.add(Heading(2, "How these numbers were computed"), _method(analysis))
     return document

@@ -1,0 +1,107 @@
+"""transformers: `generate()` in quantbench's process offline (quantbench/job.py), and
+`transformers serve` with continuous batching when serving.
+
+How each precision reaches the server (`transformers serve --help`, transformers 5.x):
+- fp32/fp16/bf16: `--dtype`;
+- bitsandbytes: `--quantization bnb-4bit` (a fixed NF4, double-quant, float32-compute config) or
+  `bnb-8bit` (LLM.int8() with its default threshold): a precision set otherwise (fp4, another
+  compute dtype, other skipped modules) is one the server cannot express, so the job is skipped;
+- GPTQ/AWQ: the cached quantized checkpoint directory (quantbench/engines/weights.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from quantbench.backends.dtypes import compute_dtype_name
+from quantbench.engines.base import ServerLaunch, ServerRequest
+from quantbench.engines.server_command import DENSE_BACKENDS, configured_executable, dtype_arguments, missing_executable_reason, precision_arguments
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from quantbench.device import Device
+
+SERVING_PACKAGES = ("fastapi", "uvicorn", "openai")  # what transformers[serving] adds
+# The server's fixed bitsandbytes configs (transformers/cli/serving/model_manager.py).
+SERVER_4BIT = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32", "skip_modules": ["lm_head"]}
+SERVER_8BIT = {"threshold": 6.0, "skip_modules": ["lm_head"]}
+
+
+def _mismatch(wanted: dict[str, Any], given: dict[str, Any]) -> str | None:
+    differing = [f"{key}={given[key]!r} (server: {value!r})" for key, value in wanted.items() if given[key] != value]
+    return ", ".join(differing) or None
+
+# The arguments of the quantizations the server runs itself.
+QUANTIZATION = {"bnb-nf4": ["--quantization", "bnb-4bit"], "bnb-int8": ["--quantization", "bnb-8bit"]}
+
+
+class TransformersEngine:
+    name = "transformers"
+    description = "transformers: generate() in process offline, `transformers serve` (continuous batching) when serving"
+    offline = True
+    starts_server = True
+    stream_usage = False  # transformers serve refuses stream_options; its last chunk carries usage anyway
+
+    def unavailable_reason(self, engine: "DictConfig") -> str | None:
+        if engine.get("prefix_caching") is not None:
+            return "`transformers serve` has no prefix-cache option; leave engine.prefix_caching null"
+        command = configured_executable(engine)
+        if command is not None:
+            return missing_executable_reason(command)
+        missing = [name for name in SERVING_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            return f"`transformers serve` needs {', '.join(missing)} (pip install 'transformers[serving]')"
+        return None
+
+    def unsupported_reason(self, precision: "DictConfig", device: "Device") -> str | None:
+        if dtype_arguments(precision) is not None:
+            return None
+        backend = str(precision.backend)
+        if backend == "bnb-nf4":
+            given = {
+                "quant_type": precision.quant_type,
+                "double_quant": bool(precision.double_quant),
+                "compute_dtype": compute_dtype_name(str(precision.compute_dtype), device),
+                "skip_modules": list(precision.skip_modules),
+            }
+            differing = _mismatch(SERVER_4BIT, given)
+            return differing and f"`transformers serve --quantization bnb-4bit` is NF4, double quant, float32 compute, lm_head kept; {precision.name} asks {differing}"
+        if backend == "bnb-int8":
+            given = {"threshold": float(precision.threshold), "skip_modules": list(precision.skip_modules)}
+            differing = _mismatch(SERVER_8BIT, given)
+            return differing and f"`transformers serve --quantization bnb-8bit` is LLM.int8() with threshold 6.0, lm_head kept; {precision.name} asks {differing}"
+        return f"`transformers serve` cannot load precision '{precision.name}' (backend {backend}); it serves {', '.join(DENSE_BACKENDS)}, nf4, int8, gptq and awq"
+
+    def launch(self, request: ServerRequest) -> ServerLaunch:
+        executable = configured_executable(request.engine) or [sys.executable, "-m", "transformers.cli.transformers"]
+        command = [
+            *executable,
+            "serve",
+            request.weights,
+            "--continuous-batching",  # off by default; a server without it runs one request at a time
+            "--host", request.host,
+            "--port", str(request.port),
+            "--device", request.device.torch_device,
+            "--default-seed", str(request.seed),
+            *precision_arguments(request.precision, QUANTIZATION),
+        ]
+        if request.trust_remote_code:
+            command.append("--trust-remote-code")
+        command += [str(argument) for argument in request.engine.get("args") or []]
+        # The server pins the model it was started with; requests name it by the same path.
+        return ServerLaunch(
+            command=command,
+            health_path="/health",
+            model_name=request.weights,
+            prefix_caching="transformers serve default (no prefix-cache option)",
+        )
+
+    def request_options(self, max_tokens: int) -> dict[str, Any]:
+        # The request's generation config replaces the model's: greedy, and no end-of-sequence token
+        # (-1 matches none, for continuous batching and generate() alike), so every request
+        # generates exactly max_tokens tokens.
+        return {"generation_config": json.dumps({"max_new_tokens": max_tokens, "do_sample": False, "eos_token_id": -1})}

@@ -1,0 +1,59 @@
+"""What a GGUF file holds, read back from the file with the `gguf` reader.
+
+bits_per_weight is the same definition for every precision of a model: the bytes the file stores
+for the transformer blocks' linear-layer weights (block scales included) × 8 ÷ the number of those
+weights. Token embeddings, the output layer and the norms are left out: every method treats them
+differently (llama.cpp keeps some at higher precision, GPTQ/AWQ leave them unquantized).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+# 2-D weights inside a block: attention projections and the MLP (blk.N.attn_q.weight, blk.N.ffn_down.weight, ...).
+LINEAR_PREFIX = "blk."
+LINEAR_SUFFIX = ".weight"
+
+
+def is_linear_weight(name: str, n_dims: int) -> bool:
+    return name.startswith(LINEAR_PREFIX) and name.endswith(LINEAR_SUFFIX) and n_dims == 2
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """bits_per_weight, the tensor-type mix of the linear layers (type -> tensor count) and of the file."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    linear_bytes = linear_weights = 0
+    linear_mix: Counter[str] = Counter()
+    file_mix: Counter[str] = Counter()
+    for tensor in reader.tensors:
+        type_name = tensor.tensor_type.name
+        file_mix[type_name] += 1
+        if is_linear_weight(tensor.name, len(tensor.shape)):
+            linear_mix[type_name] += 1
+            linear_bytes += int(tensor.n_bytes)
+            linear_weights += int(tensor.n_elements)
+    return {
+        "bits_per_weight": linear_bytes * 8 / linear_weights if linear_weights else None,
+        "linear_weights": linear_weights,
+        "tensor_types": format_mix(linear_mix),
+        "file_tensor_types": format_mix(file_mix),
+    }
+
+
+def format_mix(mix: Counter[str]) -> str:
+    """'Q5_0:10 Q8_0:4', most frequent first: one string, so it is one column of the summary."""
+    return " ".join(f"{name}:{count}" for name, count in sorted(mix.items(), key=lambda item: (-item[1], item[0])))
+
+
+def context_length(path: Path) -> int:
+    """The context the model was trained for, as the file records it (`<architecture>.context_length`)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    architecture = fields["general.architecture"].contents()
+    return int(fields[f"{architecture}.context_length"].contents())
+

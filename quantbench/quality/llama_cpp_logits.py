@@ -1,0 +1,98 @@
+"""Quality from llama.cpp's logits: the TokenScorer interface on a GGUF file.
+
+Perplexity, KL divergence and PubMedQA (log-likelihood) then run unchanged on exactly the windows
+and tokens the transformers precisions use, against the same cached reference. The tokens come
+from the model's own (transformers) tokenizer; each text it tokenizes is also tokenized by the
+tokenizer embedded in the GGUF file, and a difference is an error: a GGUF type must not be scored on
+other tokens than the precisions it is compared with.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+from quantbench.errors import QuantbenchError
+from quantbench.quality.scoring import QualityUnavailable
+
+
+class TokenizerMismatch(QuantbenchError):
+    """The GGUF file's embedded tokenizer cuts a text differently from the model's tokenizer."""
+
+
+class CheckedTokenizer:
+    """The model's tokenizer, checked against llama.cpp's on every text it encodes without special tokens."""
+
+    def __init__(self, tokenizer: Any, llm: Any, max_tokens: int | None = None):
+        self._tokenizer = tokenizer
+        self._llm = llm
+        # Only the tokens that are scored must agree (quality.max_tokens of a long text): SmolLM2's
+        # tokenizer and llama.cpp's BPE part ways deep in WikiText-2 (token 245502), far past them.
+        self._max_tokens = max_tokens
+
+    def __call__(self, text: Any, *args: Any, **kwargs: Any) -> Any:
+        encoded = self._tokenizer(text, *args, **kwargs)
+        if isinstance(text, str) and text and kwargs.get("add_special_tokens") is False:
+            # special=True: a transformers tokenizer reads special tokens written in the text (WikiText's
+            # literal "<unk>") as those tokens even without add_special_tokens; llama.cpp does so only with it.
+            got = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            check_same_tokens(list(encoded["input_ids"])[: self._max_tokens], got[: self._max_tokens])
+        return encoded
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tokenizer":  # not a processor wrapping a tokenizer: text_tokenizer() gets this object
+            raise AttributeError(name)
+        return getattr(self._tokenizer, name)
+
+
+def check_same_tokens(expected: Sequence[int], got: Sequence[int]) -> None:
+    if list(expected) == list(got):
+        return
+    at = next((index for index, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    raise TokenizerMismatch(
+        f"the GGUF file's tokenizer and the model's tokenizer disagree on the evaluation text at token {at} "
+        f"(model: {list(expected[at:at + 5])}, GGUF: {list(got[at:at + 5])}; {len(expected)} vs {len(got)} tokens); "
+        "the file was not made from this model's tokenizer: convert the model again (quantbench cache clear --kind gguf)"
+    )
+
+
+class _GenerationUnsupported:
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise QualityUnavailable("PubMedQA's generate mode is not implemented for llama.cpp; use quality.pubmedqa.mode=loglikelihood")
+
+
+class LlamaCppScorer:
+    """Log-probabilities of the next token at every position, from a llama.cpp context with logits_all."""
+
+    is_causal = True
+    device = "cpu"  # the log-probs are returned on the CPU, wherever llama.cpp ran
+
+    def __init__(self, llm: Any, family: Any, tokenizer: Any, n_ctx_train: int, max_tokens: int | None = None):
+        self.llm = llm
+        self.family = family
+        self.processor = CheckedTokenizer(tokenizer, llm, max_tokens)
+        # What the quality code reads of a model: its context limit (as the transformers model's),
+        # the file's trained context (`Llama` does not expose it).
+        self.model = _GenerationUnsupported()
+        self.model.config = SimpleNamespace(max_position_embeddings=int(n_ctx_train), is_encoder_decoder=False)
+
+    def log_probs(self, token_ids: Sequence[int], last: int | None = None) -> Any:
+        import torch
+
+        tokens = list(token_ids)
+        if len(tokens) > self.llm.n_ctx():
+            raise QuantbenchError(f"{len(tokens)} tokens do not fit the llama.cpp context of {self.llm.n_ctx()} tokens")
+        self.llm.reset()
+        self.llm.eval(tokens)
+        logits = self.llm.scores[: len(tokens)]
+        if last is not None:
+            logits = logits[-last:]
+        return torch.log_softmax(torch.from_numpy(logits.copy()), dim=-1)
+
+
+def scoring_context_tokens(quality: Any, n_ctx_train: int) -> int:
+    """The llama.cpp context the quality passes need: their longest sequence, within the model's limit."""
+    needed = int(quality.context_tokens)
+    if quality.get("pubmedqa") is not None:
+        needed = max(needed, int(quality.pubmedqa.max_prompt_tokens) + 8)  # + the longest choice
+    return min(needed, n_ctx_train)

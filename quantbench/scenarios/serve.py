@@ -1,0 +1,191 @@
+"""scenario=serve: one job = one server (or endpoint), load levels, a row per level.
+
+    resolve the engine -> check it can serve the precision here -> read the dataset -> the weights
+    (materialised, or the cached quantized checkpoint) -> start the server on a free loopback port
+    and wait for its health endpoint (or probe engine.url) -> per level: warm-up, then the measured
+    requests -> stop the server -> requests.parquet (every request) and one summary per level
+
+Skipped (cannot run here): an engine that is absent or cannot express the precision, bad serve
+settings. Failed (broke while running): a server that exits or never gets healthy (the reason
+quotes its log), an endpoint that cannot be reached, a level whose every request failed. The
+server is stopped on every way out of the job, Ctrl-C included (quantbench.serve.server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from quantbench import registry
+from quantbench.backends.base import LoadRequest
+from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
+from quantbench.errors import JobSkipped
+from quantbench.serve.driver import ServeFailed, load_plan, run_levels
+from quantbench.serve.load import Level, LevelRun
+from quantbench.serve.summary import level_records_of, summarise, write_requests
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from quantbench.device import Device
+    from quantbench.engines.openai import Endpoint
+    from quantbench.progress import JobProgress
+    from quantbench.serve.prompts import Prompt
+
+SAMPLE_OUTPUTS = 4
+
+
+def serve_levels(serve: "DictConfig") -> list[Level]:
+    """The levels serve.concurrency / serve.request_rate ask for; JobSkipped for settings that cannot run."""
+    concurrency = [int(value) for value in serve.concurrency]
+    rates = [float(value) for value in serve.request_rate]
+    if rates and concurrency not in ([], [1]):
+        raise JobSkipped(
+            f"serve.concurrency={concurrency} and serve.request_rate={rates} are exclusive: give a concurrency list "
+            "(closed loop) or a request_rate list (open loop)"
+        )
+    if serve.requests_per_level is None and serve.duration_s is None:
+        raise JobSkipped("serve.requests_per_level and serve.duration_s are both null: a level would never end; set one")
+    if serve.requests_per_level is not None and int(serve.requests_per_level) < 1:
+        raise JobSkipped(f"serve.requests_per_level must be at least 1, got {serve.requests_per_level}")
+    if rates:
+        if any(rate <= 0 for rate in rates):
+            raise JobSkipped(f"serve.request_rate values must be positive requests per second, got {rates}")
+        return [Level(index, request_rate=rate) for index, rate in enumerate(rates)]
+    if not concurrency or any(users < 1 for users in concurrency):
+        raise JobSkipped(f"serve.concurrency must list user counts of at least 1, got {concurrency}")
+    return [Level(index, concurrency=users) for index, users in enumerate(concurrency)]
+
+
+def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: "JobProgress") -> tuple[dict[str, Any], list[str]]:
+    from quantbench.job_setup import prepare_job
+    from quantbench.serve.prompts import build_prompts
+
+    levels = serve_levels(cfg.serve)
+    engine_name, engine = resolve_engine(cfg)
+    check_precision_engine(cfg, engine_name)
+    family_name = registry.families().get(cfg.model.family).name
+    if family_name != "decoder":
+        raise JobSkipped(f"scenario=serve sends text prompts to decoder-only language models; family '{family_name}' is not one")
+    if engine.starts_server and hasattr(engine, "launch"):
+        reason = engine.unavailable_reason(cfg.engine) or engine.unsupported_reason(cfg.precision, device)
+        if reason:
+            raise JobSkipped(reason)
+        endpoint = None
+    elif hasattr(engine, "endpoint"):
+        endpoint = engine.endpoint(cfg.engine)
+        endpoint = probe_endpoint(endpoint)  # an unreachable endpoint fails in a second, before any model work
+    else:
+        raise JobSkipped(f"engine {engine_name} does not serve (scenario=serve) yet; it runs scenario=offline")
+    # The server loads the weights, not this process: the backend's own checks do not apply here.
+    setup = prepare_job(cfg, device, progress, backend_runs_here=False)
+    spec = setup.spec
+    tokenizer = setup.family.load_processor(spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code)
+    prompts = build_prompts(setup.dataset, tokenizer, int(cfg.bench.max_input_tokens), bool(cfg.dataset.chat_template))
+    max_tokens = int(cfg.bench.max_new_tokens)
+
+    metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
+    runs: list[LevelRun] = []
+    try:
+        if endpoint is None:
+            metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress)
+        else:
+            metrics |= {
+                "server_url": endpoint.base_url,
+                "prefix_caching": "unknown (an endpoint quantbench did not start)",
+                "eos_ignored": bool(endpoint.extra_body.get("ignore_eos")),
+            }
+            run_levels(load_plan(cfg, endpoint, {}), levels, prompts, runs, progress, check=None)
+    finally:
+        records = level_records_of(runs, prompts, tokenizer)
+        write_requests(job_dir, records)
+    level_rows = summarise(cfg, runs, records)
+    metrics |= {
+        "chat_template": bool(prompts[0].chat),
+        "load_mode": "closed loop" if levels[0].concurrency is not None else "open loop (Poisson)",
+        "n_levels": len(level_rows),
+        "n_requests": sum(row["n_requests"] for row in level_rows),
+        "n_failed_requests": sum(row["n_failed_requests"] for row in level_rows),
+        "model_note": cfg.model.note,
+        **setup.hardware.metrics(),
+        "levels": level_rows,
+    }
+    outputs = [exchange.text for exchange in runs[0].exchanges if exchange.text][:SAMPLE_OUTPUTS] if runs else []
+    return metrics, outputs
+
+
+def run_on_server(
+    cfg: "DictConfig",
+    engine_name: str,
+    engine: Any,
+    request: "LoadRequest",
+    job_dir: Path,
+    levels: list[Level],
+    prompts: list["Prompt"],
+    runs: list[LevelRun],
+    progress: "JobProgress",
+) -> dict[str, Any]:
+    """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
+    stop it; the job-level facts of the server."""
+    from quantbench.engines.openai import Endpoint
+    from quantbench.engines.weights import served_weights
+    from quantbench.jobdir import SERVER_LOG_FILE
+    from quantbench.serve.server import LOOPBACK, ServerProcess, free_port
+
+    device, spec = request.device, request.model
+    weights, weight_facts = served_weights(request, registry.backends().get(cfg.precision.backend))
+    from quantbench.threads import job_threads
+
+    port = free_port()
+    # The server's CPU threads: hardware.threads, as offline jobs use (torch's through OMP_NUM_THREADS).
+    threads = None if device.is_cuda else job_threads(cfg.hardware)
+    launch = engine.launch(
+        ServerRequest(
+            weights=str(weights), precision=cfg.precision, engine=cfg.engine, device=device, host=LOOPBACK,
+            port=port, seed=int(cfg.bench.seed), trust_remote_code=bool(spec.config.trust_remote_code), threads=threads,
+        )
+    )
+    options = engine.request_options(int(cfg.bench.max_new_tokens))
+    metrics: dict[str, Any] = weight_facts | {
+        "server_command": launch.command,
+        "server_command_line": shlex.join(launch.command),
+        "prefix_caching": launch.prefix_caching,
+        "eos_ignored": bool(options),
+        # What the engine says of its own server, e.g. that it serves one request at a time.
+        **(engine.serving_facts() if hasattr(engine, "serving_facts") else {}),
+    }
+    environment = dict(launch.environment)
+    if threads is not None:
+        metrics["threads"] = threads
+        environment["OMP_NUM_THREADS"] = str(threads)
+    with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment) as server:
+        with progress.step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
+            metrics["server_startup_s"] = server.wait_healthy(f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s))
+        served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name, stream_usage=engine.stream_usage)
+        run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running)
+    return metrics
+
+
+def probe_endpoint(endpoint: "Endpoint") -> "Endpoint":
+    """GET /v1/models: ServeFailed naming a refused or unreachable connection; the endpoint, with
+    the served model's name where engine.model left it open."""
+    import aiohttp
+
+    from quantbench.serve.client import describe_transport_error, get_json
+
+    url = f"{endpoint.base_url}/v1/models"
+    try:
+        status, listing = asyncio.run(get_json(url, endpoint.headers, 30.0))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        raise ServeFailed(f"cannot reach engine.url: {describe_transport_error(error, url)}") from None
+    if status != 200:
+        raise ServeFailed(f"engine.url answered GET {url} with HTTP {status}: {str(listing)[:200]}")
+    if endpoint.model is not None:
+        return endpoint
+    listed = ((listing.get("data") if isinstance(listing, dict) else None) or [{}])[0].get("id")
+    if not listed:
+        raise ServeFailed(f"GET {url} lists no model; name the served model with engine.model=NAME")
+    return replace(endpoint, model=listed)

@@ -1,0 +1,184 @@
+"""quantbench.api, the surface plugins build on: what it exports, the quantizer-config backend
+helper through the real app, plugin schemas in the ConfigStore, and missing-dependency reasons."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import logging
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+import quantizer_plugin_for_tests as test_plugin
+from quantbench import api, plugin_configs
+from quantbench.schema import DensePrecisionConfig, register_configs
+
+EXAMPLE_SOURCE = Path(__file__).resolve().parents[1] / "examples" / "quantbench-plugin-example" / "src"
+QUICK = ["model=tiny-llama", "bench=quick", "analysis.report_at_end=false", "hardware=cpu"]
+QUANTO_REASON = "needs optimum-quanto (pip install optimum-quanto); module optimum.quanto not importable"
+
+
+def quantbench_modules_imported(source: Path) -> set[str]:
+    """Every quantbench module a file imports, at the top or inside functions."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+    return {module for module in modules if module == "quantbench" or module.startswith("quantbench.")}
+
+
+def test_the_example_plugin_imports_only_quantbench_api():
+    sources = sorted(EXAMPLE_SOURCE.rglob("*.py"))
+    assert any(source.name == "backend.py" for source in sources)
+    imported = {source.name: quantbench_modules_imported(source) for source in sources}
+    assert set().union(*imported.values()) == {"quantbench.api"}, imported
+
+
+def test_the_api_exports_resolve_without_importing_torch():
+    # A fresh interpreter: this test process has imported torch long ago.
+    code = (
+        "import sys, quantbench.api as api\n"
+        "missing = [name for name in api.__all__ if name != 'FirstTokenClock' and not hasattr(api, name)]\n"
+        "print(missing, sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "[] []"
+    assert api.FirstTokenClock.__name__ == "FirstTokenClock"  # imported on first use
+
+
+def test_a_missing_parent_package_is_a_reason_not_an_exception():
+    requirement = api.Requirement("qb-absent-quantizer", module="qb_absent_parent_package.quantizer")
+    assert api.missing_package_reason(requirement) == (
+        "needs qb-absent-quantizer (pip install qb-absent-quantizer); "
+        "module qb_absent_parent_package.quantizer not importable"
+    )
+
+
+def test_the_reason_names_the_package_to_install_and_the_module_to_import():
+    if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.quanto"):
+        pytest.skip("optimum-quanto is installed here")
+    quanto = api.Requirement("optimum-quanto", module="optimum.quanto")
+    assert api.missing_package_reason("json", quanto, "qb_absent_too") == QUANTO_REASON  # the first one missing
+    assert api.missing_package_reason("json", api.Requirement("omegaconf")) is None
+    pinned = api.Requirement("qb_absent_engine", install="pip install 'quantbench[qb-absent]'")
+    assert api.missing_package_reason(pinned) == (
+        "needs qb_absent_engine (pip install 'quantbench[qb-absent]'); module qb_absent_engine not importable"
+    )
+
+
+def test_read_settings_types_a_plain_node_and_leaves_out_a_setting_it_does_not_use():
+    # An isolated job reads its precision back from job.yaml as a plain node; a sweep's setting
+    # (`-m precision=int8,nf4 precision.quant_type=fp4`) is carried by the options that lack it.
+    plain = OmegaConf.create({"name": "q", "backend": "test-quanto", "weights": "int4", "quant_type": "fp4"})
+    settings = api.read_settings(test_plugin.QuantoSettings, plain)
+    assert isinstance(settings, test_plugin.QuantoSettings)
+    assert (settings.name, settings.weights, settings.activations) == ("q", "int4", None)
+    with pytest.raises(ValidationError, match="dynamic_activations"):  # a value of the wrong type is still an error
+        api.read_settings(test_plugin.TorchAoInt8Settings, OmegaConf.create({"name": "q", "backend": "x", "dynamic_activations": "often"}))
+
+
+def install_test_plugin(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/quantizer_plugin_for_tests.py as an installed package would register it, with a conf tree.
+
+    A real distribution (metadata only) on sys.path: quantbench's registry, its schema
+    registration and its Hydra search-path plugin all read the same entry points they would in use.
+    """
+    conf = directory / "qb_test_plugin_conf"
+    (conf / "precision").mkdir(parents=True)
+    (conf / "__init__.py").write_text("")
+    options = {
+        "test-int8": ("base_test_torchao_int8", "test-torchao-int8", "dynamic_activations: false"),
+        "test-quanto-int8": ("base_test_quanto", "test-quanto", "weights: int8"),
+        # a misspelt key in a plugin's option, and the same mistake in an option of a built-in schema
+        "test-int8-typo": ("base_test_torchao_int8", "test-torchao-int8", "dynamic_activation: true"),
+        "dense-typo": ("base_dense", "fp32", "dtype: float32\ndtyp: float16"),
+    }
+    for name, (schema, backend, settings) in options.items():
+        (conf / "precision" / f"{name}.yaml").write_text(f"defaults:\n  - {schema}\n\nname: {name}\nbackend: {backend}\n{settings}\n")
+    dist_info = directory / "qb_test_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: qb-test-plugin\nVersion: 0.1\n")
+    module = test_plugin.__name__
+    (dist_info / "entry_points.txt").write_text(
+        "[quantbench.backends]\n"
+        f"test-torchao-int8 = {module}:TorchAoInt8Backend\n"
+        f"test-quanto = {module}:QuantoBackend\n"
+        "[quantbench.schemas]\n"
+        f"test_torchao_int8 = {module}:TorchAoInt8Settings\n"
+        f"test_quanto = {module}:QuantoSettings\n"
+        "[quantbench.configs]\n"
+        "qb-test = qb_test_plugin_conf\n"
+    )
+    monkeypatch.syspath_prepend(str(directory))
+
+
+def test_a_quantizer_config_backend_runs_through_the_real_app(tmp_path, run_quantbench, monkeypatch):
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    sweep = run_quantbench(["-m", *QUICK, "precision=fp32,test-int8,test-quanto-int8"], tmp_path)
+    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
+    assert rows["test-int8"]["status"] == "ok", rows["test-int8"]["reason"]
+    assert rows["test-int8"]["backend"] == "test-torchao-int8"
+    # int8 decoder layers: clearly smaller than fp32, though the embeddings stay fp32
+    assert rows["test-int8"]["weight_memory_gb"] < 0.7 * rows["fp32"]["weight_memory_gb"]
+    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
+        assert (rows["test-quanto-int8"]["status"], rows["test-quanto-int8"]["reason"]) == ("skipped", QUANTO_REASON)
+
+
+def error_output(run_app_args: list[str], tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    from conftest import run_app
+
+    _, code = run_app(run_app_args, tmp_path, monkeypatch)
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+def test_a_misspelt_key_in_a_plugin_option_is_the_same_error_as_in_a_built_in_one(tmp_path, monkeypatch, capsys):
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    plugin_code, plugin_error = error_output([*QUICK, "precision=test-int8-typo"], tmp_path / "a", monkeypatch, capsys)
+    builtin_code, builtin_error = error_output([*QUICK, "precision=dense-typo"], tmp_path / "b", monkeypatch, capsys)
+    assert plugin_code == builtin_code != 0
+    assert "dynamic_activation" in plugin_error and "TorchAoInt8Settings" in plugin_error
+    normalised = (
+        plugin_error.replace("test-int8-typo", "OPTION").replace("dynamic_activations", "NEAREST")
+        .replace("dynamic_activation", "KEY").replace("TorchAoInt8Settings", "SCHEMA")
+    )
+    expected = (
+        builtin_error.replace("dense-typo", "OPTION").replace("dtype", "NEAREST")
+        .replace("dtyp", "KEY").replace("DensePrecisionConfig", "SCHEMA")
+    )
+    assert normalised == expected
+
+
+def test_a_broken_or_clashing_plugin_schema_is_one_warning_and_the_others_register(monkeypatch, caplog):
+    group = plugin_configs.SCHEMAS_GROUP
+    module = test_plugin.__name__
+    fake = [
+        EntryPoint("test_broken", "qb_no_such_schema_module:Settings", group),
+        EntryPoint("dense", f"{module}:QuantoSettings", group),  # would replace quantbench's base_dense
+        EntryPoint("test_backend_class", f"{module}:QuantoBackend", group),  # not a schema
+        EntryPoint("test_fine", f"{module}:QuantoSettings", group),
+    ]
+    monkeypatch.setattr(plugin_configs.metadata, "entry_points", lambda group: fake if group == plugin_configs.SCHEMAS_GROUP else [])
+    with caplog.at_level(logging.WARNING, logger="quantbench.schema"):
+        register_configs()
+    store = ConfigStore.instance()
+    assert OmegaConf.get_type(store.load("precision/base_test_fine.yaml").node) is test_plugin.QuantoSettings
+    assert OmegaConf.get_type(store.load("precision/base_dense.yaml").node) is DensePrecisionConfig
+    assert store.get_type("precision/base_test_backend_class.yaml").name == "NOT_FOUND"
+    warnings = [message for message in caplog.messages if "not registered" in message]
+    assert len(warnings) == 3 and all("\n" not in message for message in warnings)
+    by_name = {name: next(m for m in warnings if f"'{name}'" in m) for name in ("base_test_broken", "base_dense", "base_test_backend_class")}
+    assert "ModuleNotFoundError" in by_name["base_test_broken"] and "qb_no_such_schema_module" in by_name["base_test_broken"]
+    assert "precision/base_dense.yaml is taken by quantbench; rename the entry point" in by_name["base_dense"]
+    assert "is not a dataclass extending one of PrecisionConfig" in by_name["base_test_backend_class"]

@@ -1,0 +1,132 @@
+"""GGUF types through llama.cpp on the tiny decoder: conversion, quantization, the cache, the
+skipped rows, quality on llama.cpp's logits and the tokenizer check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from quantbench import registry
+from quantbench.backends.base import LoadRequest
+from quantbench.device import resolve_device
+from quantbench.errors import JobSkipped
+from quantbench.models.source import resolve_model
+
+CPU = resolve_device("cpu")
+GGUF_PRECISIONS = ("gguf-f16", "gguf-q8_0", "gguf-q6_k", "gguf-q5_k_m", "gguf-q4_k_m", "gguf-q4_0")
+needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+TEXT_OVERRIDES = ["quality.context_tokens=64", "quality.stride=48", "quality.max_tokens=600"]
+
+
+@pytest.mark.parametrize("precision", GGUF_PRECISIONS)
+def test_gguf_precisions_compose_and_name_llama_cpp(compose_config, precision):
+    from quantbench.gguf.types import check_file_type
+
+    cfg = compose_config([f"precision={precision}"])
+    assert cfg.precision.backend == "gguf"
+    assert cfg.precision.engine == "llama.cpp"
+    assert check_file_type(cfg.precision.type) == precision.removeprefix("gguf-")
+
+
+def test_a_type_llama_cpp_cannot_make_here_is_skipped_with_the_reason():
+    from quantbench.gguf.types import check_file_type
+
+    with pytest.raises(JobSkipped, match="importance matrix"):
+        check_file_type("iq2_xxs")
+    with pytest.raises(JobSkipped, match="unknown GGUF type 'q3_x'; choose one of: f32"):
+        check_file_type("q3_x")
+
+
+def test_missing_llama_cpp_python_is_a_skipped_row_that_says_how_to_install_it(tmp_path, monkeypatch):
+    from conftest import run_app
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a))
+    run_dir, _ = run_app(["model=tiny-llama", "precision=gguf-q4_k_m", "hardware=cpu"], tmp_path, monkeypatch)
+    (result_file,) = run_dir.rglob("result.json")
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "skipped"
+    assert "pip install 'llama-cpp-python==0.3.36'" in result["reason"]
+
+
+def test_tiny_decoder_tokenizer_is_sentencepiece_and_encodes_any_text(compose_config):
+    cfg = compose_config(["model=tiny-llama"])
+    family = registry.families().get("decoder")
+    spec = resolve_model(cfg.model, family, Path(cfg.cache_dir))
+    assert (Path(spec.load_path) / "tokenizer.model").is_file()
+    tokenizer = family.load_processor(spec.load_path)
+    text = " = Valkyria  Chronicles =\n\t日本 123"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == text
+
+
+def load_gguf(compose_config, precision: str, overrides=()):
+    cfg = compose_config(["model=tiny-llama", f"precision={precision}", "hardware=cpu", *overrides])
+    family = registry.families().get("decoder")
+    cache = Path(cfg.cache_dir)
+    spec = resolve_model(cfg.model, family, cache)
+    backend = registry.backends().get("gguf")
+    return cfg, backend.load(LoadRequest(model=spec, family=family, precision=cfg.precision, device=CPU, cache_dir=cache))
+
+
+@needs_llama_cpp
+def test_tiny_llama_converts_and_quantizes_to_two_types_and_hits_the_cache(compose_config):
+    sizes = {}
+    for precision, bits, mix in (("gguf-q8_0", 8.5, "Q8_0:14"), ("gguf-q4_0", 4.5, "Q4_0:14")):
+        _, first = load_gguf(compose_config, precision)
+        _, second = load_gguf(compose_config, precision)
+        assert second.metrics["cache_hit"] is True and second.metrics["quantize_s"] == 0.0
+        assert second.model.path == first.model.path and second.model.path.is_file()
+        # 14 linear weights (2 blocks x q, k, v, o, gate, up, down), each block of 32 weights + one f16 scale
+        assert second.metrics["tensor_types"] == mix
+        assert second.metrics["bits_per_weight"] == pytest.approx(bits)
+        sizes[precision] = second.metrics["checkpoint_size_gb"]
+    assert sizes["gguf-q4_0"] < sizes["gguf-q8_0"]
+
+
+@needs_llama_cpp
+def test_the_gguf_tokenizer_must_cut_the_text_like_the_models_tokenizer(compose_config):
+    from quantbench.engines.llama_cpp import open_llama
+    from quantbench.models.tokenizer import train_tokenizer
+    from quantbench.quality.llama_cpp_logits import CheckedTokenizer, TokenizerMismatch
+
+    _, loaded = load_gguf(compose_config, "gguf-q8_0")
+    llm = open_llama(loaded.model.path, n_ctx=64, threads=1, logits_all=False, seed=0, gpu=False)
+    text = " = Robert Boulter =\n\nRobert Boulter is an English film actor ."
+    same = CheckedTokenizer(loaded.processor, llm)
+    assert same(text, add_special_tokens=False)["input_ids"]
+    other = CheckedTokenizer(train_tokenizer(), llm)  # a byte-level BPE tokenizer: other tokens
+    with pytest.raises(TokenizerMismatch, match="disagree on the evaluation text at token 0"):
+        other(text, add_special_tokens=False)
+
+
+@needs_llama_cpp
+def test_gguf_job_measures_speed_and_quality_against_the_fp32_reference(compose_config, shared_data, tmp_path):
+    from quantbench.engines.llama_cpp import measure_llama_cpp
+    from quantbench.progress import JobProgress
+
+    overrides = ["quality=[ppl,kld]", f"quality.data_dir={shared_data}", *TEXT_OVERRIDES, "bench.min_iterations=2",
+                 "bench.min_seconds=0", "bench.warmup_iterations=1", "bench.max_new_tokens=8"]
+    metrics = {}
+    for precision in ("gguf-q8_0", "gguf-q4_0"):
+        cfg = compose_config(["model=tiny-llama", f"precision={precision}", "hardware=cpu", "hardware.threads=1", *overrides])
+        metrics[precision], outputs = measure_llama_cpp(cfg, CPU, tmp_path / precision, JobProgress(precision, bars=False, lines=False))
+        assert (tmp_path / precision / "iterations.parquet").is_file()
+        assert outputs and metrics[precision]["threads"] == 1
+        assert metrics[precision]["engine"] == "llama.cpp" and metrics[precision]["generation_tokens_per_s"] > 0
+        assert metrics[precision]["kld_reference"] == "fp32"
+    assert 0 < metrics["gguf-q8_0"]["kld_mean"] < metrics["gguf-q4_0"]["kld_mean"]
+
+
+@needs_llama_cpp
+def test_batch_above_one_is_a_skipped_row_that_says_why(compose_config, tmp_path):
+    from quantbench.engines.llama_cpp import measure_llama_cpp
+    from quantbench.progress import JobProgress
+
+    cfg = compose_config(["model=tiny-llama", "precision=gguf-q8_0", "hardware=cpu", "batch=4"])
+    with pytest.raises(JobSkipped, match="one sequence at a time"):
+        measure_llama_cpp(cfg, CPU, tmp_path, JobProgress("b4", bars=False, lines=False))
