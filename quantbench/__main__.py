@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from omegaconf import DictConfig
 from quantbench.errors import QuantbenchError
 from quantbench.help import register_help_resolver
 from quantbench.overrides import prepare_arguments
+from quantbench.plugin_configs import config_packages
 from quantbench.schema import register_configs
+
+log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -29,6 +33,8 @@ def app(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     note_running(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir, multirun)
+    if not multirun and int(cfg.bench.repeats) > 1:  # the repeat axis is a sweep axis (quantbench's sweeper)
+        log.warning("bench.repeats=%s applies to sweeps (-m); this single run is one job", cfg.bench.repeats)
     # Resumed, isolated in a child process (bench.isolation=process) or run here (none).
     result = execute_job(cfg, Path(hydra_cfg.runtime.output_dir), command_line_keys(hydra_cfg))
     if hydra_cfg.mode == RunMode.RUN:
@@ -40,9 +46,10 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    register_configs()
     register_help_resolver()
-    try:  # one line for a mistake on the command line, before Hydra composes anything
+    try:  # one line for a mistake on the command line (or a plugin registered twice), before Hydra composes anything
+        register_configs()
+        config_packages()  # a conf tree two packages register: this one line, not a traceback from Hydra's search path
         sys.argv[1:] = prepare_arguments(sys.argv[1:])
     except QuantbenchError as error:
         print(f"quantbench: {error}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """`quantbench cache list|clear`: what the on-disk cache holds, and removing it.
 
-Every subdirectory of the cache is a kind of entry (models: materialised models; quantized: GPTQ
-and AWQ checkpoints; reference: reference distributions; ...), each entry one directory. Directories
+Every subdirectory of the cache is a kind of entry (models: materialised models; quantized: GPTQ,
+AWQ and AutoRound checkpoints; reference: reference distributions; ...), each entry one directory. Directories
 of builds in progress or interrupted (`.partial-*`, `tmp/`) are shown, and removed only with
 `--partial`, since a running job may own them.
 
@@ -53,10 +53,11 @@ class CacheEntry:
         built = manifest.get("built", {})
         group = manifest.get("group_size")
         windows = built.get("calibration_windows", calibration.get("n_samples"))  # fewer when the text is short
+        engine = manifest.get("engine", "gptqmodel")  # manifests before autoround name no engine
         return (
             f"{manifest.get('method')} {manifest.get('bits')}-bit g{group}, calibration {dataset} "
             f"{windows}x{calibration.get('seq_len')} tokens seed {calibration.get('seed')}, "
-            f"quantized in {float(built.get('quantize_s') or 'nan'):.0f} s, gptqmodel {manifest.get('gptqmodel')}"
+            f"quantized in {float(built.get('quantize_s') or 'nan'):.0f} s, {engine} {manifest.get(engine)}"
         )
 
 

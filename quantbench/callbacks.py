@@ -26,7 +26,7 @@ class CollectSweep(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = write_summary(sweep_dir)
-        print_table(frame, f"{sweep_dir} ({frame.height} jobs)")
+        print_table(frame, f"{sweep_dir} ({frame.height} configurations)" if "repeats_failed" in frame.columns else f"{sweep_dir} ({frame.height} jobs)")
         log.info("wrote %s", sweep_dir / SUMMARY_PARQUET)
         if config.get("analysis") is not None and config.analysis.report_at_end:
             write_sweep_report(sweep_dir, config)

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_dir", type=Path, help="a job directory holding job.yaml")
     parser.add_argument("--log-file", action="append", default=[], help="append log lines here too (repeatable)")
     args = parser.parse_args(argv)
+    from quantbench.measure.phases import take_spawn_time  # stdlib only: light
+
+    spawned_at = take_spawn_time()  # first: the job's startup_s runs from the spawn to its load
     # No orphaned job keeps measuring, or holding a GPU, after its sweep is gone.
     expected = os.environ.get(PARENT_PID_ENV)
     die_with_parent(int(expected) if expected else None)
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from quantbench.job import run_job
 
-        run_job(load_job_config(args.job_dir), args.job_dir)
+        run_job(load_job_config(args.job_dir), args.job_dir, spawned_at=spawned_at)
     except BaseException:  # run_job turns job failures into rows; this is everything around it
         write_traceback(args.job_dir, traceback.format_exc())
         traceback.print_exc()

@@ -5,6 +5,10 @@ results), so it works the same on a finished sweep, a partial one, or one with f
 A job directory that Hydra created but that has no result.json is a `failed` row saying so, and
 one whose result.json this quantbench cannot read is a `failed` row with the reason.
 
+A sweep with `bench.repeats=N` runs each configuration N times: `jobs.parquet` keeps one row per
+job (each with its `repeat` index), `summary.parquet` one row per configuration with `n_repeats`
+and the interval over repeats (quantbench.repeats). With one repeat the two hold the same rows.
+
 Several sweeps (e.g. one per machine) merge into one summary (`quantbench collect A B --output D`):
 each row then names its sweep (`sweep_dir`) and its job directory by absolute path.
 """
@@ -12,6 +16,7 @@ each row then names its sweep (`sweep_dir`) and its job directory by absolute pa
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,11 +25,13 @@ import polars as pl
 
 from quantbench.atomic import write_parquet_atomic
 from quantbench.errors import UnreadableResult
-from quantbench.jobdir import RESULT_FILE, read_result
+from quantbench.jobdir import RESULT_FILE, config_hash, read_result
+from quantbench.repeats import configuration_rows
 from quantbench.serve.rows import scenario_rows
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
+JOBS_PARQUET = "jobs.parquet"  # one row per job; the summary has one per configuration
 
 IDENTITY_COLUMNS = ["model", "precision", "backend", "family", "batch", "hardware", "device", "dataset", "scenario", "engine", "status", "reason"]
 METRIC_COLUMNS = [
@@ -38,6 +45,7 @@ METRIC_COLUMNS = [
     "tpot_p50_ms",
     "peak_memory_gb",
     "weight_memory_gb",
+    "bits_per_weight",
     "n_iterations",
 ]
 TRAILING_COLUMNS = ["job_dir", "config_hash", "quantbench_version", "started_at", "finished_at"]
@@ -63,9 +71,12 @@ TABLE_COLUMNS = [
     ("tpot_p50_ms", "TPOT ms"),
     ("peak_memory_gb", "peak GB"),
     ("weight_memory_gb", "weights GB"),
+    ("bits_per_weight", "bits/w"),
     ("ppl", "ppl"),
     ("kld_mean", "KLD"),
     ("top1_agree", "top-1 %"),
+    ("ppl_ratio", "PPL ratio"),
+    ("delta_p_rms", "RMS Δp"),
     ("pubmedqa_acc", "PubMedQA"),
     ("reason", "reason"),
 ]
@@ -91,6 +102,7 @@ def _unfinished_row(job_dir: Path) -> dict[str, Any]:
         try:
             config = OmegaConf.load(config_file)
             row.update(
+                repeat=OmegaConf.select(config, "bench.repeat", default=0),
                 model=OmegaConf.select(config, "model.name"),
                 precision=OmegaConf.select(config, "precision.name"),
                 backend=OmegaConf.select(config, "precision.backend"),
@@ -113,10 +125,19 @@ def result_row(data: dict[str, Any]) -> dict[str, Any]:
         if value is None or isinstance(value, (bool, int, float, str)):
             row[key] = value
     row["config_hash"] = data.get("config_hash")
+    config = data.get("config") or {}
+    row["repeat"] = (config.get("bench") or {}).get("repeat", 0)
+    row["configuration_hash"] = configuration_hash(config) if config else None
     row["quantbench_version"] = ((data.get("environment") or {}).get("versions") or {}).get("quantbench")
     row["started_at"] = data.get("started_at")
     row["finished_at"] = data.get("finished_at")
     return row
+
+
+def configuration_hash(config: dict[str, Any]) -> str:
+    """The config hash less the repeat index: the same for every repeat of one configuration."""
+    bench = {key: value for key, value in (config.get("bench") or {}).items() if key != "repeat"}
+    return config_hash({**config, "bench": bench})
 
 
 def job_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,11 +182,21 @@ def frame_from_rows(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def collect_sweep(sweep_dir: Path) -> pl.DataFrame:
+def _job_rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
-    return frame_from_rows(row for job_dir in job_directories(sweep_dir) for row in _read_rows(job_dir))
+    return [row for job_dir in job_directories(sweep_dir) for row in _read_rows(job_dir)]
+
+
+def collect_jobs(sweep_dir: Path) -> pl.DataFrame:
+    """One row per job (per load level of a serving job), in launch order: `jobs.parquet`."""
+    return frame_from_rows(_job_rows_of(sweep_dir))
+
+
+def collect_sweep(sweep_dir: Path) -> pl.DataFrame:
+    """One row per configuration (per load level), its repeats folded in: `summary.parquet`."""
+    return frame_from_rows(configuration_rows(_job_rows_of(sweep_dir)))
 
 
 def locate_job_dir(sweep_dir: Path, job_dir: str | None) -> Path | None:
@@ -179,6 +210,11 @@ def locate_job_dir(sweep_dir: Path, job_dir: str | None) -> Path | None:
     return next((candidate for candidate in candidates if candidate.is_dir()), None)
 
 
+def _absolute_job_dir(sweep_dir: Path, job_dir: str) -> str:
+    found = locate_job_dir(sweep_dir, job_dir)
+    return str(found.resolve()) if found else job_dir
+
+
 def merge_summaries(summaries: list[tuple[Path, pl.DataFrame]]) -> pl.DataFrame:
     """One summary of several sweeps' summaries. Each row names its sweep and its job directory by
     absolute path, so the merged summary can be read from anywhere; columns that only some sweeps
@@ -188,6 +224,8 @@ def merge_summaries(summaries: list[tuple[Path, pl.DataFrame]]) -> pl.DataFrame:
         for row in frame.iter_rows(named=True):
             found = locate_job_dir(sweep_dir, row.get("job_dir"))
             row["job_dir"] = str(found.resolve()) if found else row.get("job_dir")
+            if row.get("job_dirs"):  # the repeats' directories (quantbench.repeats), absolute too
+                row["job_dirs"] = json.dumps([_absolute_job_dir(sweep_dir, job_dir) for job_dir in json.loads(row["job_dirs"])])
             row[SWEEP_COLUMN] = str(Path(sweep_dir).resolve())
             rows.append(row)
     return frame_from_rows(rows)
@@ -201,8 +239,12 @@ def collect_sweeps(sweep_dirs: list[Path]) -> pl.DataFrame:
 
 
 def write_summary(sweep_dir: Path, frame: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Collect `sweep_dir` (or take `frame`, e.g. a merged summary) and write its summary files there."""
-    frame = collect_sweep(sweep_dir) if frame is None else frame
+    """Collect `sweep_dir` (or take `frame`, e.g. a merged summary) and write its summary files
+    there; a sweep collected here gets its `jobs.parquet` too."""
+    if frame is None:
+        rows = _job_rows_of(sweep_dir)
+        write_parquet_atomic(Path(sweep_dir) / JOBS_PARQUET, frame_from_rows(rows))
+        frame = frame_from_rows(configuration_rows(rows))
     write_parquet_atomic(Path(sweep_dir) / SUMMARY_PARQUET, frame)
     write_parquet_atomic(Path(sweep_dir) / SUMMARY_CSV, frame)
     return frame

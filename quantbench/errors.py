@@ -22,6 +22,10 @@ class PluginLoadError(QuantbenchError):
     """A registered plugin whose module failed to import."""
 
 
+class DuplicatePluginError(QuantbenchError):
+    """One name registered by two different packages: which one a user gets would be an accident."""
+
+
 class DatasetError(QuantbenchError):
     """A dataset file that is missing or malformed."""
 

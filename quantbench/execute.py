@@ -12,7 +12,8 @@ from quantbench.jobdir import CommandLineKeys, JobResult, clear_previous_result,
 
 log = logging.getLogger("quantbench")
 
-ISOLATION_MODES = ("process", "none")
+# process: a child process per job, forked from a warm worker; spawn: a fresh interpreter per job.
+ISOLATION_MODES = ("process", "spawn", "none")
 
 
 def command_line_keys(hydra_cfg: Any) -> CommandLineKeys:
@@ -47,8 +48,8 @@ def execute_job(cfg: DictConfig, job_dir: Path, command_line: CommandLineKeys | 
         return run_job(cfg, job_dir)
     from quantbench.isolation import run_isolated, write_failed_result
 
-    if isolation != "process":
+    if isolation not in ("process", "spawn"):
         reason = f"unknown bench.isolation '{isolation}'; choose one of: {', '.join(ISOLATION_MODES)}"
         return write_failed_result(cfg, config, job_dir, reason)
     timeout_s = cfg.bench.get("timeout_s")
-    return run_isolated(cfg, config, job_dir, float(timeout_s) if timeout_s else None)
+    return run_isolated(cfg, config, job_dir, float(timeout_s) if timeout_s else None, fork=isolation == "process")

@@ -5,7 +5,10 @@ left behind; and a crash that no `except` can catch (a segfault in a kernel, the
 killer, a hang) takes down only the child. The parent waits, at most `bench.timeout_s`, and the
 sweep goes on.
 
-The child is `python -m quantbench.child <job_dir>`, reading the job's resolved config from
+The child is forked from the sweep's warm worker (quantbench.warm_worker), which has torch and
+transformers imported; with `bench.isolation=spawn`, or when there is no worker, it is a fresh
+`python -m quantbench.child <job_dir>`. Either way it runs quantbench.child's `main`, reading the
+job's resolved config from
 `<job_dir>/job.yaml`, and writes `result.json` itself through `run_job`. Only when it did not
 (killed, crashed, timed out) does the parent write a `failed` result with the reason.
 `python -m quantbench.child <job_dir>` also re-runs one job by hand, for debugging.
@@ -37,6 +40,7 @@ from quantbench.jobdir import (
     write_job_config,
     write_result,
 )
+from quantbench.measure.phases import spawn_environment
 from quantbench.processes import stop_process_group
 
 log = logging.getLogger("quantbench")
@@ -73,7 +77,7 @@ def child_environment() -> dict[str, str]:
     environment = dict(os.environ)
     environment[PARENT_SYS_PATH_ENV] = json.dumps([entry for entry in sys.path if entry])
     environment[PARENT_PID_ENV] = str(os.getpid())  # the child dies with this process
-    return environment
+    return spawn_environment(environment)  # the child's startup_s starts here
 
 
 def describe_exit(returncode: int) -> str:
@@ -97,14 +101,26 @@ def _wait(process: subprocess.Popen, timeout_s: float | None) -> int | None:
                 return None
 
 
-def run_isolated(cfg: Any, config: dict[str, Any], job_dir: Path, timeout_s: float | None) -> JobResult:
+def start_child(job_dir: Path, fork: bool) -> Any:
+    """The job's process: forked by the sweep's warm worker (`fork`, quantbench.warm_worker), or a
+    fresh interpreter when `fork` is off or there is no worker. Either leads its own session, so that
+    a timeout can kill the child's whole process tree (compile workers, quantization pools) with one
+    killpg."""
+    if fork:
+        from quantbench.warm_worker import start_job
+
+        forked = start_job(job_dir, _log_files(), child_environment())
+        if forked is not None:
+            return forked
+    return subprocess.Popen(child_command(job_dir), env=child_environment(), start_new_session=True)
+
+
+def run_isolated(cfg: Any, config: dict[str, Any], job_dir: Path, timeout_s: float | None, fork: bool = True) -> JobResult:
     """Run one job in a child process and return its result; never raises for the child's failures."""
     job_dir = Path(job_dir)
     write_job_config(job_dir, config)
     started_at = _now()
-    # Its own session, so that a timeout can kill the child's whole process tree (compile
-    # workers, quantization pools) with one killpg.
-    process = subprocess.Popen(child_command(job_dir), env=child_environment(), start_new_session=True)
+    process = start_child(job_dir, fork)
     try:
         returncode = _wait(process, timeout_s)
     except BaseException:  # Ctrl-C in the parent: take the child down with us

@@ -24,9 +24,14 @@ from quantbench.job_setup import prepare_job
 from quantbench.jobdir import ITERATIONS_FILE, JobResult, config_hash, identity_of, job_config, write_result, write_traceback
 from quantbench.logs import quiet_third_party_chatter, report_repeated_warnings
 from quantbench.measure.environment import capture_environment
+from quantbench.measure.gpu_processes import check_exclusive_gpu
 from quantbench.measure.kv_cache import activation_dtype, kv_cache_bytes_per_token
-from quantbench.measure.loop import IterationSample, run_bench, speed_metrics
+from quantbench.measure.instrumented import run_instrumented
+from quantbench.measure.loop import IterationSample, speed_metrics
 from quantbench.measure.memory import GB, MemoryTracker, release_memory, weight_memory_bytes
+from quantbench.measure.linear_kernel import linear_kernel
+from quantbench.measure.weight_bits import bits_per_weight
+from quantbench.measure.phases import import_model_code, start_job, startup_s, without_quantize_s
 from quantbench.measure.timing import DeviceClock, FirstTokenClock
 from quantbench.progress import JobProgress
 from quantbench.quality import evaluate_quality
@@ -42,7 +47,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None) -> JobResult:
+def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None, spawned_at: float | None = None) -> JobResult:
+    """`spawned_at`: when the parent spawned this job's process (time.time()), for its startup_s."""
+    start_job(spawned_at)
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     started = _now()
@@ -56,8 +63,11 @@ def run_job(cfg: DictConfig, job_dir: Path, progress: JobProgress | None = None)
     try:
         with progress:
             device = resolve_device(cfg.hardware.device)
+            # Before this process touches the GPU: who else is on it (bench.exclusive_gpu decides).
+            shared_gpu = check_exclusive_gpu(str(cfg.bench.get("exclusive_gpu", "warn")), device.type, device.index)
             # scenario=offline: measure_job below; scenario=serve: load levels against a server.
             metrics, outputs = measure_scenario(cfg, device, job_dir, progress, offline=measure_job)
+            metrics = {**metrics, **shared_gpu}
     except JobSkipped as error:
         status, reason = "skipped", str(error)
     except KeyboardInterrupt:
@@ -122,10 +132,14 @@ def measure_job(
     clock = DeviceClock(device.type)
     memory = MemoryTracker(device.type, device.index)
     memory.reset()
+    # load_s is the same kind of number in every job (quantbench/measure/phases.py): the model's
+    # code is imported first, one-time materialisation and quantization are their own phases.
+    import_model_code(spec)
+    phases = {"startup_s": startup_s(spec.materialise_s), "materialise_s": spec.materialise_s}
     load_started = clock.now()
     with progress.step(f"loading {cfg.model.name} as {cfg.precision.name} ({backend.name} on {device.torch_device})"):
         loaded = backend.load(setup.load_request(cfg, device))
-    load_s = clock.now() - load_started
+    load_s = without_quantize_s(clock.now() - load_started, loaded.metrics)
 
     # The same batch every iteration: each timed iteration does identical work.
     samples = [dataset[index % len(dataset)] for index in range(batch_size)]
@@ -162,19 +176,26 @@ def measure_job(
             batch=batch_size,
         )
 
-    run = run_bench(step, cfg.bench, progress.tick)
+    # Energy around every timed iteration, telemetry through the phases (quantbench/measure/instrumented.py).
+    run, instruments = run_instrumented(step, cfg.bench, job_dir, device.type, device.index, progress.tick)
     timed = run.samples
     write_parquet_atomic(job_dir / ITERATIONS_FILE, pl.DataFrame([vars(sample) for sample in timed]))
 
     metrics: dict[str, Any] = {
         **speed_metrics(timed),
+        **instruments,  # energy_j, energy_per_token_j, ..., telemetry_samples, clocks_throttled
         **run.budget_metrics(),  # budget_cut, budget_cut_reason, warmup_iterations_done
         **memory.peaks(),
         "weight_memory_gb": weight_memory_bytes(loaded.model) / GB,
+        # The one definition of how much the weights shrank (quantbench/measure/weight_bits.py),
+        # and what ran the linear layers; a backend's own `kernel` (gptqmodel's pick) wins below.
+        "bits_per_weight": bits_per_weight(loaded.model),
+        "kernel": linear_kernel(loaded.model),
         # What the roofline needs, read from the model as loaded (quantbench/measure/kv_cache.py).
         "activation_dtype": activation_dtype(loaded.model),
         "kv_cache_bytes_per_token": kv_cache_bytes_per_token(loaded.model),
         "load_s": load_s,
+        **phases,
         "max_new_tokens": max_new_tokens,
         "threads": threads,
         **setup.hardware.metrics(),  # price, bandwidth, peak compute and where each came from

@@ -46,6 +46,7 @@ def prepare_job(cfg: "DictConfig", device: "Device", progress: "JobProgress", *,
     out the backend's own checks."""
     from quantbench.cache import cache_root
     from quantbench.measure.hardware import resolve_hardware_facts
+    from quantbench.models.random_init import check_fits
     from quantbench.models.source import resolve_model
 
     family = registry.families().get(cfg.model.family)
@@ -61,6 +62,8 @@ def prepare_job(cfg: "DictConfig", device: "Device", progress: "JobProgress", *,
     cache_dir = cache_root(cfg.cache_dir)
     # Before the memory peaks are reset: a CPU's bandwidth is measured here, once per CPU model.
     hardware = resolve_hardware_facts(cfg.hardware, device, cache_dir)
+    # A random-init model too large for this machine is skipped before it is built.
+    check_fits(cfg.model, cfg.precision, device)
     spec = resolve_model(cfg.model, family, cache_dir, progress.step)
     if backend_runs_here:
         reason = backend.unsupported_reason(family, spec)

@@ -80,6 +80,7 @@ HASH_EXCLUDED_KEYS = (
     "resume",  # whether to reuse is not part of what is reused
     "bench.isolation",  # in a child process or in this one: the same job
     "bench.timeout_s",
+    "bench.repeats",  # how many repeats a sweep runs; each job's own index (bench.repeat) counts
     "cache_dir",  # where materialised models live, not which
     "analysis",  # statistics and report settings apply after the sweep
     "hardware.slurm",  # the cluster's name for a machine, not the machine

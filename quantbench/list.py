@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded: dict[str, dict[str, Any]] = {}
     for group in (registry.BACKENDS_GROUP, registry.FAMILIES_GROUP, registry.DATASETS_GROUP):
-        reg = registry.registry(group)
+        try:
+            reg = registry.registry(group)
+        except QuantbenchError as error:  # a name two packages register: nothing to list until one goes
+            print(f"quantbench list: {error}", file=sys.stderr)
+            return 2
         table = Table(title=f"{PLURAL[reg.kind]} ({group})")
         for header in ("name", "package", "version", "usable here", "description"):
             table.add_column(header, overflow="fold")
@@ -71,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         if backend is None:
             matrix.add_row(name, *["plugin failed to load"] * len(families))
             continue
-        cells = [backend.unsupported_reason(family, None) or "ok" for family in families.values()]
+        # A backend that cannot run on this device (no GPU, too old a GPU, a missing package)
+        # says so in every cell, with the same reason its skipped rows give.
+        check = getattr(backend, "unavailable_reason", None)
+        unavailable = check(device) if check else None
+        cells = [unavailable or backend.unsupported_reason(family, None) or "ok" for family in families.values()]
         matrix.add_row(name, *cells)
     console.print(matrix)
     console.print(plugin_config_table())

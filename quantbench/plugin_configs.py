@@ -4,8 +4,8 @@
 quantbench/conf (`precision/*.yaml`, `model/*.yaml`, ...). hydra_plugins/quantbench_searchpath adds
 each to Hydra's search path; `quantbench list` shows their options.
 
-`quantbench.schemas`: each entry point names the dataclass of a plugin's options (`torchao =
-"quantbench_torchao.backend:TorchAoSettings"`); quantbench.schema.register_configs stores it as
+`quantbench.schemas`: each entry point names the dataclass of a plugin's options (`torchao_intx =
+"quantbench_torchao_intx.backend:IntxSettings"`); quantbench.schema.register_configs stores it as
 `base_<name>` for the plugin's YAML to extend, like a built-in schema.
 
 Only importlib (and quantbench.registry, which imports no more) is imported here: Hydra loads
@@ -19,7 +19,7 @@ import importlib.metadata as metadata
 import importlib.resources
 from dataclasses import dataclass
 
-from quantbench.registry import first_line, provenance
+from quantbench.registry import first_line, provenance, unique_entry_points
 
 CONFIGS_GROUP = "quantbench.configs"
 SCHEMAS_GROUP = "quantbench.schemas"
@@ -37,7 +37,7 @@ class ConfigPackage:
 def config_packages() -> list[ConfigPackage]:
     """Every registered conf tree, sorted by entry-point name (the search-path order)."""
     found = []
-    for entry_point in metadata.entry_points(group=CONFIGS_GROUP):
+    for entry_point in unique_entry_points(metadata.entry_points(group=CONFIGS_GROUP), "config package"):
         distribution, version = provenance(entry_point)
         found.append(ConfigPackage(entry_point.name, entry_point.value.split(":")[0].strip(), distribution, version))
     return sorted(found, key=lambda package: package.name)
@@ -61,7 +61,7 @@ def plugin_schemas(entry_points: list[metadata.EntryPoint] | None = None) -> lis
     if entry_points is None:
         entry_points = list(metadata.entry_points(group=SCHEMAS_GROUP))
     found = []
-    for entry_point in entry_points:
+    for entry_point in unique_entry_points(entry_points, "schema"):
         distribution, version = provenance(entry_point)
         name = SCHEMA_PREFIX + entry_point.name
         try:

@@ -3,7 +3,8 @@
 Every ok configuration (precision x batch size, and the hardware where the jobs ran on several
 machines) is a candidate, judged on speed (generated tokens/s, or another objective), memory (peak
 memory) and quality (drop against the baseline precision). The Pareto frontier holds the candidates that no other beats on all three at
-once; the recommendation is the fastest candidate within every limit given. Each other candidate is
+once; the recommendation is the fastest candidate within every limit given (`--quality-gate`: only those
+that keep that fraction of the baseline's quality, MLPerf style). Each other candidate is
 listed with the reason it was not chosen.
 """
 
@@ -20,6 +21,8 @@ import polars as pl
 from quantbench.analysis.frontier import Limits, Recommendation, pareto_frontier
 from quantbench.errors import QuantbenchError
 
+# `--quality-gate` without a fraction: the one the sweep ran with (analysis.quality_gate).
+SWEEP_GATE = object()
 OBJECTIVES = {
     "tokens_per_s": "generated tokens/s",
     "qps": "queries/s",
@@ -33,6 +36,11 @@ def _label(row: dict[str, Any], varying: list[str]) -> str:
 
 def _violations(row: dict[str, Any], limits: Limits, memory: str, quality_label: str | None) -> list[str]:
     reasons = []
+    if limits.quality_gate is not None:
+        if row.get("passes_quality_gate") is None:
+            reasons.append("quality gate: its quality or the baseline's was not measured")
+        elif not row["passes_quality_gate"]:
+            reasons.append(f"quality gate: recovers {row['quality_recovery']:.2%} of the baseline's quality < {limits.quality_gate:.2%}")
     if limits.max_memory_gb is not None and row[memory] > limits.max_memory_gb:
         reasons.append(f"{memory} {row[memory]:.3f} GB > limit {limits.max_memory_gb:g} GB")
     if limits.max_p95_ms is not None:
@@ -58,6 +66,7 @@ def recommend(
     quality_column: str | None = None,
 ) -> Recommendation:
     """Rank an Analysis's configurations (see quantbench.analysis.analyze) under `limits`."""
+    from quantbench.analysis.gate import choose_gate, with_quality_gate
     from quantbench.analysis.quality import metric_by_column, quality_metrics, with_quality_drop
 
     if objective not in OBJECTIVES:
@@ -76,13 +85,17 @@ def recommend(
             f"quality metric '{quality_column}' has no values in this sweep; choose one of: "
             f"{', '.join(m.column for m in quality_metrics(table)) or '(none: run with quality on)'}"
         )
+    groups = [column for column in analysis.sweep.group_columns() if column != "max_new_tokens"]
     if metric is not None:
-        groups = [column for column in analysis.sweep.group_columns() if column != "max_new_tokens"]
         table = with_quality_drop(table, metric, analysis.settings.baseline, groups)
     else:
         table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias("quality_drop"))
         if limits.max_quality_drop is not None:
             notes.append("this sweep has no quality metrics, so --max-quality-drop excludes every configuration")
+    if limits.quality_gate is not None:
+        gate = choose_gate(table, limits.quality_gate, analysis.settings.quality_gate_metric)
+        table = with_quality_gate(table, gate, analysis.settings.baseline, groups)
+        notes.append(gate.describe(analysis.settings.baseline))
     for column in (objective, memory_column):
         if column not in table.columns or table.get_column(column).null_count() == table.height:
             raise QuantbenchError(f"the sweep has no values in column '{column}'; choose another objective or memory column")
@@ -144,7 +157,7 @@ def render(recommendation: Recommendation, limits: Limits) -> str:
     document = Document("quantbench recommend")
     given = [f"{name} = {value:g}" for name, value in (
         ("max memory GB", limits.max_memory_gb), ("max p95 ms", limits.max_p95_ms),
-        ("max quality drop", limits.max_quality_drop), ("batch", limits.batch)) if value is not None]
+        ("max quality drop", limits.max_quality_drop), ("batch", limits.batch), ("quality gate", limits.quality_gate)) if value is not None]
     document.add(Paragraph(
         f"Limits: {', '.join(given) or 'none'}. Objective: highest {OBJECTIVES[objective]}; memory: `{memory}`; "
         f"quality: {recommendation.quality_label or 'not measured in this sweep'}."
@@ -190,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="upper limit on quality loss vs the baseline: accuracy in percentage points, "
                              "KL divergence in nats, perplexity in %% increase (see --quality-metric)")
     parser.add_argument("--batch", type=int, help="only this batch size")
+    parser.add_argument("--quality-gate", type=float, nargs="?", const=SWEEP_GATE, metavar="FRACTION",
+                        help="only configurations that keep this fraction of the baseline's quality (PubMedQA accuracy, "
+                             "else PPL_baseline / PPL); without FRACTION the sweep's analysis.quality_gate (0.99, MLPerf's)")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="tokens_per_s", help="what 'best' maximises")
     parser.add_argument("--memory-column", help="peak_memory_gb (default) or weight_memory_gb (the default for serving)")
     parser.add_argument("--quality-metric", help="quality column (default: pubmedqa_acc, else kld_mean, else ppl, else top1_agree)")
@@ -204,14 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     from quantbench.analysis.sweep import recorded_settings
     from quantbench.recommend_serving import DEFAULT_MEMORY_COLUMN, ServingLimits, recommend_serving, render_serving
 
-    limits = Limits(args.max_memory_gb, args.max_p95_ms, args.max_quality_drop, args.batch)
     serving_limits = ServingLimits(args.users, args.max_e2e_p95_ms, args.max_ttft_p95_ms, args.min_goodput)
     try:
         settings = recorded_settings(args.sweep_dirs[0], baseline=args.baseline)
+        gate = settings.quality_gate if args.quality_gate is SWEEP_GATE else args.quality_gate
+        limits = Limits(args.max_memory_gb, args.max_p95_ms, args.max_quality_drop, args.batch, gate)
         analysis = analyze(args.sweep_dirs, settings, comparisons=False)
         if serving_limits.given() or (analysis.table.height == 0 and analysis.serving is not None):
             recommendation = recommend_serving(analysis, serving_limits, limits, args.memory_column or DEFAULT_MEMORY_COLUMN,
                                                args.quality_metric)
+            if limits.quality_gate is not None:
+                recommendation.notes.append("--quality-gate judges offline configurations only; it was not applied to the load levels")
             text = render_serving(recommendation, serving_limits, limits)
         else:
             recommendation = recommend(analysis, limits, args.objective, args.memory_column or "peak_memory_gb", args.quality_metric)

@@ -11,7 +11,7 @@ import importlib.metadata as metadata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from quantbench.errors import PluginLoadError, UnknownPluginError
+from quantbench.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 
 BACKENDS_GROUP = "quantbench.backends"
 FAMILIES_GROUP = "quantbench.families"
@@ -63,6 +63,25 @@ def provenance(entry_point: metadata.EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or "unknown", dist.version or "unknown"
 
 
+def unique_entry_points(entry_points: Iterable[metadata.EntryPoint], kind: str) -> list[metadata.EntryPoint]:
+    """The entry points, each name once; a name two different packages register is a one-line error.
+
+    The same package seen twice (its metadata on two sys.path entries, pointing at the same object)
+    is one registration and is kept once; two packages would leave which one runs to install order.
+    """
+    kept: dict[str, metadata.EntryPoint] = {}
+    for entry_point in entry_points:
+        first = kept.setdefault(entry_point.name, entry_point)
+        if first is entry_point or (provenance(first)[0], first.value) == (provenance(entry_point)[0], entry_point.value):
+            continue
+        (package, version), (other, other_version) = provenance(first), provenance(entry_point)
+        raise DuplicatePluginError(
+            f"{kind} '{entry_point.name}' is registered twice: by package {package} {version} ({first.value}) "
+            f"and by package {other} {other_version} ({entry_point.value}); uninstall one of them or rename its entry point"
+        )
+    return list(kept.values())
+
+
 class Registry:
     """The plugins of one entry-point group, by name."""
 
@@ -72,14 +91,9 @@ class Registry:
         if entry_points is None:
             entry_points = metadata.entry_points(group=group)
         self._plugins: dict[str, Plugin] = {}
-        for entry_point in entry_points:
+        for entry_point in unique_entry_points(entry_points, self.kind):
             package, version = provenance(entry_point)
-            # First registration wins; a later duplicate is ignored so a stray install of an
-            # old plugin copy cannot shadow the one that was registered first.
-            self._plugins.setdefault(
-                entry_point.name,
-                Plugin(entry_point.name, group, entry_point, package, version),
-            )
+            self._plugins[entry_point.name] = Plugin(entry_point.name, group, entry_point, package, version)
 
     def names(self) -> list[str]:
         return sorted(self._plugins)

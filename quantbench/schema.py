@@ -41,6 +41,9 @@ class ModelConfig:
     prequantized: Optional[str] = None
     # Shown wherever this model's quality numbers are reported (e.g. where its weights came from).
     note: Optional[str] = None
+    # Random weights at a real size (llama-1b-random): speed and memory only; quality metrics are
+    # refused with a reason in `quality_skipped` (quantbench/models/random_init.py).
+    speed_only: bool = False
 
 
 @dataclass
@@ -70,6 +73,34 @@ class BnbFourBitPrecisionConfig(PrecisionConfig):
 
 
 @dataclass
+class TorchAoPrecisionConfig(PrecisionConfig):
+    """torchao through transformers' TorchAoConfig: quantized while the weights load, no calibration."""
+
+    # int8_weight_only | int8_dynamic (backend torchao), int4_weight_only (torchao-int4),
+    # float8_dynamic (torchao-fp8)
+    method: str = MISSING
+    group_size: int = 128  # int4_weight_only: weights sharing one scale and zero point (32, 64, 128, 256)
+    # Activations and unquantized layers: auto is bfloat16 on GPUs that have it, float16 on older
+    # GPUs, float32 on CPU (int4 and float8 always run bfloat16).
+    dtype: str = "auto"
+
+
+@dataclass
+class Fp8PrecisionConfig(PrecisionConfig):
+    """transformers' fine-grained FP8 (FineGrainedFP8Config): e4m3 weights in blocks, dynamic activations."""
+
+    weight_block_size: List[int] = field(default_factory=lambda: [128, 128])  # weights sharing one scale
+
+
+@dataclass
+class QuantoPrecisionConfig(PrecisionConfig):
+    """optimum-quanto weights through transformers' QuantoConfig."""
+
+    weights: str = MISSING  # int8 | int4 | int2 | float8
+    dtype: str = "auto"  # as TorchAoPrecisionConfig.dtype
+
+
+@dataclass
 class CalibrationConfig:
     """The text a calibration-based method (gptq, awq) sees while it quantizes."""
 
@@ -86,7 +117,7 @@ class CalibrationConfig:
 
 @dataclass
 class CalibratedPrecisionConfig(PrecisionConfig):
-    """Quantized once from the full-precision model with gptqmodel, then cached on disk."""
+    """Quantized once from the full-precision model (gptqmodel: gptq, awq; auto-round: autoround), then cached on disk."""
 
     bits: int = 4
     # null: the model's quant_group_size, else 128; -1: one group per output row (no grouping).
@@ -106,6 +137,29 @@ class GptqPrecisionConfig(CalibratedPrecisionConfig):
 @dataclass
 class AwqPrecisionConfig(CalibratedPrecisionConfig):
     pass
+
+
+@dataclass
+class HqqPrecisionConfig(PrecisionConfig):
+    """Half-quadratic quantization (the hqq library): weights quantized while the model loads, no calibration."""
+
+    bits: int = 4  # 8, 4, 3, 2 or 1
+    # Weights sharing one scale and zero point; must divide every quantized layer's input width.
+    # null: the model's quant_group_size, else 64.
+    group_size: Optional[int] = None
+    # Activations, scales, zero points and the layers left unquantized (lm_head): auto is bfloat16
+    # on GPUs that have it, float16 on older GPUs, float32 on CPU.
+    compute_dtype: str = "auto"
+
+
+@dataclass
+class AutoRoundPrecisionConfig(CalibratedPrecisionConfig):
+    """Intel AutoRound (signed-gradient rounding), calibrated once on the gptq/awq calibration text, cached."""
+
+    iters: int = 50  # tuning steps per decoder block; auto-round's own default is 200 (minutes on a CPU)
+    batch_size: int = 4  # calibration windows per tuning step
+    # Calibration text: smaller than gptq's defaults, so a CPU quantizes SmolLM2 in minutes.
+    calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig(n_samples=16, seq_len=256))
 
 
 @dataclass
@@ -259,11 +313,22 @@ class BenchConfig:
     max_new_tokens: int = 32
     max_input_tokens: int = 256
     seed: int = 0
-    # process: each job in a fresh child process (its own peak memory; a crash or hang is a
-    # failed row); none: in the sweep's process, for debugging with breakpoints. The environment
+    # process: each job in its own child process (its own peak memory; a crash or hang is a
+    # failed row), forked from a warm worker that has imported torch once (quantbench/warm_worker.py);
+    # spawn: each job in a freshly started interpreter; none: in the sweep's process, for
+    # debugging with breakpoints. The environment
     # variable QUANTBENCH_ISOLATION changes the default (e.g. for a test suite of tiny jobs).
     isolation: str = "${oc.env:QUANTBENCH_ISOLATION,process}"
     timeout_s: Optional[float] = None  # an isolated job running longer is killed and recorded as failed
+    # Other processes on the job's GPU (NVML, at the job's start; result.json other_gpu_processes):
+    # warn logs them and runs the job; error skips it with them as the reason.
+    exclusive_gpu: str = "warn"
+    # Between-run variance: a sweep (-m) runs every configuration this many times, round-robin
+    # (all configurations once, then all again), and the statistics take the repeat as the unit.
+    # 3 for anything published; 1 measures only the noise within one job. Set by the sweep, not
+    # by hand: `repeat` is each job's index (0 .. repeats-1), part of its identity for resume.
+    repeats: int = 1
+    repeat: int = 0
 
 
 @dataclass
@@ -292,6 +357,13 @@ class AnalysisConfig:
     # Serving: the p95 end-to-end bound (ms) of "highest load under the SLO" for jobs that ran
     # without serve.slo; null: those jobs have no SLO to judge.
     serve_max_e2e_p95_ms: Optional[float] = None
+    # Quality gate (quantbench/analysis/gate.py): a configuration passes when it keeps at least this
+    # fraction of the baseline's quality. 0.99: MLPerf's accuracy target (99.9 % its strict one);
+    # 0.95: llm-compressor's recovery threshold.
+    quality_gate: float = 0.99
+    # What the gate measures: auto (PubMedQA accuracy where measured, else perplexity inverted,
+    # PPL_baseline / PPL), pubmedqa or ppl.
+    quality_gate_metric: str = "auto"
 
     @classmethod
     def from_values(cls, values: Any = None, **overrides: Any) -> "AnalysisConfig":
@@ -417,9 +489,14 @@ def register_configs() -> None:
     store.store(group="precision", name="base_dense", node=DensePrecisionConfig)
     store.store(group="precision", name="base_bnb_int8", node=BnbInt8PrecisionConfig)
     store.store(group="precision", name="base_bnb_4bit", node=BnbFourBitPrecisionConfig)
+    store.store(group="precision", name="base_torchao", node=TorchAoPrecisionConfig)
+    store.store(group="precision", name="base_fp8", node=Fp8PrecisionConfig)
+    store.store(group="precision", name="base_quanto", node=QuantoPrecisionConfig)
     store.store(group="precision", name="base_gptq", node=GptqPrecisionConfig)
     store.store(group="precision", name="base_awq", node=AwqPrecisionConfig)
     store.store(group="precision", name="base_gguf", node=GgufPrecisionConfig)
+    store.store(group="precision", name="base_hqq", node=HqqPrecisionConfig)
+    store.store(group="precision", name="base_autoround", node=AutoRoundPrecisionConfig)
     store.store(group="hardware", name="base_hardware", node=HardwareConfig)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
     store.store(group="dataset", name="base_image_folder", node=ImageFolderDatasetConfig)

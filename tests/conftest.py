@@ -100,6 +100,20 @@ def run_app(args: list[str], out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return target, code
 
 
+def sweep_rows(args: list[str], out_dir: Path) -> dict[str, dict]:
+    """Run an in-process sweep (`-m` is added) for a module-scoped fixture, which cannot use the
+    test-scoped monkeypatch; its summary rows by precision."""
+    import polars as pl
+
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        target, code = run_app(["-m", *args], out_dir, monkeypatch)
+    finally:
+        monkeypatch.undo()
+    assert code == 0, f"quantbench -m {' '.join(args)} exited with {code}"
+    return {row["precision"]: row for row in pl.read_parquet(target / "summary.parquet").iter_rows(named=True)}
+
+
 @pytest.fixture
 def run_quantbench(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str], Path], Path]:
     """Run the app in-process and return its run or sweep directory; fail on a non-zero exit."""

@@ -67,7 +67,7 @@ def test_the_budget_never_stops_before_three_timed_iterations():
 def test_a_run_that_meets_its_minimums_within_the_budget_is_not_cut():
     result = run(1.0, min_iterations=3, max_seconds=10.0, warmup_iterations=2, warmup_max_seconds=5.0)
     assert len(result.samples) == 3
-    assert result.budget_metrics() == {"budget_cut": False, "budget_cut_reason": None, "warmup_iterations_done": 2}
+    assert result.budget_metrics() == {"budget_cut": False, "budget_cut_reason": None, "warmup_iterations_done": 2, "warmup_s": 2.0}
 
 
 def test_max_iterations_is_a_plan_not_a_budget_cut():

@@ -122,11 +122,63 @@ def test_gguf_job_measures_speed_and_quality_against_the_fp32_reference(compose_
     assert 0 < metrics["gguf-q8_0"]["kld_mean"] < metrics["gguf-q4_0"]["kld_mean"]
 
 
+def greedy_alone(llm, prompt: list[int], new_tokens: int) -> list[int]:
+    """One prompt through llama-cpp-python's own single-sequence Llama.eval: the reference of the batch API."""
+    import numpy as np
+
+    llm.reset()
+    llm.eval(prompt)
+    tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+    while len(tokens) < new_tokens:
+        llm.eval([tokens[-1]])
+        tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+    return tokens
+
+
 @needs_llama_cpp
-def test_batch_above_one_is_a_skipped_row_that_says_why(compose_config, tmp_path):
+def test_prompts_decoded_together_get_the_greedy_tokens_each_gets_alone(compose_config, tmp_path):
+    from quantbench.engines.llama_cpp import measure_llama_cpp, open_llama
+    from quantbench.gguf.binding import import_binding
+    from quantbench.gguf.decode import BatchDecoder, DecodeShape
+    from quantbench.progress import JobProgress
+    import polars as pl
+
+    new_tokens = 12
+    _, loaded = load_gguf(compose_config, "gguf-q8_0")
+    texts = ["The study found that", "Patients with diabetes", "= Robert Boulter =", "In 1998 the council"]
+    prompts = [list(loaded.processor(text)["input_ids"]) for text in texts]
+    llm = open_llama(loaded.model.path, n_ctx=64, threads=1, logits_all=True, seed=0, gpu=False)
+    alone = [greedy_alone(llm, prompt, new_tokens) for prompt in prompts]
+    assert len({tuple(tokens) for tokens in alone}) > 1  # the prompts lead to different continuations
+    decoder = BatchDecoder(import_binding(), llm.model, DecodeShape(n_seq=4, prompt_tokens=max(map(len, prompts)), new_tokens=new_tokens), threads=1)
+    assert decoder.generate(prompts, new_tokens) == alone
+    assert decoder.generate(prompts[:1], new_tokens) == alone[:1]  # a cleared cache: the first call left nothing behind
+    decoder.close()
+
+    bench = ["bench.min_iterations=1", "bench.min_seconds=0", "bench.warmup_iterations=0", f"bench.max_new_tokens={new_tokens}"]
+    outputs = {}
+    for batch in (1, 4):
+        cfg = compose_config(["model=tiny-llama", "precision=gguf-q8_0", "hardware=cpu", "hardware.threads=1", f"batch={batch}", *bench])
+        metrics, outputs[batch] = measure_llama_cpp(cfg, CPU, tmp_path / f"b{batch}", JobProgress(f"b{batch}", bars=False, lines=False))
+        assert metrics["generation_tokens_per_s"] > 0 and metrics["ttft_p50_ms"] > 0
+        iterations = pl.read_parquet(tmp_path / f"b{batch}" / "iterations.parquet")
+        assert iterations["n_generated_tokens"].to_list() == [batch * new_tokens]  # exactly max_new_tokens per prompt
+        assert iterations["batch"].to_list() == [batch]
+    assert len(outputs[4]) == 4 and outputs[4][0] == outputs[1][0]
+
+
+@needs_llama_cpp
+def test_full_precision_gguf_perplexity_from_llama_cpp_agrees_with_fp32_transformers(compose_config, shared_data, tmp_path):
+    """llama.cpp's logits scored by quantbench's perplexity, against torch's on the same windows: the
+    same model at f32 must give the same perplexity (within 1%), or the scoring path is wrong."""
     from quantbench.engines.llama_cpp import measure_llama_cpp
+    from quantbench.job import measure_job
     from quantbench.progress import JobProgress
 
-    cfg = compose_config(["model=tiny-llama", "precision=gguf-q8_0", "hardware=cpu", "batch=4"])
-    with pytest.raises(JobSkipped, match="one sequence at a time"):
-        measure_llama_cpp(cfg, CPU, tmp_path, JobProgress("b4", bars=False, lines=False))
+    overrides = ["model=tiny-llama", "hardware=cpu", "hardware.threads=1", "quality=[ppl]", f"quality.data_dir={shared_data}", *TEXT_OVERRIDES,
+                 "bench.min_iterations=1", "bench.min_seconds=0", "bench.warmup_iterations=0", "bench.max_new_tokens=2"]
+    gguf, _ = measure_llama_cpp(compose_config(["precision=gguf-f32", *overrides]), CPU, tmp_path / "gguf", JobProgress("gguf-f32", bars=False, lines=False))
+    torch_fp32, _ = measure_job(compose_config(["precision=fp32", *overrides]), CPU, tmp_path / "fp32", JobProgress("fp32", bars=False, lines=False))
+    assert gguf["gguf_type"] == "f32" and gguf["bits_per_weight"] == pytest.approx(32)
+    assert gguf["ppl_n_tokens"] == torch_fp32["ppl_n_tokens"] > 0
+    assert gguf["ppl"] == pytest.approx(torch_fp32["ppl"], rel=0.01)

@@ -217,7 +217,7 @@ def test_cache_key_changes_with_every_calibration_setting(compose_config, cache_
 def test_an_interrupted_write_leaves_no_usable_entry(compose_config, cache_dir, monkeypatch):
     import quantbench.backends.gptqmodel_quantize as worker
 
-    def interrupted(request, scratch, env):
+    def interrupted(request, scratch, env, *child):  # child: the module and engine that would quantize
         # half a checkpoint, then the build dies
         (Path(request["output_dir"]) / "model.safetensors").write_bytes(b"half")
         (scratch / "quantize.log").write_text("RuntimeError: killed\n")

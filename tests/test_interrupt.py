@@ -114,9 +114,12 @@ def test_ctrl_c_stops_an_isolated_sweep_and_summarises_the_finished_jobs(tmp_pat
 def _is_child_of_job(process: psutil.Process, job_dir: Path) -> bool:
     try:
         command = process.cmdline()
+        if "quantbench.child" in command:  # a spawned child names its job directory
+            return str(job_dir) in command
+        # Forked by the warm worker, it has the worker's command line: its open log files name the job.
+        return "quantbench.warm_worker" in command and any(str(job_dir) in file.path for file in process.open_files())
     except psutil.Error:
         return False
-    return "quantbench.child" in command and str(job_dir) in command
 
 
 def test_ctrl_c_stops_a_single_run_measuring_in_process(tmp_path, monkeypatch):

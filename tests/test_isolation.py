@@ -169,7 +169,7 @@ def test_config_hash_ignores_only_the_listed_switches():
 def test_unknown_isolation_mode_is_a_failed_row(tmp_path):
     result = execute.execute_job(tiny_config(**{"bench.isolation": "thread"}), tmp_path)
     assert result.status == "failed"
-    assert result.reason == "unknown bench.isolation 'thread'; choose one of: process, none"
+    assert result.reason == "unknown bench.isolation 'thread'; choose one of: process, spawn, none"
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
 
 

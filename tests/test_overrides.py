@@ -63,7 +63,7 @@ def test_every_element_of_a_list_or_a_sweep_is_checked():
 
 
 def test_a_glob_over_a_group_is_spelt_out_without_schemas():
-    assert prepare_arguments(["-m", "precision=glob(fp*)", "batch=1,2"]) == ["-m", "precision=fp16,fp32", "batch=1,2"]
+    assert prepare_arguments(["-m", "precision=glob(fp*)", "batch=1,2"]) == ["-m", "precision=fp16,fp32,fp4,fp8", "batch=1,2"]
     (listed,) = prepare_arguments(["-m", "precision=glob(*)"])[1:]
     assert "fp32" in listed and "nf4" in listed and "base_" not in listed  # Hydra's own glob would sweep the schemas
     assert error_of(["-m", "precision=glob(zz*)"]).startswith("'precision=glob(zz*)' matches no precision option")

@@ -49,18 +49,19 @@ def environment_with(path: Path | None) -> dict[str, str]:
 def test_a_sweep_with_the_plugin_precision_from_the_command_line(plugin_path, tmp_path):
     sweep = tmp_path / "sweep"
     completed = subprocess.run(
-        [sys.executable, "-m", "quantbench", "-m", *QUICK, "precision=fp32,torchao-int8", f"hydra.sweep.dir={sweep}"],
+        [sys.executable, "-m", "quantbench", "-m", *QUICK, "precision=fp32,torchao-int3wo", f"hydra.sweep.dir={sweep}"],
         env=environment_with(plugin_path), capture_output=True, text=True, timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = pl.read_parquet(sweep / "summary.parquet")
     rows = {row["precision"]: row for row in summary.iter_rows(named=True)}
-    assert set(rows) == {"fp32", "torchao-int8"}
-    assert rows["torchao-int8"]["status"] == "ok", rows["torchao-int8"]["reason"]
-    assert rows["torchao-int8"]["backend"] == "torchao"
-    assert rows["torchao-int8"]["torchao_method"] == "int8_weight_only"
-    # int8 weights in the decoder layers: clearly smaller than fp32, though embeddings stay fp32
-    assert rows["torchao-int8"]["weight_memory_gb"] < 0.7 * rows["fp32"]["weight_memory_gb"]
+    assert set(rows) == {"fp32", "torchao-int3wo"}
+    assert rows["torchao-int3wo"]["status"] == "ok", rows["torchao-int3wo"]["reason"]
+    assert rows["torchao-int3wo"]["backend"] == "torchao-intx"
+    assert rows["torchao-int3wo"]["torchao_weight_bits"] == 3
+    # 3-bit weights stored one int8 each in the decoder layers: clearly smaller than fp32, though
+    # embeddings stay fp32
+    assert rows["torchao-int3wo"]["weight_memory_gb"] < 0.7 * rows["fp32"]["weight_memory_gb"]
 
 
 def test_quantbench_list_shows_the_plugin_with_its_package_and_version(plugin_path):
@@ -69,34 +70,33 @@ def test_quantbench_list_shows_the_plugin_with_its_package_and_version(plugin_pa
         env=environment_with(plugin_path), capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    backend_rows = [line for line in completed.stdout.splitlines() if line.startswith("│ torchao ")]
+    backend_rows = [line for line in completed.stdout.splitlines() if line.startswith("│ torchao-intx ")]
     assert backend_rows, completed.stdout
-    assert "quantbench-torchao" in backend_rows[0] and "0.1.0" in backend_rows[0] and "yes" in backend_rows[0]
-    assert "precision=torchao-int8" in completed.stdout  # its config options, from the same package
+    assert "quantbench-torchao-intx" in backend_rows[0] and "0.2.0" in backend_rows[0] and "yes" in backend_rows[0]
+    assert "precision=torchao-int3wo" in completed.stdout  # its config options, from the same package
 
 
 def test_without_the_plugin_its_precision_is_an_unknown_option(tmp_path):
     from quantbench import registry
 
-    if "torchao" in registry.backends().names():
+    if "torchao-intx" in registry.backends().names():
         pytest.skip("the example plugin is installed in this environment itself")
     completed = subprocess.run(
-        [sys.executable, "-m", "quantbench", *QUICK, "precision=torchao-int8", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "quantbench", *QUICK, "precision=torchao-int3wo", f"hydra.run.dir={tmp_path}"],
         env=environment_with(None), capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 2
-    assert "unknown precision 'torchao-int8'; choose one of:" in completed.stderr
+    assert "unknown precision 'torchao-int3wo'; choose one of:" in completed.stderr
 
 
-def test_int4_on_cpu_is_skipped_and_int8_dynamic_runs(plugin_path, tmp_path, run_quantbench, monkeypatch):
+def test_a_bit_width_the_plugin_lacks_is_a_failed_row_and_another_runs_in_process(plugin_path, tmp_path, run_quantbench, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_path))  # in-process: the registry and Hydra see it at once
-    sweep = run_quantbench(["-m", *QUICK, "hardware=cpu", "precision=torchao-int4,torchao-w8a8", "bench.isolation=none"], tmp_path)
-    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
-    assert rows["torchao-int4"]["status"] == "skipped"
-    assert "needs a CUDA GPU" in rows["torchao-int4"]["reason"]
-    assert rows["torchao-w8a8"]["status"] == "ok", rows["torchao-w8a8"]["reason"]
-    result = json.loads((Path(rows["torchao-w8a8"]["job_dir"]) / "result.json").read_text())
-    assert result["metrics"]["torchao_method"] == "int8_dynamic" and result["metrics"]["compute_dtype"] == "float32"
+    sweep = run_quantbench(["-m", *QUICK, "hardware=cpu", "precision=torchao-int2wo", "precision.bits=8,6", "bench.isolation=none"], tmp_path)
+    rows = {row["status"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
+    assert set(rows) == {"failed", "ok"}, rows
+    assert "torchao-intx quantizes weights to 1 to 7 bits, not 8" in rows["failed"]["reason"]
+    result = json.loads((Path(rows["ok"]["job_dir"]) / "result.json").read_text())
+    assert result["metrics"]["torchao_weight_bits"] == 6 and result["metrics"]["compute_dtype"] == "float32"
 
 
 def test_a_misspelt_key_in_a_plugin_option_is_the_same_one_line_error_as_in_a_built_in_one(plugin_path, tmp_path):
@@ -107,15 +107,15 @@ def test_a_misspelt_key_in_a_plugin_option_is_the_same_one_line_error_as_in_a_bu
         )
         return completed.returncode, [line for line in completed.stderr.splitlines() if line.strip()]
 
-    # The plugin's schema (TorchAoSettings, stored as precision/base_torchao) types its options.
-    plugin_code, plugin_lines = error_of("precision=torchao-int8", "precision.group_sizee=64")
+    # The plugin's schema (IntxSettings, stored as precision/base_torchao_intx) types its options.
+    plugin_code, plugin_lines = error_of("precision=torchao-int3wo", "precision.group_sizee=64")
     builtin_code, builtin_lines = error_of("precision=fp16", "precision.dtypee=64")
     assert plugin_code == builtin_code == 2
     assert len(plugin_lines) == len(builtin_lines) == 1, (plugin_lines, builtin_lines)
     assert "group_sizee" in plugin_lines[0]
     normalised = (
-        plugin_lines[0].replace("torchao-int8", "OPTION").replace("group_sizee", "KEY")
-        .replace("group_size", "NEAREST").replace("TorchAoSettings", "SCHEMA")
+        plugin_lines[0].replace("torchao-int3wo", "OPTION").replace("group_sizee", "KEY")
+        .replace("group_size", "NEAREST").replace("IntxSettings", "SCHEMA")
     )
     expected = (
         builtin_lines[0].replace("fp16", "OPTION").replace("dtypee", "KEY")
@@ -124,12 +124,13 @@ def test_a_misspelt_key_in_a_plugin_option_is_the_same_one_line_error_as_in_a_bu
     assert normalised == expected
 
 
-def test_an_unknown_torchao_method_names_the_methods(plugin_path, monkeypatch):
+def test_an_unsupported_bit_width_names_the_ones_that_work(plugin_path, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_path))
-    from quantbench_torchao.backend import TorchAoSettings, torchao_method
+    from quantbench_torchao_intx.backend import IntxSettings, intx_config
 
-    with pytest.raises(ValueError, match="unknown torchao method 'int3'; choose one of: int8_weight_only, int8_dynamic, int4_weight_only"):
-        torchao_method(TorchAoSettings(name="x", backend="torchao", method="int3"))
+    with pytest.raises(ValueError, match="quantizes weights to 1 to 7 bits, not 0; set precision.bits"):
+        intx_config(IntxSettings(name="x", backend="torchao-intx", bits=0))
+    assert str(intx_config(IntxSettings(name="x", backend="torchao-intx", bits=5)).weight_dtype) == "torch.int5"
 
 
 def test_plugin_config_trees_join_only_quantbench_search_path(monkeypatch):

@@ -109,7 +109,7 @@ def test_quality_and_findings_state_the_paired_test(synthetic_report):
     _, files = synthetic_report
     markdown = files.markdown.read_text()
     quality = section(markdown, "Quality")
-    assert "McNemar" in quality and "| nf4 | 200 | 60.0% | 50.0% | -10.0 | 20 / 0 | <0.001 | yes |" in quality
+    assert "McNemar" in quality and "| nf4 | 200 | 60.0% | 50.0% | -10.0 | -14.2 to -5.7 | – | 20 / 0 | <0.001 | yes |" in quality
     findings = section(markdown, "Findings")
     assert "bf16 is faster than fp32 over all batch sizes" in findings
     assert "nf4 answers 50.0% of 200 questions correctly vs 60.0% for fp32" in findings

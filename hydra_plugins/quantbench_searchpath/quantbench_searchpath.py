@@ -3,10 +3,10 @@
 A plugin package declares, in its own pyproject.toml,
 
     [project.entry-points."quantbench.configs"]
-    torchao = "quantbench_torchao.conf"
+    torchao-intx = "quantbench_torchao_intx.conf"
 
 naming a package that holds a conf tree laid out like quantbench/conf (precision/, model/, ...).
-Its options then appear beside the built-in ones: `python -m quantbench precision=torchao-int8`.
+Its options then appear beside the built-in ones: `python -m quantbench precision=torchao-int3wo`.
 
 Hydra imports every module under hydra_plugins/ when any Hydra app starts, so this one imports
 nothing but Hydra's plugin base and quantbench.plugin_configs (importlib only): the entry

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from quantbench.analysis.comparisons import accuracy_comparisons, hardware_comparisons, throughput_comparisons
+from quantbench.analysis.comparisons import accuracy_comparisons, hardware_comparisons, interval_note, throughput_comparisons
 from quantbench.analysis.cost import with_cost_columns
+from quantbench.analysis.gate import QualityGate, choose_gate, with_quality_gate
 from quantbench.analysis.hardware import HARDWARE_AXIS, choose_baseline_hardware, with_hardware_columns
 from quantbench.analysis.quality import QualityMetric, quality_metrics
 from quantbench.analysis.roofline import with_roofline_columns
@@ -35,6 +36,12 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     hardware: pl.DataFrame = field(default_factory=pl.DataFrame)  # hardware_comparisons(); empty on one machine
     serving: ServingAnalysis | None = None  # the scenario=serve rows (load levels); None without any
+    gate: QualityGate | None = None  # what passes_quality_gate in `table` judged
+
+    @property
+    def interval_note(self) -> str | None:
+        """Which kind of interval the statistics tables show: over repeats, or within one job."""
+        return interval_note(self.throughput, self.settings.confidence)
 
     @property
     def batches(self) -> list[int]:
@@ -67,6 +74,8 @@ def analyze(
     settings = settings or AnalysisConfig()
     notes: list[str] = []
     ok = sweep.ok
+    # --baseline fp32 in a sweep across engines: its rows are named "fp32 · transformers".
+    settings = replace(settings, baseline=sweep.labelled_precision(settings.baseline))
     if ok.height == 0:
         notes.append("no job finished with status ok: there is nothing to compare")
     precisions = precision_order(ok, settings.baseline) if ok.height else []
@@ -87,6 +96,10 @@ def analyze(
     if table.height:
         table = with_cost_columns(table, settings.baseline, sweep.group_columns())
         table = with_roofline_columns(table)
+    gate = choose_gate(table, settings.quality_gate, settings.quality_gate_metric)
+    # Quality does not depend on the generation length either (as in recommend's quality drop).
+    quality_groups = [column for column in sweep.group_columns() if column != "max_new_tokens"]
+    table = with_quality_gate(table, gate, settings.baseline, quality_groups)
     serving = analyze_serving(sweep, serve_rows, table, settings, precisions)
     several_machines = table.height > 0 and table.get_column(HARDWARE_AXIS).n_unique() > 1
     return Analysis(
@@ -102,4 +115,5 @@ def analyze(
         if several_machines and comparisons
         else pl.DataFrame(),
         serving=serving,
+        gate=gate,
     )

@@ -19,6 +19,9 @@ class Limits:
     max_p95_ms: float | None = None
     max_quality_drop: float | None = None
     batch: int | None = None
+    # Keep only configurations that recover at least this fraction of the baseline's quality
+    # (quantbench/analysis/gate.py); None: no gate.
+    quality_gate: float | None = None
 
 
 @dataclass

@@ -21,6 +21,7 @@ import polars as pl  # noqa: E402
 from quantbench.analysis.analyze import Analysis  # noqa: E402
 from quantbench.analysis.hardware import HARDWARE_AXIS  # noqa: E402
 from quantbench.analysis.sweep import column_or_none  # noqa: E402
+from quantbench.analysis.telemetry_plots import NoTelemetry, draw_telemetry  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -240,10 +241,13 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         frame = analysis.table.filter(pl.col(metric.column).is_not_null())
+        bits = column_or_none(frame, "bits_per_weight") is not None
         frame = frame.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(
-            pl.col(memory).median(), pl.col(metric.column).first()
+            pl.col(memory).median(), pl.col(metric.column).first(), *([pl.col("bits_per_weight").first()] if bits else [])
         )
         names = labels(analysis, frame)
+        if bits:  # how much each method shrank the linear weights, beside its name
+            names = [name if value is None else f"{name} ({value:.1f} bits/w)" for name, value in zip(names, frame["bits_per_weight"].to_list())]
         xs, ys = frame[memory].to_list(), frame[metric.column].to_list()
         ax.scatter(xs, ys, s=40, zorder=3)
         for x, y, name, offset in zip(xs, ys, names, _stacked_label_offsets(xs, ys)):
@@ -295,6 +299,17 @@ class Skip(Exception):
     """A figure that cannot be drawn from this sweep; the message says why."""
 
 
+def _telemetry(analysis: Analysis, path: Path) -> str:
+    rows = _ordered(analysis, analysis.table)
+    try:
+        return draw_telemetry(analysis.sweep, rows, labels(analysis, rows), path)
+    except NoTelemetry as missing:
+        raise Skip(str(missing)) from None
+
+
+_telemetry.required = ("telemetry_samples",)
+
+
 FIGURES: tuple[tuple[str, str, Callable[[Analysis, Path], str]], ...] = (
     ("throughput", "Throughput vs precision per batch size", _throughput),
     ("memory", "Peak and weight memory vs precision", _memory),
@@ -310,6 +325,9 @@ FIGURES: tuple[tuple[str, str, Callable[[Analysis, Path], str]], ...] = (
     ("roofline", "Decode throughput as % of the memory-bandwidth ceiling",
      _bar_figure("roofline_pct", "% of bandwidth ceiling", "Decode tokens/s as % of the memory-bandwidth roofline", "{:.1f}%")),
     ("quality_vs_memory", "Quality vs memory (Pareto)", _quality_vs_memory),
+    ("energy_per_token", "Energy per generated token",
+     _bar_figure("energy_per_token_j", "joules per generated token", "Energy per generated token (lower is better)", "{:.3g}")),
+    ("telemetry", "Power and clock over time per job", _telemetry),
     ("throughput_by_hardware", "Throughput across hardware", _throughput_by_hardware),
 )
 

@@ -76,9 +76,7 @@ def with_quality_drop(frame: pl.DataFrame, metric: QualityMetric, baseline: str,
     A positive drop is worse than the baseline, whichever way the metric points.
     """
     keys = [column for column in group_columns if column in frame.columns]
-    per_precision = frame.group_by([*keys, "precision"]).agg(pl.col(metric.column).drop_nulls().first().alias("quality"))
-    base = per_precision.filter(pl.col("precision") == baseline).drop("precision").rename({"quality": "_baseline_quality"})
-    values = per_precision.join(base, on=keys, how="left", nulls_equal=True) if keys else per_precision.join(base, how="cross")
+    values = against_baseline(frame, metric.column, baseline, keys, "quality", "_baseline_quality")
     scale = 100.0 if metric.drop_kind == "points" and _is_fraction(frame[metric.column]) else 1.0
     difference = pl.col("_baseline_quality") - pl.col("quality")
     if not metric.higher_is_better:
@@ -90,6 +88,14 @@ def with_quality_drop(frame: pl.DataFrame, metric: QualityMetric, baseline: str,
     values = values.with_columns(drop.alias("quality_drop")).drop("_baseline_quality")
     frame = frame.drop([column for column in ("quality", "quality_drop") if column in frame.columns])
     return frame.join(values, on=[*keys, "precision"], how="left", nulls_equal=True)
+
+
+def against_baseline(frame: pl.DataFrame, column: str, baseline: str, keys: list[str], value: str, baseline_value: str) -> pl.DataFrame:
+    """One row per (keys, precision): its first measured `column` as `value`, and the baseline
+    precision's of the same group as `baseline_value` (null where the group has no baseline)."""
+    per_precision = frame.group_by([*keys, "precision"]).agg(pl.col(column).drop_nulls().first().alias(value))
+    base = per_precision.filter(pl.col("precision") == baseline).drop("precision").rename({value: baseline_value})
+    return per_precision.join(base, on=keys, how="left", nulls_equal=True) if keys else per_precision.join(base, how="cross")
 
 
 def _is_fraction(series: pl.Series) -> bool:

@@ -189,3 +189,65 @@ def mcnemar_exact(baseline_correct: Sequence[bool], candidate_correct: Sequence[
         only_candidate,
         p_value,
     )
+
+
+@dataclass(frozen=True)
+class RepeatInterval:
+    """The mean of a quantity over repeats (one value per repeat) and its t-interval."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_repeats: int
+
+
+def repeat_interval(values: Sequence[float], confidence: float = 0.95) -> RepeatInterval:
+    """Student's t-interval over repeats: the repeat is the unit, so the interval holds the
+    variance between runs (machine drift, a neighbour's load), not only the noise within one job.
+    Positive values (rates) get the interval of their logs, exponentiated (around the geometric
+    mean; `mean` is the arithmetic mean the summary shows). NaN bounds for fewer than two repeats:
+    one run says nothing about the next."""
+    data = np.asarray([value for value in values if value is not None and np.isfinite(value)], dtype=float)
+    n = len(data)
+    if n == 0:
+        return RepeatInterval(math.nan, math.nan, math.nan, 0)
+    mean = float(data.mean())
+    if n < 2:
+        return RepeatInterval(mean, math.nan, math.nan, n)
+    t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    if np.all(data > 0):  # rates: multiplicative noise, so the interval of the log rates, never below 0
+        logs = np.log(data)
+        half = t * float(logs.std(ddof=1)) / math.sqrt(n)
+        return RepeatInterval(mean, math.exp(logs.mean() - half), math.exp(logs.mean() + half), n)
+    half = t * float(data.std(ddof=1)) / math.sqrt(n)
+    return RepeatInterval(mean, mean - half, mean + half, n)
+
+
+def compare_repeat_rates(pairs: list[tuple[Sequence[float], Sequence[float]]], settings: AnalysisConfig) -> RatioTest:
+    """The candidate's throughput relative to the baseline's with the repeat as the unit.
+
+    `pairs`: (baseline rates, candidate rates), one rate per repeat, one pair per batch size.
+    The log ratio is the mean over pairs of (mean log candidate rate - mean log baseline rate);
+    its variance sums var/n of every sample, divided by the number of pairs squared; Welch-
+    Satterthwaite degrees of freedom; interval = exp of the t-interval. For one pair this is
+    Welch's t-test on the repeats' log rates and the ratio of their geometric means. NaN
+    interval and p where a configuration has fewer than two repeats.
+    """
+    logs = [(np.log(np.asarray(base, dtype=float)), np.log(np.asarray(cand, dtype=float))) for base, cand in pairs]
+    k = len(logs)
+    difference = float(np.mean([cand.mean() - base.mean() for base, cand in logs]))
+    ratio = math.exp(difference)
+    n_base, n_cand = sum(len(base) for base, _ in logs), sum(len(cand) for _, cand in logs)
+    if any(len(sample) < 2 for pair in logs for sample in pair):
+        return RatioTest(ratio, math.nan, math.nan, math.nan, math.nan, n_base, n_cand)
+    components = [float(sample.var(ddof=1)) / len(sample) / k**2 for pair in logs for sample in pair]
+    variance = sum(components)
+    if variance == 0:
+        p_two, p_faster = (1.0, 0.5) if difference == 0 else (0.0, 0.0 if difference > 0 else 1.0)
+        return RatioTest(ratio, ratio, ratio, p_two, p_faster, n_base, n_cand)
+    sizes = [len(sample) for pair in logs for sample in pair]
+    df = variance**2 / sum(component**2 / (size - 1) for component, size in zip(components, sizes))
+    half = float(stats.t.ppf(0.5 + settings.confidence / 2, df)) * math.sqrt(variance)
+    statistic = difference / math.sqrt(variance)
+    p_two = float(min(1.0, 2 * stats.t.sf(abs(statistic), df)))
+    return RatioTest(ratio, math.exp(difference - half), math.exp(difference + half), p_two, float(stats.t.sf(statistic, df)), n_base, n_cand)

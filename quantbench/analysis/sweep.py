@@ -27,6 +27,11 @@ from quantbench.schema import AnalysisConfig
 # that identifies a job must match its baseline's. A column a sweep lacks (no `engine` before
 # there were engines) is one value for all its rows.
 GROUP_COLUMNS = ("model", "family", "hardware", "device", "scenario", "engine", "dataset", "max_new_tokens")
+# Offline rows of a sweep across engines (precision=fp32,gguf-q4_k_m) are named "precision · engine"
+# in every table, figure, finding and recommendation; the engine is then part of the configuration,
+# compared with the baseline like a precision, not a group of its own.
+ENGINE_LABEL_SEPARATOR = " · "
+OFFLINE_DEFAULT_ENGINE = "transformers"  # offline rows from before the engine was recorded
 
 
 @dataclass
@@ -54,8 +59,19 @@ class Sweep:
         ok = self.ok
         return ok.filter(pl.col("scenario").fill_null("offline") != "serve") if "scenario" in ok.columns else ok
 
+    @property
+    def engines_in_labels(self) -> bool:
+        """Whether the offline rows' precisions name their engine (a sweep across engines)."""
+        return ENGINE_COLUMN_LABELLED in self.summary.columns
+
     def group_columns(self) -> list[str]:
-        return [column for column in GROUP_COLUMNS if column in self.summary.columns]
+        return [column for column in GROUP_COLUMNS if column in self.summary.columns and not (column == "engine" and self.engines_in_labels)]
+
+    def labelled_precision(self, precision: str) -> str:
+        """The name `precision` has in this sweep's tables: `precision · transformers` in a sweep across engines."""
+        if not self.engines_in_labels or ENGINE_LABEL_SEPARATOR in precision:
+            return precision
+        return f"{precision}{ENGINE_LABEL_SEPARATOR}{OFFLINE_DEFAULT_ENGINE}"
 
     def job_path(self, job_dir: str | None) -> Path | None:
         """A job directory named in the summary (absolute in a merged summary)."""
@@ -92,6 +108,34 @@ class Sweep:
         return None
 
 
+ENGINE_COLUMN_LABELLED = "precision_name"  # the precision as configured, kept beside the "precision · engine" label
+
+
+def with_engine_labels(summary: pl.DataFrame) -> pl.DataFrame:
+    """The summary with offline rows named "precision · engine" when they ran on more than one engine."""
+    if "engine" not in summary.columns or "precision" not in summary.columns:
+        return summary
+    offline = pl.col("scenario").fill_null("offline") != "serve" if "scenario" in summary.columns else pl.lit(True)
+    engine = pl.col("engine").fill_null(OFFLINE_DEFAULT_ENGINE)
+    engines = summary.filter(offline & pl.col("precision").is_not_null()).select(engine.unique()).to_series()
+    if engines.len() < 2:
+        return summary
+    return summary.with_columns(
+        pl.col("precision").alias(ENGINE_COLUMN_LABELLED),
+        pl.when(offline & pl.col("precision").is_not_null())
+        .then(pl.col("precision") + ENGINE_LABEL_SEPARATOR + engine)
+        .otherwise(pl.col("precision"))
+        .alias("precision"),
+        pl.when(offline).then(engine).otherwise(pl.col("engine")).alias("engine"),
+    )
+
+
+def without_engine_labels(summary: pl.DataFrame) -> pl.DataFrame:
+    if ENGINE_COLUMN_LABELLED not in summary.columns:
+        return summary
+    return summary.with_columns(pl.col(ENGINE_COLUMN_LABELLED).alias("precision")).drop(ENGINE_COLUMN_LABELLED)
+
+
 def _summary_is_current(sweep_dir: Path) -> bool:
     summary = sweep_dir / SUMMARY_PARQUET
     if not summary.is_file():
@@ -111,7 +155,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     missing = [column for column in ("precision", "batch") if column not in summary.columns]
     if missing:
         raise QuantbenchError(f"the summary of '{directory}' lacks the columns {missing}; re-run quantbench collect")
-    return Sweep([directory], summary)
+    return Sweep([directory], with_engine_labels(summary))
 
 
 def load_sweeps(sweep_dirs: str | Path | list[str | Path]) -> Sweep:
@@ -125,8 +169,9 @@ def load_sweeps(sweep_dirs: str | Path | list[str | Path]) -> Sweep:
     repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
     if repeated:
         raise QuantbenchError(f"sweep directory {', '.join(repeated)} given more than once; name each sweep once")
-    summary = merge_summaries([(sweep.directory, sweep.summary) for sweep in sweeps])
-    return Sweep([sweep.directory for sweep in sweeps], summary)
+    # Labelled once, on the merged rows: one sweep's engines alone may not differ.
+    summary = merge_summaries([(sweep.directory, without_engine_labels(sweep.summary)) for sweep in sweeps])
+    return Sweep([sweep.directory for sweep in sweeps], with_engine_labels(summary))
 
 
 def recorded_settings(sweep_dir: str | Path, **overrides: Any) -> AnalysisConfig:

@@ -1,9 +1,9 @@
 """Where quantized checkpoints live: `<cache_dir>/quantized/<model>-<method>-w<bits>g<group>-<key>/`.
 
 The key hashes everything that changes the checkpoint (the model's weights and revision, the
-method and its settings, the calibration text and how it is cut, the gptqmodel version), so
-every later job and sweep that asks for the same checkpoint finds it. Each entry holds the
-checkpoint gptqmodel saved plus `quantbench.json`, the manifest: what it was built from, how long
+method and its settings, the calibration text and how it is cut, the quantizing library's version:
+gptqmodel for gptq/awq, auto-round for autoround), so every later job and sweep that asks for the
+same checkpoint finds it. Each entry holds the checkpoint the library saved plus `quantbench.json`, the manifest: what it was built from, how long
 it took, and the key's inputs (what `quantbench cache list` shows).
 """
 
@@ -29,12 +29,14 @@ class CheckpointRecipe:
     model_name: str
     model_fingerprint: str
     revision: str | None
-    method: str  # gptq | awq
+    method: str  # gptq | awq | autoround
     bits: int
     group_size: int
     knobs: dict[str, Any]  # sym, desc_act, damp_percent, ...
     calibration: dict[str, Any]  # source (dataset option config or file), n_samples, seq_len, seed
-    engine_version: str  # gptqmodel's version
+    engine_version: str  # the quantizing library's version
+    engine: str = "gptqmodel"  # the quantizing library (gptqmodel, auto-round): the version's key
+
 
     def key_payload(self) -> dict[str, Any]:
         return {
@@ -46,7 +48,7 @@ class CheckpointRecipe:
             "group_size": self.group_size,
             "knobs": self.knobs,
             "calibration": self.calibration,
-            "gptqmodel": self.engine_version,
+            self.engine: self.engine_version,  # "gptqmodel": ... as before, so gptq/awq keys stay the same
         }
 
     @property
@@ -72,7 +74,7 @@ def is_usable(entry: Path) -> bool:
 
 
 def write_manifest(directory: Path, recipe: CheckpointRecipe, built: dict[str, Any]) -> None:
-    manifest = {"key": recipe.key, "model_name": recipe.model_name, **recipe.key_payload(), "built": built}
+    manifest = {"key": recipe.key, "model_name": recipe.model_name, "engine": recipe.engine, **recipe.key_payload(), "built": built}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
 

@@ -68,6 +68,8 @@ class GgufBackend:
             **built,
             **describe_file(path),
             "gguf_type": file_type,
+            # What runs the linear layers: llama.cpp's ggml matmuls on the file's block types.
+            "kernel": f"llama.cpp ggml {file_type}",
             "checkpoint_size_gb": path.stat().st_size / 1e9,
             "checkpoint": path.parent.name,
         }

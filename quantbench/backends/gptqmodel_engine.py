@@ -71,12 +71,31 @@ def prequantized_method(spec: "ModelSpec") -> str | None:
 
 
 class CalibratedBackend:
-    """What GPTQ and AWQ share; subclasses name the method and its knobs."""
+    """What GPTQ, AWQ and AutoRound share; subclasses name the method, its knobs and its engine."""
 
     method = "gptq"
     name = "gptq"
     description = ""
     supported_bits: tuple[int, ...] = (4,)
+    engine = "gptqmodel"  # the library that quantizes and runs the checkpoint
+    # The child process that quantizes (`python -m <module> REQUEST.json`, see gptqmodel_quantize).
+    quantize_module = "quantbench.backends.gptqmodel_quantize"
+
+    # ---- the engine: what a subclass with another library replaces ---------------------------
+    def prepare_engine(self) -> None:
+        """Import the engine before it is used."""
+        import_gptqmodel()
+
+    def announce_quantization(self) -> None:
+        """Say, before the child starts, what makes a first quantization slow on this machine."""
+        announce_compilation()
+
+    def engine_version(self) -> str:
+        return engine_version()
+
+    def engine_environment(self) -> dict[str, str]:
+        """Environment variables for the quantizing child."""
+        return gptqmodel_environment()
 
     # ---- cheap checks, before anything heavy -------------------------------------------------
     def unavailable_reason(self, device: "Device") -> str | None:
@@ -113,7 +132,7 @@ class CalibratedBackend:
 
     # ---- load ------------------------------------------------------------------------------------
     def load(self, request: LoadRequest) -> LoadedModel:
-        import_gptqmodel()
+        self.prepare_engine()
         precision = request.precision
         dtype = str(precision.get("dtype", "auto"))
         if dtype not in DTYPES:
@@ -128,8 +147,7 @@ class CalibratedBackend:
         else:
             log.info("%s checkpoint found in the cache: %s", self.name, entry)
         manifest = read_manifest(entry)
-        wrapper, kernel = self._load_checkpoint(str(entry), request.device, dtype)
-        model = wrapper.model
+        model, kernel = self._load_cached(str(entry), request.device, dtype)
         processor = request.family.load_processor(
             request.model.load_path, revision=request.model.revision, trust_remote_code=request.model.config.trust_remote_code
         )
@@ -165,7 +183,7 @@ class CalibratedBackend:
         group_size = resolve_group_size(precision.group_size, spec.config.get("quant_group_size"))
         config = transformers_config(spec)
         widths = quantized_input_widths(config, trust_remote_code=bool(spec.config.trust_remote_code))
-        check_group_size(group_size, widths, spec.name)
+        check_group_size(group_size, widths, spec.name, self.engine)
         calibration = precision.calibration
         return CheckpointRecipe(
             model_name=spec.name,
@@ -181,7 +199,8 @@ class CalibratedBackend:
                 "seq_len": int(calibration.seq_len),
                 "seed": int(calibration.seed),
             },
-            engine_version=engine_version(),
+            engine_version=self.engine_version(),
+            engine=self.engine,
         )
 
     # ---- quantize once ---------------------------------------------------------------------------
@@ -211,7 +230,7 @@ class CalibratedBackend:
                 self.method.upper(), spec.name, recipe.bits, recipe.group_size, len(windows), n_tokens,
                 request.device.torch_device, entry, scratch / "quantize.log",
             )
-            announce_compilation()
+            self.announce_quantization()
             (scratch / "calibration.json").write_text(json.dumps(windows))
             request_data = {
                 "method": self.method,
@@ -229,8 +248,8 @@ class CalibratedBackend:
                 "output_dir": str(directory),
                 "result_file": str(scratch / "quantize_result.json"),
             }
-            with job_step(f"{self.method.upper()}-quantizing '{spec.name}' (gptqmodel, in a child process)"):
-                result = run_quantization(request_data, scratch, gptqmodel_environment())
+            with job_step(f"{self.method.upper()}-quantizing '{spec.name}' ({self.engine}, in a child process)"):
+                result = run_quantization(request_data, scratch, self.engine_environment(), self.quantize_module, self.engine)
             # What producing the checkpoint costs the person waiting: calibration text, the child's
             # start-up, loading the full-precision model, calibrating, quantizing and saving.
             quantize_s = time.perf_counter() - started
@@ -246,10 +265,15 @@ class CalibratedBackend:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             write_manifest(directory, recipe, built)  # last: a manifest means a complete checkpoint
-        log.info("%s checkpoint written in %.1f s (gptqmodel itself: %.1f s): %s", self.name, quantize_s, result["quantize_s"], entry)
+        log.info("%s checkpoint written in %.1f s (%s itself: %.1f s): %s", self.name, quantize_s, self.engine, result["quantize_s"], entry)
         return {"quantize_s": quantize_s, "quantize_peak_memory_gb": peak}
 
     # ---- inference -------------------------------------------------------------------------------
+    def _load_cached(self, path: str, device: "Device", dtype: str) -> tuple[Any, str]:
+        """The loaded model of a checkpoint in the cache, and the name of the kernel it runs on."""
+        wrapper, kernel = self._load_checkpoint(path, device, dtype)
+        return wrapper.model, kernel
+
     def _load_checkpoint(self, path: str, device: "Device", dtype: str, **kwargs: Any) -> tuple[Any, str]:
         """gptqmodel's wrapper around the loaded transformers model (`.model`, `.quantize_config`,
         `.model_local_path`) and the name of the kernel it chose."""

@@ -23,17 +23,17 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from quantbench.errors import QuantbenchError
 
 
 
 class QuantizationFailed(QuantbenchError):
-    """gptqmodel could not quantize the model; the log file says why."""
+    """The quantizing child (gptqmodel, auto-round) could not quantize the model; the log file says why."""
 
 
-def _peak_memory(device: str) -> dict[str, float | None]:
+def peak_memory(device: str) -> dict[str, float | None]:
     """The child's lifetime peaks: it did nothing but this quantization."""
     from quantbench.measure.memory import MemoryTracker
 
@@ -67,13 +67,14 @@ def quantize(request: dict[str, Any]) -> dict[str, Any]:
     model = GPTQModel.load(request["source"], quantize_config, device=request["device"], **load_kwargs)
     model.quantize(calibration, batch_size=1)
     model.save(request["output_dir"])
-    return {"quantize_s": time.perf_counter() - started, **_peak_memory(request["device"])}
+    return {"quantize_s": time.perf_counter() - started, **peak_memory(request["device"])}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, quantize_with: Callable[[dict[str, Any]], dict[str, Any]] = quantize) -> int:
+    """A child's whole life: read the request, quantize with `quantize_with`, write the result file."""
     argv = list(sys.argv[1:] if argv is None else argv)
     request = json.loads(Path(argv[0]).read_text())
-    result = quantize(request)
+    result = quantize_with(request)
     Path(request["result_file"]).write_text(json.dumps(result))
     return 0
 
@@ -91,15 +92,22 @@ def _last_error_line(log_file: Path) -> str:
     return next((line.strip()[:300] for line in reversed(lines) if line.strip()), "empty log")
 
 
-def run_quantization(request: dict[str, Any], scratch: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run the child on `request`; its result, or QuantizationFailed naming the log file."""
+def run_quantization(
+    request: dict[str, Any],
+    scratch: Path,
+    env: dict[str, str],
+    module: str = "quantbench.backends.gptqmodel_quantize",
+    engine: str = "gptqmodel",
+) -> dict[str, Any]:
+    """Run the child (`python -m <module>`, whose main reads the request and writes the result file)
+    on `request`; its result, or QuantizationFailed naming the log file."""
     scratch = Path(scratch)
     request_file = scratch / "request.json"
     request_file.write_text(json.dumps(request, indent=2))
     log_file = scratch / "quantize.log"
     with open(log_file, "w") as log:
         completed = subprocess.run(
-            [sys.executable, "-m", "quantbench.backends.gptqmodel_quantize", str(request_file)],
+            [sys.executable, "-m", module, str(request_file)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
@@ -110,7 +118,7 @@ def run_quantization(request: dict[str, Any], scratch: Path, env: dict[str, str]
     result_file = Path(request["result_file"])
     if completed.returncode != 0 or not result_file.is_file():
         raise QuantizationFailed(
-            f"gptqmodel failed to {request['method']}-quantize {request['source']} "
+            f"{engine} failed to {request['method']}-quantize {request['source']} "
             f"(exit {completed.returncode}): {_last_error_line(log_file)}; full log: {log_file}"
         )
     return json.loads(result_file.read_text())

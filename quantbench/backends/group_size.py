@@ -49,13 +49,13 @@ def fitting_group_sizes(widths: list[int]) -> list[int]:
     return [size for size in CANDIDATE_GROUP_SIZES if all(width % size == 0 for width in widths)]
 
 
-def check_group_size(group_size: int, widths: dict[int, str], model_name: str) -> None:
+def check_group_size(group_size: int, widths: dict[int, str], model_name: str, engine: str = "gptqmodel") -> None:
     """Raise JobSkipped naming the width and the group sizes that would fit, when one does not."""
     if group_size == -1:
         return
     if group_size not in CANDIDATE_GROUP_SIZES:
         choices = ", ".join(str(size) for size in (-1, *CANDIDATE_GROUP_SIZES))
-        raise JobSkipped(f"group size {group_size} is not one gptqmodel's kernels implement; choose one of: {choices}")
+        raise JobSkipped(f"group size {group_size} is not one {engine}'s kernels implement; choose one of: {choices}")
     misfits = sorted(width for width in widths if width % group_size)
     if misfits:
         width = misfits[0]

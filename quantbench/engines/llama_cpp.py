@@ -1,12 +1,12 @@
 """The llama.cpp engine, offline: a GGUF file timed through llama-cpp-python, with the job life
 cycle, result files and statistics of the transformers path.
 
-One iteration is one prompt (batch 1): prefill, then greedy decoding of exactly
-bench.max_new_tokens tokens in quantbench's own loop (argmax of llama.cpp's logits, end-of-sequence
-never stops it), so every engine generates the same number of tokens. TTFT ends when the first
-token is picked; pp/tg tokens/s are llama-bench's prompt-processing and generation rates. Several
-sequences decoded together need llama.cpp's multi-sequence batch API, which llama-cpp-python's
-`Llama` does not expose: batch > 1 is a skipped row that says so.
+One iteration is `batch` prompts (dataset samples 0..batch-1, as the transformers path takes them)
+decoded together through llama.cpp's batch API (quantbench/gguf/decode.py): one prefill call, then
+one call per step with a token for every sequence, greedy (argmax of llama.cpp's logits, end of
+sequence never stops it), exactly bench.max_new_tokens tokens per prompt, so every engine generates
+the same number of tokens. TTFT ends when every prompt's first token is picked; pp/tg tokens/s are
+llama-bench's prompt-processing and generation rates, summed over the sequences.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from quantbench.atomic import write_parquet_atomic
 from quantbench.errors import JobSkipped
 from quantbench.job_setup import prepare_job
 from quantbench.jobdir import ITERATIONS_FILE
-from quantbench.measure.loop import IterationSample, run_bench, speed_metrics
+from quantbench.measure.instrumented import run_instrumented
+from quantbench.measure.loop import IterationSample, speed_metrics
 from quantbench.measure.memory import GB, MemoryTracker
+from quantbench.measure.phases import startup_s, without_quantize_s
 from quantbench.measure.timing import DeviceClock
 from quantbench.quality import evaluate_quality, selected_metrics
 from quantbench.threads import set_torch_threads
@@ -32,10 +34,6 @@ if TYPE_CHECKING:
     from quantbench.progress import JobProgress
 
 ENGINE = "llama.cpp"
-BATCH_REASON = (
-    "llama.cpp through llama-cpp-python decodes one sequence at a time here (its Llama class has no "
-    "multi-sequence batch decoding); run GGUF types at batch=1"
-)
 
 
 def open_llama(path: Path, *, n_ctx: int, threads: int, logits_all: bool, seed: int, gpu: bool) -> Any:
@@ -55,22 +53,15 @@ def open_llama(path: Path, *, n_ctx: int, threads: int, logits_all: bool, seed: 
     )
 
 
-def greedy_token(llm: Any) -> int:
-    """The argmax of the last position's logits."""
-    import llama_cpp
-    import numpy as np
-
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
-    return int(logits.argmax())
-
-
 def measure_llama_cpp(
     cfg: DictConfig, device: "Device", job_dir: Path, progress: "JobProgress"
 ) -> tuple[dict[str, Any], list[str]]:
-    from quantbench.gguf.binding import build_info
+    from quantbench.gguf.binding import build_info, import_binding
+    from quantbench.gguf.decode import BatchDecoder, DecodeShape
 
-    if int(cfg.batch) != 1:
-        raise JobSkipped(BATCH_REASON)
+    batch_size = int(cfg.batch)
+    if batch_size < 1:
+        raise JobSkipped(f"batch must be at least 1, got {batch_size}")
     setup = prepare_job(cfg, device, progress)
     family, dataset, spec = setup.family, setup.dataset, setup.spec
     # llama.cpp's threads and torch's (the fp32 reference of the quality metrics): hardware.threads.
@@ -79,52 +70,60 @@ def measure_llama_cpp(
     clock = DeviceClock("cpu")  # llama.cpp's decode returns when its work is done, on any device
     memory = MemoryTracker(device.type, device.index)
     memory.reset()
+    # load_s as every engine measures it (quantbench/measure/phases.py): llama-cpp-python and the
+    # tokenizer's code imported first; a GGUF file made on a cache miss is quantize_s, not load_s.
+    import_binding()
+    import transformers  # noqa: F401 - the tokenizer's library, imported before the load is timed
+
+    phases = {"startup_s": startup_s(spec.materialise_s), "materialise_s": spec.materialise_s}
     load_started = clock.now()
     with progress.step(f"loading {cfg.model.name} as {cfg.precision.name} (llama.cpp, {threads} threads)"):
         loaded = setup.backend.load(setup.load_request(cfg, device))
         tokenizer = loaded.processor
         use_template = bool(cfg.dataset.chat_template) and bool(getattr(tokenizer, "chat_template", None))
-        text = family.prompt_texts([dataset[0]], tokenizer, bool(cfg.dataset.chat_template))[0]
-        prompt = list(
-            tokenizer(text, truncation=True, max_length=int(cfg.bench.max_input_tokens), add_special_tokens=not use_template)["input_ids"]
-        )
+        # The same prompts every iteration: each timed iteration does identical work.
+        samples = [dataset[index % len(dataset)] for index in range(batch_size)]
+        texts = family.prompt_texts(samples, tokenizer, bool(cfg.dataset.chat_template))
+        prompts = [
+            list(tokenizer(text, truncation=True, max_length=int(cfg.bench.max_input_tokens), add_special_tokens=not use_template)["input_ids"])
+            for text in texts
+        ]
         max_new_tokens = int(cfg.bench.max_new_tokens)
+        shape = DecodeShape(n_seq=batch_size, prompt_tokens=max(map(len, prompts)), new_tokens=max_new_tokens)
         llm = open_llama(
-            loaded.model.path, n_ctx=len(prompt) + max_new_tokens, threads=threads, logits_all=False,
+            loaded.model.path, n_ctx=shape.tokens_per_seq, threads=threads, logits_all=False,
             seed=int(cfg.bench.seed), gpu=device.is_cuda,
         )
-    load_s = clock.now() - load_started
+        decoder = BatchDecoder(import_binding(), llm.model, shape, threads=threads)
+    load_s = without_quantize_s(clock.now() - load_started, loaded.metrics)
     last_generated: list[list[int]] = []
 
     def step(iteration: int) -> IterationSample:
-        llm.reset()
+        first_tokens_at: list[float] = []
         started = clock.now()
-        llm.eval(prompt)
-        generated = [greedy_token(llm)]
-        first_token_at = clock.now()
-        while len(generated) < max_new_tokens:
-            llm.eval([generated[-1]])
-            generated.append(greedy_token(llm))
+        generated = decoder.generate(prompts, max_new_tokens, lambda: first_tokens_at.append(clock.now()))
         finished = clock.now()
-        last_generated[:] = [generated]
+        last_generated[:] = generated
         latency_ms = (finished - started) * 1e3
-        ttft_ms = (first_token_at - started) * 1e3
+        ttft_ms = (first_tokens_at[0] - started) * 1e3
         return IterationSample(
             iteration=iteration,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             tpot_ms=(latency_ms - ttft_ms) / (max_new_tokens - 1) if max_new_tokens > 1 else None,
-            n_generated_tokens=len(generated),
-            n_input_tokens=len(prompt),
-            batch=1,
+            n_generated_tokens=sum(map(len, generated)),
+            n_input_tokens=sum(map(len, prompts)),
+            batch=batch_size,
         )
 
-    run = run_bench(step, cfg.bench, progress.tick)
+    # Energy around every timed iteration, telemetry through the phases (quantbench/measure/instrumented.py).
+    run, instruments = run_instrumented(step, cfg.bench, job_dir, device.type, device.index, progress.tick)
     import polars as pl
 
     write_parquet_atomic(job_dir / ITERATIONS_FILE, pl.DataFrame([vars(sample) for sample in run.samples]))
     metrics: dict[str, Any] = {
         **speed_metrics(run.samples),
+        **instruments,
         **run.budget_metrics(),
         **engine_rates(run.samples),
         **memory.peaks(),
@@ -132,6 +131,7 @@ def measure_llama_cpp(
         "weight_memory_gb": loaded.model.path.stat().st_size / GB,
         "activation_dtype": "float32",  # llama.cpp's CPU activations; the KV cache is f16
         "load_s": load_s,
+        **phases,
         "max_new_tokens": max_new_tokens,
         "engine": ENGINE,
         "threads": threads,
@@ -140,6 +140,7 @@ def measure_llama_cpp(
         **build_info(),
         **loaded.metrics,
     }
+    decoder.close()
     del llm
     metrics.update(_quality(cfg, loaded, family, spec, device, job_dir, progress, threads))
     outputs = [tokenizer.decode(tokens, skip_special_tokens=True) for tokens in last_generated]
@@ -147,11 +148,12 @@ def measure_llama_cpp(
 
 
 def engine_rates(samples: list[IterationSample]) -> dict[str, float | None]:
-    """llama-bench's pp (prompt tokens per second of prefill) and tg (generated tokens per second after the first), medians."""
+    """llama-bench's pp (prompt tokens per second of prefill) and tg (tokens per second generated after
+    each sequence's first), over all sequences of an iteration; medians."""
     import numpy as np
 
     pp = [s.n_input_tokens / (s.ttft_ms / 1e3) for s in samples if s.ttft_ms]
-    tg = [(s.n_generated_tokens - 1) / ((s.latency_ms - s.ttft_ms) / 1e3) for s in samples if s.ttft_ms and s.n_generated_tokens > 1]
+    tg = [(s.n_generated_tokens - s.batch) / ((s.latency_ms - s.ttft_ms) / 1e3) for s in samples if s.ttft_ms and s.n_generated_tokens > s.batch]
     return {
         "prompt_tokens_per_s": float(np.median(pp)) if pp else None,
         "generation_tokens_per_s": float(np.median(tg)) if tg else None,

@@ -57,22 +57,29 @@ class DecoderFamily:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
+        from quantbench.backends.dtypes import torch_dtype
+        from quantbench.models.random_init import materialise_dtype, pad_tokenizer_vocab
         from quantbench.models.tokenizer import train_sentencepiece_tokenizer
 
         architecture = dict(architecture)  # the caller's copy keys the cache: leave it as it was
         # SentencePiece, so llama.cpp's converter can make GGUF files of the tiny models too.
         tokenizer = train_sentencepiece_tokenizer(directory, vocab_size=int(architecture.pop("tokenizer_vocab_size", 512)))
+        # A real model's vocabulary size (llama-1b-random: 128256) pads the small tokenizer up to it.
+        vocab_size = int(architecture.pop("vocab_size", len(tokenizer)))
         config = AutoConfig.for_model(
             **architecture,
-            vocab_size=len(tokenizer),
+            vocab_size=vocab_size,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
         torch.manual_seed(seed)  # for identical weights on every machine
-        model = AutoModelForCausalLM.from_config(config)
+        # Initialised in the checkpoint's own dtype: a 1B model in bf16 needs 2.5 GB, not 4.9.
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(materialise_dtype(architecture)))
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+        if vocab_size > len(tokenizer):
+            pad_tokenizer_vocab(directory, vocab_size)
 
     def prompt_texts(self, samples: Sequence["Sample"], tokenizer: Any, chat_template: bool) -> list[str]:
         texts = [sample.text for sample in samples]

@@ -1,9 +1,9 @@
 """What a GGUF file holds, read back from the file with the `gguf` reader.
 
-bits_per_weight is the same definition for every precision of a model: the bytes the file stores
-for the transformer blocks' linear-layer weights (block scales included) × 8 ÷ the number of those
-weights. Token embeddings, the output layer and the norms are left out: every method treats them
-differently (llama.cpp keeps some at higher precision, GPTQ/AWQ leave them unquantized).
+bits_per_weight is the one definition in quantbench/measure/weight_bits.py, read here from the
+file: the bytes the file stores for the blocks' linear-layer weights (block scales included) × 8 ÷
+the number of those weights, with the same layer rule (`in_block`) as a loaded torch model's.
+Token embeddings, the output layer and the norms (1-D) are left out.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from quantbench.measure.weight_bits import in_block
+
 # 2-D weights inside a block: attention projections and the MLP (blk.N.attn_q.weight, blk.N.ffn_down.weight, ...).
-LINEAR_PREFIX = "blk."
 LINEAR_SUFFIX = ".weight"
 
 
 def is_linear_weight(name: str, n_dims: int) -> bool:
-    return name.startswith(LINEAR_PREFIX) and name.endswith(LINEAR_SUFFIX) and n_dims == 2
+    return in_block(name) and name.endswith(LINEAR_SUFFIX) and n_dims == 2
 
 
 def describe_file(path: Path) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from quantbench.measure.percentiles import percentile_metrics
+
 log = logging.getLogger("quantbench")
 
 # The time budget (bench.max_seconds) never leaves fewer timed iterations: fewer say little about spread.
@@ -27,6 +29,7 @@ class IterationSample:
     n_generated_tokens: int
     n_input_tokens: int
     batch: int
+    energy_j: float | None = None  # read around the timed region (quantbench.measure.energy); None: no counter
 
 
 Step = Callable[[int], IterationSample]
@@ -72,13 +75,15 @@ class IterationRun:
     samples: list[IterationSample]  # the timed iterations
     warmup_iterations_done: int
     budget_cuts: list[str]  # why the time budget ended a phase early; one line per phase it cut
+    warmup_s: float = 0.0  # wall seconds of the warm-up phase (quantbench.measure.phases)
 
     def budget_metrics(self) -> dict[str, Any]:
-        """What result.json records about the budget, for every job (cut or not)."""
+        """What result.json records about the budget and the warm-up, for every job (cut or not)."""
         return {
             "budget_cut": bool(self.budget_cuts),
             "budget_cut_reason": "; ".join(self.budget_cuts) or None,
             "warmup_iterations_done": self.warmup_iterations_done,
+            "warmup_s": self.warmup_s,
         }
 
 
@@ -104,6 +109,7 @@ def run_iterations(
     cuts: list[str] = []
     pace_s: float | None = None  # seconds of the last warm-up iteration: the first guess of the timed pace
     warmed = 0
+    warmup_started = clock()
     if warmup_iterations > 0:
         tick("warm-up", 0, warmup_iterations, None)
     while warmed < warmup_iterations:
@@ -122,6 +128,7 @@ def run_iterations(
             log.info(cuts[-1])
             break
 
+    warmup_s = clock() - warmup_started
     samples: list[IterationSample] = []
     planned = plan.expected_iterations(pace_s or 0.0)
     tick("timed", 0, planned, planned * pace_s if pace_s else None)
@@ -137,7 +144,7 @@ def run_iterations(
             f"({clock() - started:.0f} s; bench.min_iterations={min_iterations}, bench.min_seconds={min_seconds:g})"
         )
         log.info(cuts[-1])
-    return IterationRun(samples, warmed, cuts)
+    return IterationRun(samples, warmed, cuts, warmup_s)
 
 
 def run_bench(step: Step, bench: Any, tick: Tick = _no_tick) -> IterationRun:
@@ -158,10 +165,6 @@ def run_bench(step: Step, bench: Any, tick: Tick = _no_tick) -> IterationRun:
     )
 
 
-def _percentile(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if values.size else float("nan")
-
-
 def speed_metrics(samples: list[IterationSample]) -> dict[str, float | int]:
     """Throughput and latency over the timed iterations.
 
@@ -180,12 +183,10 @@ def speed_metrics(samples: list[IterationSample]) -> dict[str, float | int]:
         "tokens_per_s": generated / total_s,
         "latency_mean_ms": float(latency_ms.mean()),
         "latency_std_ms": float(latency_ms.std(ddof=1)) if latency_ms.size > 1 else 0.0,
-        "latency_p50_ms": _percentile(latency_ms, 50),
-        "latency_p95_ms": _percentile(latency_ms, 95),
-        "latency_p99_ms": _percentile(latency_ms, 99),
-        "ttft_p50_ms": float(np.median(ttft)) if ttft.size else None,
-        "ttft_p95_ms": _percentile(ttft, 95) if ttft.size else None,
-        "tpot_p50_ms": float(np.median(tpot)) if tpot.size else None,
+        # Each percentile with its sample count and, for p95/p99, its bootstrap interval.
+        **percentile_metrics("latency", latency_ms, (50, 95, 99)),
+        **percentile_metrics("ttft", ttft, (50, 95)),
+        **percentile_metrics("tpot", tpot, (50,)),
         "n_iterations": len(samples),
         "measured_s": float(total_s),
         "generated_tokens_per_iteration": samples[0].n_generated_tokens if samples else 0,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import os
 import resource
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
-from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+from quantbench.measure.weight_bits import storage_bytes
 
 GB = 1e9
 
@@ -28,30 +29,21 @@ def _tensors_of(value: Any, depth: int = 0) -> Iterable[torch.Tensor]:
             yield from _tensors_of(item, depth + 1)
 
 
-def weight_memory_bytes(model: torch.nn.Module) -> int:
-    seen: set[tuple[str, int]] = set()
-    total = 0
-
-    def add(tensor: torch.Tensor) -> None:
-        nonlocal total
-        if tensor.device.type == "meta":
-            return
-        if is_traceable_wrapper_subclass(tensor):  # torchao's Int8Tensor etc.: the bytes are in inner tensors
-            for inner in tensor.__tensor_flatten__()[0]:
-                add(getattr(tensor, inner))
-            return
-        storage = tensor.untyped_storage()
-        key = (str(tensor.device), storage.data_ptr())
-        if key not in seen:
-            seen.add(key)
-            total += storage.nbytes()
-
+def _weight_tensors(model: torch.nn.Module) -> Iterator[torch.Tensor]:
+    """Every tensor that holds the model's weights: parameters, buffers and what quantizers keep beside them."""
     for tensor in [*model.parameters(), *model.buffers()]:
-        add(tensor)
+        yield tensor
         for name in ("quant_state", "SCB"):  # bitsandbytes keeps these beside the weight
-            for extra in _tensors_of(getattr(tensor, name, None)):
-                add(extra)
-    return total
+            yield from _tensors_of(getattr(tensor, name, None))
+    for module in model.modules():
+        # hqq's HQQLinear keeps each group's scale and zero point in a plain dict, `meta`.
+        meta = getattr(module, "meta", None)
+        if isinstance(meta, dict):
+            yield from (value for value in meta.values() if isinstance(value, torch.Tensor))
+
+
+def weight_memory_bytes(model: torch.nn.Module) -> int:
+    return storage_bytes(_weight_tensors(model))
 
 
 def release_memory() -> None:
@@ -64,15 +56,20 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _linux_peak_rss_bytes() -> int | None:
+def proc_field_bytes(path: str, field: str) -> int | None:
+    """A `Field:   N kB` line of a Linux /proc file (status, meminfo) in bytes; None elsewhere."""
     try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _linux_peak_rss_bytes() -> int | None:
+    return proc_field_bytes("/proc/self/status", "VmHWM")
 
 
 def _reset_linux_peak_rss() -> bool:

@@ -7,6 +7,7 @@ cache as safetensors), or a random-init architecture (built once into the cache 
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
@@ -38,6 +39,7 @@ class ModelSpec:
     is_local: bool
     config: DictConfig
     fingerprint: str  # identifies the weights; part of every cache key derived from this model
+    materialise_s: float = 0.0  # building the on-disk form in this job; 0 when the cache had it
 
 
 def resolve_model(
@@ -127,10 +129,17 @@ def _gguf(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, step: S
     stat = gguf_path.stat()
     fingerprint = stable_hash(["gguf", gguf_path.name, stat.st_size, MATERIALISE_VERSION])
     entry = cache_dir / "models" / f"{model_cfg.name}-{fingerprint}"
+    started = time.perf_counter()
     if not is_complete(entry):
         with step(f"materialising {gguf_path.name} into {entry} (once; later jobs reuse it)"), atomic_directory(entry) as directory:
             materialise_gguf(gguf_path, family, directory)
+        return _materialised(_spec(model_cfg, str(entry), True, fingerprint), started)
     return _spec(model_cfg, str(entry), True, fingerprint)
+
+
+def _materialised(spec: ModelSpec, started: float) -> ModelSpec:
+    spec.materialise_s = time.perf_counter() - started
+    return spec
 
 
 def materialise_gguf(gguf_path: Path, family: "ModelFamily", directory: Path) -> None:
@@ -160,7 +169,9 @@ def _random_init(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, 
         raise ModelSourceError(f"model '{model_cfg.name}' has source=random_init but an empty architecture")
     fingerprint = stable_hash(["random_init", model_cfg.family, architecture, model_cfg.seed, MATERIALISE_VERSION])
     entry = cache_dir / "models" / f"{model_cfg.name}-{fingerprint}"
+    started = time.perf_counter()
     if not is_complete(entry):
         with step(f"building random-init model '{model_cfg.name}' into {entry}"), atomic_directory(entry) as directory:
             family.build_random_init(architecture, directory, int(model_cfg.seed))
+        return _materialised(_spec(model_cfg, str(entry), True, fingerprint), started)
     return _spec(model_cfg, str(entry), True, fingerprint)

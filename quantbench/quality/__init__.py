@@ -48,6 +48,10 @@ def evaluate_quality(
     selected = selected_metrics(cfg)
     if not selected:
         return {}
+    if cfg.model.get("speed_only"):
+        from quantbench.models.random_init import speed_only_reason
+
+        return {"quality_skipped": f"{', '.join(selected)}: {speed_only_reason(cfg.model)}"}
     from quantbench.quality.pubmedqa import evaluate_pubmedqa
     from quantbench.quality.text import evaluate_text_metrics
     from quantbench.atomic import write_parquet_atomic

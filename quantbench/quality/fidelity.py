@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from quantbench.quality.intervals import clustered_mean_interval
+from quantbench.quality.intervals import clustered_mean_interval, wilson_interval
 
 
 @dataclass
@@ -26,16 +26,21 @@ class ReferenceDistribution:
     top_indices: Any  # LongTensor [tokens, k], most probable first
     top_log_probs: Any  # FloatTensor [tokens, k]
     rest_log_prob: Any  # DoubleTensor [tokens]: log of the probability outside the top k
+    target_log_prob: Any  # FloatTensor [tokens]: log-probability of the token that came next (paired.py)
 
     @property
     def n_tokens(self) -> int:
         return int(self.top_indices.shape[0])
 
     def rows(self, start: int, stop: int) -> "ReferenceDistribution":
-        return ReferenceDistribution(self.top_indices[start:stop], self.top_log_probs[start:stop], self.rest_log_prob[start:stop])
+        return ReferenceDistribution(
+            self.top_indices[start:stop], self.top_log_probs[start:stop], self.rest_log_prob[start:stop], self.target_log_prob[start:stop]
+        )
 
     def to(self, device: Any) -> "ReferenceDistribution":
-        return ReferenceDistribution(self.top_indices.to(device), self.top_log_probs.to(device), self.rest_log_prob.to(device))
+        return ReferenceDistribution(
+            self.top_indices.to(device), self.top_log_probs.to(device), self.rest_log_prob.to(device), self.target_log_prob.to(device)
+        )
 
 
 def rest_log_prob(log_probs: Any, indices: Any) -> Any:
@@ -46,10 +51,15 @@ def rest_log_prob(log_probs: Any, indices: Any) -> Any:
     return torch.logsumexp(masked, dim=-1)
 
 
-def top_k_reference(log_probs: Any, top_k: int) -> ReferenceDistribution:
+def target_log_probs(log_probs: Any, targets: Any) -> Any:
+    """log P(the token that came next), per row: [n, vocab] and [n] -> [n]."""
+    return log_probs.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def top_k_reference(log_probs: Any, top_k: int, targets: Any) -> ReferenceDistribution:
     k = min(top_k, log_probs.shape[-1])
     top_log_probs, top_indices = log_probs.topk(k, dim=-1)
-    return ReferenceDistribution(top_indices, top_log_probs, rest_log_prob(log_probs, top_indices))
+    return ReferenceDistribution(top_indices, top_log_probs, rest_log_prob(log_probs, top_indices), target_log_probs(log_probs, targets))
 
 
 def kl_divergence(reference: ReferenceDistribution, log_probs: Any) -> Any:
@@ -82,6 +92,7 @@ class FidelityAccumulator:
 
     def metrics(self, *, confidence: float) -> dict[str, Any]:
         mean = clustered_mean_interval([float(window.sum()) for window in self.token_kld], [len(window) for window in self.token_kld], confidence)
+        agree_low, agree_high = wilson_interval(self.top1_matches, self.n_tokens, confidence)
         every_token = np.concatenate(self.token_kld)
         p50, p90, p99 = np.percentile(every_token, [50, 90, 99])
         return {
@@ -93,5 +104,9 @@ class FidelityAccumulator:
             "kld_p99": float(p99),
             "kld_max": float(every_token.max()),
             "top1_agree": 100.0 * self.top1_matches / self.n_tokens,
+            # Binomial (Wilson) interval over tokens, as llama.cpp's "Same top p" gives its ±; tokens of one
+            # window are not independent, so it is a lower bound on the uncertainty.
+            "top1_agree_ci_low": 100.0 * agree_low,
+            "top1_agree_ci_high": 100.0 * agree_high,
             "kld_n_tokens": self.n_tokens,
         }

@@ -20,6 +20,12 @@ class TokenizerMismatch(QuantbenchError):
     """The GGUF file's embedded tokenizer cuts a text differently from the model's tokenizer."""
 
 
+# A prefix of this many characters per wanted token usually holds them all (English text averages
+# about 4); a shorter one is doubled until it does.
+CHARS_PER_TOKEN_BOUND = 8
+CUT_MARGIN_TOKENS = 64
+
+
 class CheckedTokenizer:
     """The model's tokenizer, checked against llama.cpp's on every text it encodes without special tokens."""
 
@@ -35,9 +41,23 @@ class CheckedTokenizer:
         if isinstance(text, str) and text and kwargs.get("add_special_tokens") is False:
             # special=True: a transformers tokenizer reads special tokens written in the text (WikiText's
             # literal "<unk>") as those tokens even without add_special_tokens; llama.cpp does so only with it.
-            got = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            got = self._engine_tokens(text)
             check_same_tokens(list(encoded["input_ids"])[: self._max_tokens], got[: self._max_tokens])
         return encoded
+
+    def _engine_tokens(self, text: str) -> list[int]:
+        """llama.cpp's tokens of the text, at least the first max_tokens of them. llama.cpp's
+        SentencePiece tokenizer takes minutes for all of WikiText-2, so only a prefix of the text is
+        tokenized: long enough for CUT_MARGIN_TOKENS past max_tokens, whose last tokens (a word cut
+        in two at the prefix's end) are never compared."""
+        if self._max_tokens is None:
+            return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        n_chars = CHARS_PER_TOKEN_BOUND * (self._max_tokens + CUT_MARGIN_TOKENS)
+        while True:
+            got = self._llm.tokenize(text[:n_chars].encode("utf-8"), add_bos=False, special=True)
+            if n_chars >= len(text) or len(got) >= self._max_tokens + CUT_MARGIN_TOKENS:
+                return got
+            n_chars *= 2
 
     def __getattr__(self, name: str) -> Any:
         if name == "tokenizer":  # not a processor wrapping a tokenizer: text_tokenizer() gets this object

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from quantbench.quality.fidelity import target_log_probs
 from quantbench.quality.intervals import clustered_mean_interval
 
 
@@ -20,7 +21,7 @@ class PerplexityAccumulator:
 
     def add(self, log_probs: Any, targets: Any) -> None:
         """log_probs [n, vocab] of the scored positions; targets [n] the tokens that came next."""
-        picked = log_probs.gather(1, targets.view(-1, 1)).double()
+        picked = target_log_probs(log_probs, targets).double()
         self.nll_sums.append(float(-picked.sum()))
         self.counts.append(int(targets.numel()))
 

@@ -3,7 +3,8 @@
 Key: the model's weights (fingerprint), the exact evaluation tokens and windows (their digest
 covers the text, the tokenizer, the window settings and the limits), the reference precision's
 resolved config, k and the device type. Entry: `<cache_dir>/reference/<model>-<key>/` holding
-`reference.safetensors` (top-k indices and log-probs, remaining mass) and `reference.json`
+`reference.safetensors` (top-k indices and log-probs, remaining mass, and the log-probability of
+each scored token's correct next token, which the paired statistics need) and `reference.json`
 (what it was computed from), written atomically so a sweep's jobs can share it.
 """
 
@@ -29,7 +30,8 @@ log = logging.getLogger("quantbench")
 TENSORS_FILE = "reference.safetensors"
 META_FILE = "reference.json"
 # Bump when the stored form or the way it is computed changes, so old entries are not reused.
-REFERENCE_VERSION = 1
+# 2: the log-probability of the correct next token is stored too (paired perplexity ratio, delta p).
+REFERENCE_VERSION = 2
 
 
 def reference_precision_name(setting: str, device: "Device") -> str:
@@ -73,7 +75,12 @@ def load_reference(entry: Path, device: str, n_tokens: int) -> ReferenceDistribu
     from safetensors.torch import load_file
 
     tensors = load_file(entry / TENSORS_FILE, device=device)
-    reference = ReferenceDistribution(tensors["top_indices"].long(), tensors["top_log_probs"], tensors["rest_log_prob"])
+    if "target_log_prob" not in tensors:
+        log.warning("reference %s predates the stored target log-probabilities; computing it again", entry)
+        return None
+    reference = ReferenceDistribution(
+        tensors["top_indices"].long(), tensors["top_log_probs"], tensors["rest_log_prob"], tensors["target_log_prob"]
+    )
     if reference.n_tokens != n_tokens:
         log.warning("reference %s has %d tokens, expected %d; computing it again", entry, reference.n_tokens, n_tokens)
         return None
@@ -90,6 +97,7 @@ def save_reference(entry: Path, reference: ReferenceDistribution, meta: dict[str
         "top_indices": reference.top_indices.to("cpu", dtype=torch.int32).contiguous(),
         "top_log_probs": reference.top_log_probs.cpu().contiguous(),
         "rest_log_prob": reference.rest_log_prob.cpu().contiguous(),
+        "target_log_prob": reference.target_log_prob.cpu().contiguous(),
     }
     with atomic_directory(entry) as directory:
         save_file(tensors, directory / TENSORS_FILE)

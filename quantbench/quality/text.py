@@ -3,7 +3,8 @@
 When KL divergence is asked for and the reference is not cached yet, it is computed first: by
 this job itself when it runs at the reference precision (in the same pass, so its own KL
 divergence is exactly 0), otherwise by loading the model at the reference precision, scoring the
-windows, caching the result and freeing that model before this job's pass.
+windows, caching the result and freeing that model before this job's pass. With the reference
+come the paired statistics against it (paired.py: perplexity ratio, delta p).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from quantbench.quality.fidelity import FidelityAccumulator, ReferenceDistribution, top_k_reference
+from quantbench.quality.fidelity import FidelityAccumulator, ReferenceDistribution, target_log_probs, top_k_reference
+from quantbench.quality.paired import PairedAccumulator
 from quantbench.quality.perplexity import PerplexityAccumulator
 from quantbench.quality.reference import (
     compose_precision,
@@ -71,11 +73,12 @@ def concatenate(parts: list[ReferenceDistribution]) -> ReferenceDistribution:
         torch.cat([part.top_indices for part in parts]),
         torch.cat([part.top_log_probs for part in parts]),
         torch.cat([part.rest_log_prob for part in parts]),
+        torch.cat([part.target_log_prob for part in parts]),
     )
 
 
 def compute_reference(scorer: TokenScorer, windows: TextWindows, top_k: int, tick: Tick | None = None) -> ReferenceDistribution:
-    parts = [top_k_reference(log_probs, top_k) for log_probs, _ in scored_log_probs(scorer, windows, tick, "reference")]
+    parts = [top_k_reference(log_probs, top_k, targets) for log_probs, targets in scored_log_probs(scorer, windows, tick, "reference")]
     return concatenate(parts)
 
 
@@ -110,6 +113,8 @@ def evaluate_text_metrics(
 
     perplexity = PerplexityAccumulator() if quality.ppl is not None else None
     fidelity = FidelityAccumulator() if quality.kld is not None else None
+    # The paired statistics come with the reference, whichever precision this is (llama.cpp's logits too).
+    paired = PairedAccumulator() if quality.kld is not None else None
     built: list[ReferenceDistribution] = []
     offset = 0
     for log_probs, targets in scored_log_probs(scorer, windows, tick, "quality text"):
@@ -117,11 +122,12 @@ def evaluate_text_metrics(
             perplexity.add(log_probs, targets)
         if fidelity is not None:
             if build_top_k is not None:
-                rows = top_k_reference(log_probs, build_top_k)
+                rows = top_k_reference(log_probs, build_top_k, targets)
                 built.append(rows)
             else:
                 rows = reference.rows(offset, offset + len(targets)).to(log_probs.device)
             fidelity.add(rows, log_probs)
+            paired.add(rows.target_log_prob, target_log_probs(log_probs, targets))
         offset += len(targets)
     if built:
         save_reference(entry, concatenate(built), _reference_meta(spec, windows, precision, build_top_k, device))
@@ -131,6 +137,7 @@ def evaluate_text_metrics(
         metrics.update(perplexity.metrics(confidence=confidence, context_tokens=windows.context_tokens, stride=windows.stride))
     if fidelity is not None:
         metrics.update(fidelity.metrics(confidence=confidence))
+        metrics.update(paired.metrics(confidence=confidence))
     return metrics
 
 

@@ -24,7 +24,9 @@ from quantbench.analysis.formatting import (
 from quantbench.analysis.plots import Figure
 from quantbench.analysis.sweep import column_or_none
 from quantbench.report.document import Bullets, Document, Heading, Image, Paragraph, Table
+from quantbench.report.energy import ENERGY_METHOD, ENERGY_TABLE_COLUMNS, energy_blocks, telemetry_blocks
 from quantbench.report.serving import SERVING_METHOD, serving_blocks
+from quantbench.report.tails import flag_header, footnote, unresolved_columns
 
 # (column, header, formatter) for the per-configuration tables.
 Column = tuple[str, str, Callable[[Any], str]]
@@ -32,6 +34,7 @@ Column = tuple[str, str, Callable[[Any], str]]
 PERFORMANCE_COLUMNS: tuple[Column, ...] = (
     ("tokens_per_s", "tokens/s", fmt_number),
     ("qps", "QPS", fmt_number),
+    ("passes_quality_gate", "quality gate", lambda v: "pass" if v else "FAIL"),
     ("latency_p50_ms", "p50 ms", lambda v: fmt_fixed(v, 1)),
     ("latency_p95_ms", "p95 ms", lambda v: fmt_fixed(v, 1)),
     ("latency_p99_ms", "p99 ms", lambda v: fmt_fixed(v, 1)),
@@ -39,6 +42,8 @@ PERFORMANCE_COLUMNS: tuple[Column, ...] = (
     ("tpot_p50_ms", "TPOT p50 ms", lambda v: fmt_fixed(v, 2)),
     ("peak_memory_gb", "peak GB", fmt_number),
     ("weight_memory_gb", "weights GB", fmt_number),
+    # bytes stored per linear-layer weight × 8: one definition for every method (measure/weight_bits.py)
+    ("bits_per_weight", "bits/weight", lambda v: fmt_fixed(v, 2)),
     ("load_s", "load s", lambda v: fmt_fixed(v, 1)),
     ("n_iterations", "n", fmt_number),
 )
@@ -66,7 +71,9 @@ def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column
     rank = {precision: index for index, precision in enumerate(analysis.precisions)}
     frame = frame.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
     frame = frame.sort([*varying, "batch", "_rank"])
-    headers = (*(column.capitalize() for column in varying), "Batch", "Precision", *(header for _, header, _ in columns))
+    flagged = unresolved_columns(frame, [column for column, _, _ in columns])  # p99 of < 100 samples: p99*
+    headers = (*(column.capitalize() for column in varying), "Batch", "Precision",
+               *(flag_header(header, column, flagged) for column, header, _ in columns))
     rows = tuple(
         (
             *(str(row[column]) for column in varying),
@@ -78,6 +85,21 @@ def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column
     )
     numeric = (*(False for _ in varying), True, False, *(column != "roofline_note" for column, _, _ in columns))
     return Table(headers, rows, numeric)
+
+
+def _table_notes(analysis: Analysis, title: str, table: Table | None) -> list[Paragraph]:
+    """What a reader must know under a table: flagged tail percentiles, and which interval it shows."""
+    if table is None:
+        return []
+    notes = []
+    if any(header.startswith(("p95*", "p99*")) for header in table.headers):
+        columns = [column for column, _, _ in PERFORMANCE_COLUMNS]
+        note = footnote(unresolved_columns(analysis.table, columns))
+        if note:
+            notes.append(Paragraph(note))
+    if title.startswith("Statistics:") and analysis.interval_note:
+        notes.append(Paragraph(analysis.interval_note))
+    return notes
 
 
 def _statistics_table(analysis: Analysis, metric: str) -> Table | None:
@@ -241,7 +263,12 @@ def _jobs(analysis: Analysis) -> list:
     summary = analysis.sweep.summary
     counts = summary.group_by("status").len().sort("status") if "status" in summary.columns else None
     text = ", ".join(f"{count} {status}" for status, count in counts.iter_rows()) if counts is not None else ""
-    blocks: list = [Paragraph(f"{summary.height} jobs: {text}.")]
+    repeats = summary.get_column("n_repeats").max() if "n_repeats" in summary.columns else None
+    if repeats is not None and repeats > 1:  # one summary row per configuration (bench.repeats)
+        blocks: list = [Paragraph(f"{summary.height} configurations, each run up to {repeats} times (bench.repeats; "
+                                  f"ok repeats per row in `n_repeats`): {text}.")]
+    else:
+        blocks = [Paragraph(f"{summary.height} jobs: {text}.")]
     if counts is not None:
         not_ok = summary.filter(pl.col("status") != "ok")
         if not_ok.height:
@@ -277,46 +304,139 @@ def _with_interval(row: dict[str, Any], column: str) -> str:
     return value if low is None or high is None else f"{value} [{fmt_number(low, 4)}–{fmt_number(high, 4)}]"
 
 
+# The paired statistics against the KL reference (quantbench/quality/paired.py): column, header, formatter.
+PAIRED_COLUMNS: tuple[Column, ...] = (
+    ("ppl_ratio", "PPL ratio", lambda v: fmt_number(v, 4)),
+    ("delta_p_mean", "mean Δp", lambda v: fmt_pct(v * 100, 3, signed=True)),
+    ("delta_p_rms", "RMS Δp", lambda v: fmt_pct(v * 100, 3)),
+    ("delta_p_p1", "Δp p1", lambda v: fmt_pct(v * 100, 2, signed=True)),
+    ("delta_p_p99", "Δp p99", lambda v: fmt_pct(v * 100, 2, signed=True)),
+    ("kld_p99", "KLD p99", lambda v: fmt_number(v, 3)),
+    ("top1_agree", "same top-1 %", lambda v: fmt_number(v, 4)),
+)
+
+
+def _paired_quality(analysis: Analysis) -> list:
+    """Each precision against the KL reference on the same tokens, as llama.cpp's KL-divergence report."""
+    table = analysis.table
+    if column_or_none(table, "ppl_ratio") is None:
+        return []
+    varying = analysis.varying_group_columns()
+    intervals = {"ppl_ratio": ("ppl_ratio_low", "ppl_ratio_high"), "top1_agree": ("top1_agree_ci_low", "top1_agree_ci_high")}
+    present = [column for column in PAIRED_COLUMNS if column[0] in table.columns]
+    wanted = {column for name, _, _ in present for column in (name, *intervals.get(name, ())) if column in table.columns}
+    frame = table.group_by([*varying, "precision"], maintain_order=True).agg(
+        *(pl.col(column).drop_nulls().first() for column in sorted(wanted)),
+        pl.col("kld_reference").drop_nulls().first() if "kld_reference" in table.columns else pl.lit(None).alias("kld_reference"),
+    )
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
+
+    def cell(row: dict[str, Any], name: str, formatter: Callable[[Any], str]) -> str:
+        if row.get(name) is None:
+            return "–"
+        low, high = (row.get(column) for column in intervals.get(name, ("", "")))
+        return formatter(row[name]) + ("" if low is None or high is None else f" [{formatter(low)}–{formatter(high)}]")
+
+    level = round(analysis.settings.confidence * 100)
+    references = ", ".join(sorted({str(value) for value in frame.get_column("kld_reference").drop_nulls().to_list()}))
+    return [
+        Paragraph(
+            f"Paired with the reference precision `{references or '?'}` on the same tokens (llama.cpp's KL-divergence "
+            f"statistics): PPL ratio = PPL / PPL_reference with its {level}% interval from the per-window differences of "
+            "log-likelihood (windows as units, so the covariance of the two is accounted for); Δp = p(correct next token) "
+            f"− p_reference(correct next token), in percentage points; same top-1 with its {level}% Wilson interval."
+        ),
+        Table(
+            (*(name.capitalize() for name in varying), "Precision", *(header for _, header, _ in present)),
+            tuple(
+                (*(str(row[name]) for name in varying), row["precision"], *(cell(row, name, formatter) for name, _, formatter in present))
+                for row in frame.iter_rows(named=True)
+            ),
+            (*(False for _ in varying), False, *(True for _ in present)),
+        ),
+    ]
+
+
+def _quality_gate(analysis: Analysis) -> list:
+    """Which configurations keep the gate's fraction of the baseline's quality (analysis/gate.py)."""
+    gate = analysis.gate
+    if gate is None or gate.metric is None or column_or_none(analysis.table, "quality_recovery") is None:
+        return []
+    varying = analysis.varying_group_columns()
+    frame = analysis.table.group_by([*varying, "precision"], maintain_order=True).agg(
+        pl.col("quality_recovery").first(), pl.col("passes_quality_gate").first()
+    )
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
+    rows = tuple(
+        (*(str(row[name]) for name in varying), row["precision"], fmt_pct(None if row["quality_recovery"] is None else row["quality_recovery"] * 100, 2),
+         "–" if row["passes_quality_gate"] is None else ("pass" if row["passes_quality_gate"] else "FAIL"))
+        for row in frame.iter_rows(named=True)
+    )
+    described = gate.describe(analysis.settings.baseline)
+    return [
+        Paragraph(
+            f"{described[0].upper()}{described[1:]} (`analysis.quality_gate={gate.fraction:g}`, "
+            f"metric `{gate.metric}`; MLPerf's convention is 0.99, llm-compressor's 0.95). The performance table's "
+            "\"quality gate\" column repeats the verdict beside the speed."
+        ),
+        Table((*(name.capitalize() for name in varying), "Precision", "quality recovered", "quality gate"), rows,
+              (*(False for _ in varying), False, True, False)),
+    ]
+
+
+def _points_interval(low: Any, high: Any) -> str:
+    return "–" if low is None or high is None else f"{low:+.1f} to {high:+.1f}"
+
+
 def _quality(analysis: Analysis) -> list:
     blocks: list = []
     if analysis.quality:
         frame = analysis.table.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(
             *(pl.col(column).drop_nulls().first() for column in _quality_columns(analysis)),
             pl.col("weight_memory_gb").first() if "weight_memory_gb" in analysis.table.columns else pl.lit(None).alias("weight_memory_gb"),
+            pl.col("bits_per_weight").first() if "bits_per_weight" in analysis.table.columns else pl.lit(None).alias("bits_per_weight"),
         )
         rank = {precision: index for index, precision in enumerate(analysis.precisions)}
         frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
         headers = (*(c.capitalize() for c in analysis.varying_group_columns()), "Precision",
-                   *(metric.label for metric in analysis.quality), "weights GB")
+                   *(metric.label for metric in analysis.quality), "weights GB", "bits/weight")
         rows = tuple(
             (*(str(row[c]) for c in analysis.varying_group_columns()), row["precision"],
-             *(_with_interval(row, metric.column) for metric in analysis.quality), fmt_number(row["weight_memory_gb"]))
+             *(_with_interval(row, metric.column) for metric in analysis.quality), fmt_number(row["weight_memory_gb"]),
+             "–" if row["bits_per_weight"] is None else fmt_fixed(row["bits_per_weight"], 2))
             for row in frame.iter_rows(named=True)
         )
-        numeric = (*(False for _ in analysis.varying_group_columns()), False, *(True for _ in analysis.quality), True)
+        numeric = (*(False for _ in analysis.varying_group_columns()), False, *(True for _ in analysis.quality), True, True)
         blocks.append(Table(headers, rows, numeric))
         note = (analysis.sweep.first_result() or {}).get("config", {}).get("model", {}).get("note")
         if note:
             blocks.append(Paragraph(f"Model note: {note}."))
+        blocks += _paired_quality(analysis)
+        blocks += _quality_gate(analysis)
     else:
         blocks.append(Paragraph("No quality metrics in this sweep (run with quality on to measure accuracy, perplexity and KL divergence)."))
     accuracy = analysis.accuracy
     if accuracy.height:
         blocks.append(Paragraph(
             f"Paired accuracy against {analysis.settings.baseline}, question by question (McNemar's exact test on the "
-            "questions that exactly one of the two answers correctly):"
+            "questions that exactly one of the two answers correctly; the interval of Δ is Newcombe's paired score "
+            f"interval at {round(analysis.settings.confidence * 100)}%; agreement: the share of questions both answer alike):"
         ))
         rows = tuple(
             (row["precision"], str(row["n_questions"]), fmt_pct(row["baseline_accuracy"] * 100),
              fmt_pct(row["accuracy"] * 100), f"{row['accuracy_difference_points']:+.1f}",
+             _points_interval(row.get("accuracy_difference_ci_low_points"), row.get("accuracy_difference_ci_high_points")),
+             fmt_pct(None if row.get("answer_agreement") is None else row["answer_agreement"] * 100),
              f"{row['only_baseline_correct']} / {row['only_candidate_correct']}", fmt_p(row["p_value"]),
              "yes" if row["significant"] else "no")
             for row in accuracy.iter_rows(named=True)
         )
         blocks.append(Table(
-            ("Precision", "questions", f"{analysis.settings.baseline} accuracy", "accuracy", "Δ points",
-             f"only {analysis.settings.baseline} / only this correct", "p", f"significant at {analysis.settings.alpha}"),
-            rows, (False, True, True, True, True, True, True, False),
+            ("Precision", "questions", f"{analysis.settings.baseline} accuracy", "accuracy", "Δ points", "Δ interval",
+             "agreement", f"only {analysis.settings.baseline} / only this correct", "p", f"significant at {analysis.settings.alpha}"),
+            rows, (False, True, True, True, True, True, True, True, True, False),
         ))
     return blocks
 
@@ -359,7 +479,12 @@ def _method(analysis: Analysis) -> Bullets:
         "Across machines: each configuration against the same configuration (model, precision, batch size, dataset, "
         "generation length, engine) on the baseline hardware; same intervals and tests as across precisions.",
         "GB = 10^9 bytes. Peak memory is allocated accelerator memory on a GPU, peak resident host memory on a CPU.",
+        *((f"Quality gate: a configuration passes when its quality recovery (PubMedQA accuracy / the baseline's where "
+           f"measured, else PPL_baseline / PPL; here `{analysis.gate.metric}`) is at least {analysis.gate.fraction:g}; "
+           "without the metric it has no verdict (docs/metrics.md).",)
+          if analysis.gate is not None and analysis.gate.metric is not None else ()),
         *((SERVING_METHOD,) if analysis.serving is not None else ()),
+        ENERGY_METHOD,
     ))
 
 
@@ -392,8 +517,12 @@ def build_document(analysis: Analysis, figures: list[Figure], report_dir: Path) 
     )
     for title, table in sections if offline else ():
         document.add(Heading(2, title), table if table is not None else Paragraph("Not available for this sweep."))
+        document.add(*_table_notes(analysis, title, table))
     if offline:
         document.add(Heading(2, "Quality"), *_quality(analysis))
+        energy_table = _config_table(analysis, analysis.table, ENERGY_TABLE_COLUMNS)
+        document.add(Heading(2, "Energy"), *energy_blocks(analysis, energy_table, _statistics_table(analysis, "tokens_per_kwh")))
+    document.add(Heading(2, "Telemetry"), *telemetry_blocks(analysis))
     document.add(Heading(2, "Figures"), *_figures(figures, report_dir))
     document.add(Heading(2, "How these numbers were computed"), _method(analysis))
     return document

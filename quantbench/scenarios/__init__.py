@@ -43,4 +43,6 @@ def measure_scenario(cfg: "DictConfig", device: "Device", job_dir: Path, progres
     check_precision_engine(cfg, engine_name)
     # An engine with its own offline measurement (llama.cpp) runs it; transformers runs `offline`.
     measure = getattr(engine, "measure_offline", None) or offline
-    return measure(cfg, device, job_dir, progress)
+    metrics, outputs = measure(cfg, device, job_dir, progress)
+    # Every offline row names its engine: a sweep across engines labels its rows "precision · engine".
+    return {"engine": engine_name, **metrics}, outputs

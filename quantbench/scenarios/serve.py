@@ -23,6 +23,8 @@ from quantbench import registry
 from quantbench.backends.base import LoadRequest
 from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
 from quantbench.errors import JobSkipped
+from quantbench.measure.energy import energy_metrics, open_energy_counter
+from quantbench.measure.telemetry import TelemetrySampler
 from quantbench.serve.driver import ServeFailed, load_plan, run_levels
 from quantbench.serve.load import Level, LevelRun
 from quantbench.serve.summary import level_records_of, summarise, write_requests
@@ -89,20 +91,33 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
 
     metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
     runs: list[LevelRun] = []
+    # The device's energy counter, read by the telemetry thread alone; each level's joules are
+    # taken from its samples over the level's measured window (warm-up excluded).
+    counter, energy_reason = open_energy_counter(device.type, device.index)
+    telemetry = TelemetrySampler(device.type, device.index, energy=counter)
+    telemetry.phase = "start-up"
     try:
-        if endpoint is None:
-            metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress)
-        else:
-            metrics |= {
-                "server_url": endpoint.base_url,
-                "prefix_caching": "unknown (an endpoint quantbench did not start)",
-                "eos_ignored": bool(endpoint.extra_body.get("ignore_eos")),
-            }
-            run_levels(load_plan(cfg, endpoint, {}), levels, prompts, runs, progress, check=None)
+        with telemetry:
+            if endpoint is None:
+                metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress, telemetry)
+            else:
+                metrics |= {
+                    "server_url": endpoint.base_url,
+                    "prefix_caching": "unknown (an endpoint quantbench did not start)",
+                    "eos_ignored": bool(endpoint.extra_body.get("ignore_eos")),
+                }
+                run_levels(load_plan(cfg, endpoint, {}), levels, prompts, runs, progress, check=None, on_level=telemetry_label(telemetry))
     finally:
         records = level_records_of(runs, prompts, tokenizer)
         write_requests(job_dir, records)
+        telemetry.write(job_dir)
     level_rows = summarise(cfg, runs, records)
+    for row, run in zip(level_rows, runs):
+        joules = telemetry.energy_between(run.started_at, run.finished_at)
+        reason = energy_reason or "the energy counter's samples do not cover this level"
+        row |= energy_metrics(joules, run.duration_s, round(row["output_tokens_per_s"] * run.duration_s), counter, reason)
+    metrics |= energy_metrics(None, 0.0, 0, None, energy_reason) if counter is None else {"energy_source": counter.source, "energy_scope": counter.scope}
+    metrics |= telemetry.summary()
     metrics |= {
         "chat_template": bool(prompts[0].chat),
         "load_mode": "closed loop" if levels[0].concurrency is not None else "open loop (Poisson)",
@@ -127,9 +142,10 @@ def run_on_server(
     prompts: list["Prompt"],
     runs: list[LevelRun],
     progress: "JobProgress",
+    telemetry: TelemetrySampler,
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
-    stop it; the job-level facts of the server."""
+    stop it; the job-level facts of the server. `telemetry` samples the server's process."""
     from quantbench.engines.openai import Endpoint
     from quantbench.engines.weights import served_weights
     from quantbench.jobdir import SERVER_LOG_FILE
@@ -162,11 +178,23 @@ def run_on_server(
         metrics["threads"] = threads
         environment["OMP_NUM_THREADS"] = str(threads)
     with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment) as server:
+        if server.process is not None:
+            telemetry.watch(server.process.pid)  # its CPU time and memory, not this client's
         with progress.step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
             metrics["server_startup_s"] = server.wait_healthy(f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s))
         served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name, stream_usage=engine.stream_usage)
-        run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running)
+        run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running,
+                   on_level=telemetry_label(telemetry))
     return metrics
+
+
+def telemetry_label(telemetry: TelemetrySampler):
+    """Labels the telemetry samples with the level being driven."""
+
+    def label(level: Level) -> None:
+        telemetry.phase = level.label
+
+    return label
 
 
 def probe_endpoint(endpoint: "Endpoint") -> "Endpoint":

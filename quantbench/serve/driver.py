@@ -64,11 +64,15 @@ def run_levels(
     runs: list[LevelRun],
     progress: "JobProgress",
     check: Callable[[], None] | None,
+    on_level: Callable[[Level], None] | None = None,
 ) -> None:
-    """Each level in turn, appending its run to `runs` as soon as it ends (so an error keeps them)."""
+    """Each level in turn, appending its run to `runs` as soon as it ends (so an error keeps them);
+    `on_level` is told each level as it starts (telemetry labels its samples with it)."""
     from quantbench.serve.prompts import LevelPrompts
 
     for level in levels:
+        if on_level is not None:
+            on_level(level)
         chosen = LevelPrompts(prompts, plan.seed, level.index)
         # At least one warm-up request per user, so every connection and batch slot is warm.
         warmup = max(plan.warmup_requests, level.concurrency or 1) if plan.warmup_requests > 0 else 0

@@ -1,1 +1,0 @@
-"""torchao quantization as a quantbench plugin: a worked example of a third-party backend."""

@@ -1,0 +1,115 @@
+"""The warm worker (quantbench/warm_worker.py): isolated jobs forked from one process that imported
+torch once. A job that segfaults and a job that is SIGKILLed become failed rows, the job after them
+still runs, forked from the same worker; the worker refuses to fork once CUDA is initialised; a
+worker that cannot start means fresh interpreters, with the reason logged; no worker outlives its
+sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import crashing_plugins
+from conftest import run_app
+from quantbench import warm_worker
+from test_isolation import QUICK, install_crashing_backends, results_by_backend
+
+
+@pytest.fixture(scope="module")
+def crash_sweep(tmp_path_factory):
+    """One isolated sweep: a job that segfaults, one that is SIGKILLed while loading, then fp32."""
+    out = tmp_path_factory.mktemp("warm-worker")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        install_crashing_backends(out / "dist", monkeypatch)
+        monkeypatch.setenv(crashing_plugins.DIE_ENV, "1")
+        worker_before = warm_worker._worker  # an earlier test's, if any: the sweep may replace it
+        before = worker_before.jobs_started if worker_before is not None else 0
+        sweep, code = run_app(
+            ["-m", *QUICK, "bench.isolation=process", "precision=fp32", "precision.backend=segfaults,dies-when-told,fp32"],
+            out, monkeypatch,
+        )
+    assert code == 0
+    return sweep, worker_before, before
+
+
+def test_a_segfault_and_a_kill_leave_the_worker_and_the_next_job_running(crash_sweep):
+    sweep, worker_before, jobs_before = crash_sweep
+    results = results_by_backend(sweep)
+    assert "killed by SIGSEGV" in results["segfaults"]["reason"]
+    assert "killed by SIGKILL" in results["dies-when-told"]["reason"]
+    assert results["fp32"]["status"] == "ok", results["fp32"]["reason"]
+    worker = warm_worker._worker
+    assert warm_worker._unavailable is None and worker is not None and worker.alive
+    started_before = jobs_before if worker is worker_before else 0
+    assert worker.jobs_started - started_before == 3  # all three forked by the one worker
+
+
+def test_the_worker_refuses_to_fork_once_cuda_is_initialised(monkeypatch):
+    monkeypatch.setattr(warm_worker, "WARM_IMPORTS", ("json",))  # the check, not the imports
+    monkeypatch.setattr(warm_worker, "_cuda_initialised", lambda: True)
+    assert "CUDA was initialised" in warm_worker.prepare()
+
+
+def test_a_source_file_changed_since_the_worker_started_makes_it_stale(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("x = 1\n")
+    imported = {str(source): source.stat().st_mtime_ns}
+    assert warm_worker.stale_sources(imported) == []
+    os.utime(source, ns=(0, 0))  # what an edit or a checkout does to its modification time
+    assert warm_worker.stale_sources(imported) == [str(source)]
+
+
+def test_without_a_worker_jobs_start_fresh_interpreters_and_say_why(monkeypatch, caplog, tmp_path):
+    def cannot_start(environment):
+        raise warm_worker.WorkerUnavailable("the warm worker could not prepare: ImportError: test")
+
+    monkeypatch.setattr(warm_worker, "_worker", None)
+    monkeypatch.setattr(warm_worker, "_unavailable", None)
+    monkeypatch.setattr(warm_worker, "WarmWorker", cannot_start)
+    with caplog.at_level("WARNING", logger="quantbench"):
+        assert warm_worker.start_job(tmp_path, [], dict(os.environ)) is None
+        assert warm_worker.start_job(tmp_path, [], dict(os.environ)) is None  # not retried every job
+    assert [record.getMessage() for record in caplog.records] == [
+        "no warm worker (the warm worker could not prepare: ImportError: test); each isolated job starts a fresh Python interpreter"
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+@pytest.mark.slow  # a worker start of its own; test_isolation's stopped sweep covers its forked job
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_worker_dies_with_its_sweep(tmp_path):
+    """A sweep's process killed outright (kill -9) takes its worker with it: no orphan."""
+    script = (
+        "import os, sys, time\n"
+        "from quantbench.isolation import child_environment\n"
+        "from quantbench.warm_worker import WarmWorker\n"
+        "worker = WarmWorker(child_environment())\n"
+        "print(worker.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    sweep = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = int(sweep.stdout.readline())
+        assert _alive(worker_pid)
+    finally:
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+    deadline = time.monotonic() + 30
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker_pid), f"warm worker {worker_pid} outlived its sweep"
