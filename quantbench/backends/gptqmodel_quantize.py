@@ -14,6 +14,7 @@ gptqmodel's progress bars included, goes to a log file the parent names in any e
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from quantbench.errors import QuantbenchError
+from quantbench.processes import die_with_parent
 
 
 
@@ -114,6 +116,9 @@ def run_quantization(
             # gptqmodel writes per-layer logs into ./logs: inside the scratch directory, not the user's cwd.
             cwd=scratch,
             check=False,
+            # Killed with the job's process however that ends (a stopped sweep, a dead warm worker):
+            # a quantization left running would hold the cores and the memory of the next jobs.
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
     result_file = Path(request["result_file"])
     if completed.returncode != 0 or not result_file.is_file():
