@@ -99,9 +99,41 @@ def test_the_gguf_tokenizer_must_cut_the_text_like_the_models_tokenizer(compose_
     text = " = Robert Boulter =\n\nRobert Boulter is an English film actor ."
     same = CheckedTokenizer(loaded.processor, llm)
     assert same(text, add_special_tokens=False)["input_ids"]
-    other = CheckedTokenizer(train_tokenizer(), llm)  # a byte-level BPE tokenizer: other tokens
-    with pytest.raises(TokenizerMismatch, match="disagree on the evaluation text at token 0"):
+    assert same.texts_cut_differently == 0
+    other = CheckedTokenizer(train_tokenizer(), llm)  # a byte-level BPE tokenizer: its ids are other text to the file
+    with pytest.raises(TokenizerMismatch, match="reads the model's tokens as other text than the evaluation text, from token 0"):
         other(text, add_special_tokens=False)
+
+
+class _TwoCuts:
+    """A model tokenizer and a GGUF file that cut " \xa03" differently into the same bytes (SmolLM2's
+    transformers and llama.cpp tokenizers do exactly this), or, with `other_text`, into other text."""
+
+    pieces = {216: b" ", 15442: b"\xc2\xa0", 3351: b" \xc2", 250: b"\xa0", 35: b"3", 99: b"4"}
+
+    def __init__(self, other_text: bool = False):
+        self.model_ids = [216, 15442, 99 if other_text else 35]
+
+    def __call__(self, text, **kwargs):  # the model's tokenizer
+        return {"input_ids": list(self.model_ids)}
+
+    def tokenize(self, text, add_bos, special):  # llama.cpp's
+        return [3351, 250, 35]
+
+    def detokenize(self, tokens, special=False):
+        return b"".join(self.pieces[token] for token in tokens)
+
+
+def test_a_different_cut_of_the_same_text_is_scored_on_the_models_tokens_and_counted():
+    from quantbench.quality.llama_cpp_logits import CheckedTokenizer, TokenizerMismatch
+
+    fake = _TwoCuts()
+    checked = CheckedTokenizer(fake, fake)
+    assert checked(" \xa03", add_special_tokens=False)["input_ids"] == [216, 15442, 35]
+    assert checked.texts_cut_differently == 1
+    other = _TwoCuts(other_text=True)
+    with pytest.raises(TokenizerMismatch, match="from token 0"):
+        CheckedTokenizer(other, other)(" \xa03", add_special_tokens=False)
 
 
 @needs_llama_cpp

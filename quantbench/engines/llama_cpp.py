@@ -173,7 +173,9 @@ def _quality(cfg: DictConfig, loaded: Any, family: Any, spec: Any, device: "Devi
     llm = open_llama(loaded.model.path, n_ctx=n_ctx, threads=threads, logits_all=True, seed=int(cfg.bench.seed), gpu=device.is_cuda)
     max_tokens = cfg.quality.get("max_tokens")
     scorer = LlamaCppScorer(llm, family, loaded.processor, n_ctx_train, None if max_tokens is None else int(max_tokens))
-    return evaluate_quality(cfg, loaded, family, spec, device, job_dir, progress, scorer=scorer)
+    metrics = evaluate_quality(cfg, loaded, family, spec, device, job_dir, progress, scorer=scorer)
+    # Texts llama.cpp's tokenizer cuts differently into the same text (scored on the model's tokens all the same).
+    return {**metrics, "gguf_texts_cut_differently": scorer.processor.texts_cut_differently}
 
 
 # What llama-cpp-python[server] adds to the binding (its pyproject's `server` extra).
