@@ -189,11 +189,6 @@ def _job_rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
     return [row for job_dir in job_directories(sweep_dir) for row in _read_rows(job_dir)]
 
 
-def collect_jobs(sweep_dir: Path) -> pl.DataFrame:
-    """One row per job (per load level of a serving job), in launch order: `jobs.parquet`."""
-    return frame_from_rows(_job_rows_of(sweep_dir))
-
-
 def collect_sweep(sweep_dir: Path) -> pl.DataFrame:
     """One row per configuration (per load level), its repeats folded in: `summary.parquet`."""
     return frame_from_rows(configuration_rows(_job_rows_of(sweep_dir)))
@@ -210,7 +205,7 @@ def locate_job_dir(sweep_dir: Path, job_dir: str | None) -> Path | None:
     return next((candidate for candidate in candidates if candidate.is_dir()), None)
 
 
-def _absolute_job_dir(sweep_dir: Path, job_dir: str) -> str:
+def _absolute_job_dir(sweep_dir: Path, job_dir: str | None) -> str | None:
     found = locate_job_dir(sweep_dir, job_dir)
     return str(found.resolve()) if found else job_dir
 
@@ -222,8 +217,7 @@ def merge_summaries(summaries: list[tuple[Path, pl.DataFrame]]) -> pl.DataFrame:
     rows = []
     for sweep_dir, frame in summaries:
         for row in frame.iter_rows(named=True):
-            found = locate_job_dir(sweep_dir, row.get("job_dir"))
-            row["job_dir"] = str(found.resolve()) if found else row.get("job_dir")
+            row["job_dir"] = _absolute_job_dir(sweep_dir, row.get("job_dir"))
             if row.get("job_dirs"):  # the repeats' directories (quantbench.repeats), absolute too
                 row["job_dirs"] = json.dumps([_absolute_job_dir(sweep_dir, job_dir) for job_dir in json.loads(row["job_dirs"])])
             row[SWEEP_COLUMN] = str(Path(sweep_dir).resolve())

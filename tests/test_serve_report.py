@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from quantbench.analysis.analyze import analyze
-from quantbench.analysis.serving import capacity_of, min_samples_for
+from quantbench.analysis.serving import capacity_of
+from quantbench.measure.percentiles import min_samples
 from quantbench.atomic import write_parquet_atomic
 from quantbench.collect import write_summary
 from quantbench.jobdir import REQUESTS_FILE, JobResult, write_result
@@ -98,7 +99,7 @@ def test_capacity_is_interpolated_between_levels():
     assert capacity_of(levels, {"e2e_ms": 5000.0}, "users")[0] == 4.0
     failing = [*levels[:2], {**levels[2], "n_failed_requests": 10}]
     assert capacity_of(failing, {"e2e_ms": 5000.0}, "users")[0] == 2.0  # too many failures: no interpolation
-    assert [min_samples_for(q) for q in (95, 98, 99)] == [20, 50, 100]
+    assert [min_samples(q) for q in (95, 98, 99)] == [20, 50, 100]
 
 
 def test_serving_report_on_a_mixed_sweep(tmp_path):

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ import polars as pl
 from quantbench.analysis.cost import cost_per_1k_tokens
 from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
+from quantbench.measure.percentiles import min_samples
 from quantbench.schema import AnalysisConfig
 
 SERVE = "serve"
@@ -39,18 +39,13 @@ INTERPOLATED = ("request_throughput_per_s", "output_tokens_per_s", "ttft_p50_ms"
                 "e2e_p95_ms", "goodput_per_s", "cost_per_1k_output_tokens_usd")
 
 
-def min_samples_for(percentile: float) -> int:
-    """The fewest samples that resolve a percentile: p95 needs 20, p98 50, p99 100 (below, it is the maximum)."""
-    return math.ceil(1 / (1 - percentile / 100) - 1e-9) if percentile > 50 else 1
-
-
 def under_resolved(column: str, frame: pl.DataFrame) -> bool:
     """Whether a percentile column (`e2e_p99_ms`) of any row in `frame` comes from too few samples."""
     name, _, rest = column.partition("_p")
     samples = f"n_{name}_samples"
     if not rest or samples not in frame.columns or frame.height == 0:
         return False
-    needed = min_samples_for(float(rest.split("_")[0]))
+    needed = min_samples(float(rest.split("_")[0]))
     counts = frame.get_column(samples).drop_nulls()
     return counts.len() > 0 and int(counts.min()) < needed
 

@@ -10,6 +10,7 @@ import polars as pl
 
 from quantbench.analysis.sweep import Sweep
 from quantbench.jobdir import TELEMETRY_FILE
+from quantbench.measure.telemetry import UNMEASURED_PHASES
 
 MAX_JOBS = 12  # more lines than this in one panel cannot be told apart
 
@@ -25,7 +26,7 @@ def _measured(path: Path) -> pl.DataFrame | None:
         return None
     frame = pl.read_parquet(file)
     if "phase" in frame.columns:
-        frame = frame.filter(~pl.col("phase").is_in(["warm-up", "start-up"]))
+        frame = frame.filter(~pl.col("phase").is_in(list(UNMEASURED_PHASES)))
     if frame.height < 2:
         return None
     return frame.with_columns(pl.col("t_s") - pl.col("t_s").min())

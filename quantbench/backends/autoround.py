@@ -10,7 +10,6 @@ its AutoRoundConfig quantizer onto auto-round's own inference kernels.
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 from typing import TYPE_CHECKING, Any
 
 from quantbench.backends.base import Requirement, missing_package_reason
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
 
-log = logging.getLogger("quantbench")
 
 REQUIREMENT = Requirement("auto-round", module="auto_round")
 

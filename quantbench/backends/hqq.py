@@ -11,7 +11,6 @@ yet"), so the backend loads the full-precision model through the family and hand
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
 
-log = logging.getLogger("quantbench")
 
 SUPPORTED_FAMILY = "decoder"
 SUPPORTED_BITS = (8, 4, 3, 2, 1)

@@ -72,7 +72,7 @@ def measure_llama_cpp(
     memory.reset()
     # load_s as every engine measures it (quantbench/measure/phases.py): llama-cpp-python and the
     # tokenizer's code imported first; a GGUF file made on a cache miss is quantize_s, not load_s.
-    import_binding()
+    llama_cpp = import_binding()
     import transformers  # noqa: F401 - the tokenizer's library, imported before the load is timed
 
     phases = {"startup_s": startup_s(spec.materialise_s), "materialise_s": spec.materialise_s}
@@ -94,7 +94,7 @@ def measure_llama_cpp(
             loaded.model.path, n_ctx=shape.tokens_per_seq, threads=threads, logits_all=False,
             seed=int(cfg.bench.seed), gpu=device.is_cuda,
         )
-        decoder = BatchDecoder(import_binding(), llm.model, shape, threads=threads)
+        decoder = BatchDecoder(llama_cpp, llm.model, shape, threads=threads)
     load_s = without_quantize_s(clock.now() - load_started, loaded.metrics)
     last_generated: list[list[int]] = []
 

@@ -27,6 +27,13 @@ def min_samples(q: float) -> int:
     return 1 if q <= 50 else math.ceil(100 / (100 - q) - 1e-9)
 
 
+def bootstrap_interval(estimates: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile interval of bootstrap estimates (along the first axis)."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
+    return float(low), float(high)
+
+
 def is_unresolved(q: float, n_samples: int | None) -> bool:
     return n_samples is not None and n_samples < min_samples(q)
 
@@ -54,8 +61,6 @@ def percentile_metrics(metric: str, values: Sequence[float], percentiles: Sequen
         if q in TAIL_PERCENTILES:
             low = high = math.nan
             if resamples is not None:
-                estimates = np.percentile(resamples, q, axis=1)
-                tail = (1 - CONFIDENCE) / 2 * 100
-                low, high = (float(value) for value in np.percentile(estimates, [tail, 100 - tail]))
+                low, high = bootstrap_interval(np.percentile(resamples, q, axis=1))
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     return out

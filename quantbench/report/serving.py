@@ -9,7 +9,8 @@ import polars as pl
 
 from quantbench.analysis.analyze import Analysis
 from quantbench.analysis.formatting import fmt_fixed, fmt_number, fmt_pct, fmt_ratio, fmt_usd
-from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, min_samples_for, under_resolved
+from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, under_resolved
+from quantbench.measure.percentiles import min_samples
 from quantbench.report.document import Bullets, Heading, Paragraph, Table
 
 # (column, header, formatter); a header with "{p}" names a percentile, flagged where under-resolved.
@@ -123,7 +124,7 @@ def serving_blocks(analysis: Analysis) -> list:
                _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load")))]
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
-        needed = ", ".join(f"{p} needs {min_samples_for(float(p[1:]))}" for p in sorted(flagged, key=lambda p: float(p[1:])))
+        needed = ", ".join(f"{p} needs {min_samples(float(p[1:]))}" for p in sorted(flagged, key=lambda p: float(p[1:])))
         blocks.append(Paragraph(
             f"\\* A percentile marked `*` comes, in at least one row, from fewer requests than it resolves ({needed}): "
             "it is close to the largest value measured and its interval is wide. Send more requests per level "

@@ -21,20 +21,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from quantbench.measure.percentiles import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval
+
 if TYPE_CHECKING:
     from quantbench.serve.records import RequestRecord
 
-CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 1000
 FEW_REQUESTS_FOR_P99 = 100
 PERCENTILES = {"ttft": (50, 95, 99), "tpot": (50, 95, 99), "itl": (50, 95, 99), "e2e": (50, 95, 98, 99)}
 _RESAMPLE_CHUNK = 50  # resamples per vectorised step: bounds memory for large pooled ITL sets
-
-
-def _interval(estimates: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
-    return float(low), float(high)
 
 
 def _grouped_percentiles(groups: Sequence[np.ndarray], qs: Sequence[float], rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -72,7 +66,7 @@ def _percentile_columns(
     else:
         estimates = np.full((1, len(qs)), math.nan)  # one request: no interval
     for column, q in enumerate(qs):
-        low, high = _interval(estimates[:, column], confidence) if len(groups) >= 2 else (None, None)
+        low, high = bootstrap_interval(estimates[:, column], confidence) if len(groups) >= 2 else (None, None)
         columns |= {f"{name}_p{q}_ms": float(np.percentile(pooled, q)), f"{name}_p{q}_ms_ci_low": low, f"{name}_p{q}_ms_ci_high": high}
     return columns
 
