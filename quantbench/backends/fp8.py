@@ -5,15 +5,12 @@ would silently dequantize to bf16 on an older GPU: that row would not be FP8, so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from quantbench.backends.base import LoadRequest, missing_package_reason
-from quantbench.backends.capability import FP8_CAPABILITY, capability_reason
+from quantbench.backends.base import LoadRequest
+from quantbench.backends.capability import FP8_CAPABILITY
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
 from quantbench.schema import Fp8PrecisionConfig
-
-if TYPE_CHECKING:
-    from quantbench.device import Device
 
 
 class Fp8Backend(QuantizerConfigBackend):
@@ -21,9 +18,7 @@ class Fp8Backend(QuantizerConfigBackend):
     description = "transformers fine-grained FP8 (e4m3 weights in blocks, dynamic activations)"
     settings = Fp8PrecisionConfig
     requires = ("accelerate",)
-
-    def unavailable_reason(self, device: "Device") -> str | None:
-        return missing_package_reason(*self.requires) or capability_reason("fp8", FP8_CAPABILITY, device)
+    needs = ("fp8", FP8_CAPABILITY)
 
     def compute_dtype(self, settings: Fp8PrecisionConfig, request: LoadRequest) -> str:
         return "bfloat16"  # the unquantized layers and the activations between the FP8 matmuls

@@ -16,16 +16,13 @@ Each requirement is its own backend so that `quantbench list` shows it before an
 from __future__ import annotations
 
 import importlib.metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from quantbench.backends.base import LoadRequest, missing_package_reason
-from quantbench.backends.capability import AMPERE_CAPABILITY, FP8_CAPABILITY, capability_reason
+from quantbench.backends.base import LoadRequest
+from quantbench.backends.capability import AMPERE_CAPABILITY, FP8_CAPABILITY
 from quantbench.backends.dtypes import compute_dtype_name
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
 from quantbench.schema import TorchAoPrecisionConfig
-
-if TYPE_CHECKING:
-    from quantbench.device import Device
 
 
 def torchao_method(settings: TorchAoPrecisionConfig) -> Any:
@@ -55,14 +52,8 @@ class TorchAoBackend(QuantizerConfigBackend):
     settings = TorchAoPrecisionConfig
     requires = ("torchao",)
     methods: tuple[str, ...] = ("int8_weight_only", "int8_dynamic")
-    # The GPU generation the methods' kernels need ((what, compute capability)); None: CPU too.
-    needs: tuple[str, tuple[int, int]] | None = None
     # The activation dtype the kernels accept; None: precision.dtype (auto: the device's choice).
     activation_dtype: str | None = None
-
-    def unavailable_reason(self, device: "Device") -> str | None:
-        missing = missing_package_reason(*self.requires)
-        return missing or (capability_reason(self.needs[0], self.needs[1], device) if self.needs else None)
 
     def compute_dtype(self, settings: TorchAoPrecisionConfig, request: LoadRequest) -> str:
         if settings.method not in self.methods:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from quantbench.backends.base import LoadedModel, LoadRequest, Requirement, missing_package_reason, read_settings
+from quantbench.backends.capability import capability_reason
 from quantbench.backends.dtypes import torch_dtype
 from quantbench.schema import PrecisionConfig
 
@@ -52,6 +53,8 @@ class QuantizerConfigBackend:
     # `quantbench.schemas` entry point, so that a misspelt key fails when the config is composed.
     settings: type = PrecisionConfig
     requires: Sequence[Requirement | str] = ()  # packages that must be importable
+    # The GPU generation the method's kernels need ((what, compute capability)); None: CPU too.
+    needs: tuple[str, tuple[int, int]] | None = None
 
     def quantizer_config(self, settings: Any, request: LoadRequest) -> Any:
         """The transformers quantization config; import the library here, not at the top."""
@@ -67,7 +70,8 @@ class QuantizerConfigBackend:
         return {}
 
     def unavailable_reason(self, device: "Device") -> str | None:
-        return missing_package_reason(*self.requires)
+        missing = missing_package_reason(*self.requires)
+        return missing or (capability_reason(self.needs[0], self.needs[1], device) if self.needs else None)
 
     def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
         return None  # a quantization config applies to whatever from_pretrained loads: every family
