@@ -17,13 +17,13 @@ CANDIDATE_GROUP_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 DEFAULT_GROUP_SIZE = 128
 
 
-def resolve_group_size(configured: int | None, model_default: int | None) -> int:
-    """The precision's setting, else the model's quant_group_size, else 128."""
+def resolve_group_size(configured: int | None, model_default: int | None, default: int = DEFAULT_GROUP_SIZE) -> int:
+    """The precision's setting, else the model's quant_group_size, else `default` (gptqmodel's 128)."""
     if configured is not None:
         return int(configured)
     if model_default is not None:
         return int(model_default)
-    return DEFAULT_GROUP_SIZE
+    return default
 
 
 def quantized_input_widths(config: Any, trust_remote_code: bool = False) -> dict[int, str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantbench.backends.base import LoadedModel, LoadRequest, missing_package_reason, read_settings
 from quantbench.backends.dtypes import compute_dtype_name, torch_dtype
-from quantbench.backends.group_size import check_group_size, quantized_input_widths
+from quantbench.backends.group_size import check_group_size, quantized_input_widths, resolve_group_size
 from quantbench.backends.transformers_loading import load_with_transformers
 from quantbench.errors import JobSkipped
 from quantbench.schema import HqqPrecisionConfig
@@ -36,8 +36,7 @@ def hqq_group_size(settings: HqqPrecisionConfig, request: LoadRequest) -> int:
     """The configured group size, else the model's quant_group_size, else 64; JobSkipped where it does
     not divide a quantized layer's input width (checked from the config, before any weights load)."""
     spec = request.model
-    configured = settings.group_size if settings.group_size is not None else spec.config.get("quant_group_size")
-    group_size = int(configured) if configured is not None else DEFAULT_GROUP_SIZE
+    group_size = resolve_group_size(settings.group_size, spec.config.get("quant_group_size"), default=DEFAULT_GROUP_SIZE)
     from quantbench.backends.gptqmodel_engine import transformers_config
 
     widths = quantized_input_widths(transformers_config(spec), trust_remote_code=bool(spec.config.trust_remote_code))
