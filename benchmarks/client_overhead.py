@@ -87,7 +87,7 @@ async def measure(port: int, users: int, requests: int, tokens: int) -> dict:
     from quantbench.serve.load import Budget, closed_loop
     from quantbench.serve.prompts import Prompt
 
-    endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}", model="clock", stream_usage=False)
+    endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}", model="clock")
     prompt = Prompt("clock", "tick", chat=True, input_tokens=1)
     async with new_session(120.0) as session:
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from quantbench.backends.checkpoint_cache import QUANTIZED_DIR, read_manifest, size_on_disk_bytes
-from quantbench.cache import TEMPORARY_PREFIX
+from quantbench.backends.checkpoint_cache import QUANTIZED_DIR, checkpoint_details
+from quantbench.cache import TEMPORARY_PREFIX, size_on_disk_bytes
 from quantbench.gguf.store import GGUF_DIR, gguf_details
 
 SCRATCH_DIR = "tmp"
+# The one-line description of an entry, for the kinds built from a recipe with a manifest.
+DETAILS = {QUANTIZED_DIR: checkpoint_details, GGUF_DIR: gguf_details}
 
 
 @dataclass
@@ -40,25 +42,8 @@ class CacheEntry:
     def details(self) -> str:
         if self.partial:
             return "in progress or interrupted"
-        if self.kind == GGUF_DIR:
-            return gguf_details(self.path)
-        if self.kind != QUANTIZED_DIR:
-            return ""
-        manifest = read_manifest(self.path)
-        if not manifest:
-            return "no manifest"
-        calibration = manifest.get("calibration", {})
-        source = calibration.get("source", {})
-        dataset = source.get("option") or Path(str(source.get("file", "?"))).name
-        built = manifest.get("built", {})
-        group = manifest.get("group_size")
-        windows = built.get("calibration_windows", calibration.get("n_samples"))  # fewer when the text is short
-        engine = manifest.get("engine", "gptqmodel")  # manifests before autoround name no engine
-        return (
-            f"{manifest.get('method')} {manifest.get('bits')}-bit g{group}, calibration {dataset} "
-            f"{windows}x{calibration.get('seq_len')} tokens seed {calibration.get('seed')}, "
-            f"quantized in {float(built.get('quantize_s') or 'nan'):.0f} s, {engine} {manifest.get(engine)}"
-        )
+        describe = DETAILS.get(self.kind)
+        return describe(self.path) if describe else ""
 
 
 def default_cache_dir() -> Path:

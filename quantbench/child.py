@@ -40,6 +40,15 @@ def _configure_logging(log_files: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
 
 
+def child_arguments(job_dir: Path | str, log_files: list[str]) -> list[str]:
+    """The arguments of `main` for one job: the one place they are built, for a spawned child
+    (quantbench.isolation) and a forked one (quantbench.warm_worker) alike."""
+    arguments = [str(job_dir)]
+    for path in log_files:
+        arguments += ["--log-file", path]
+    return arguments
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantbench.child", description=__doc__.splitlines()[0])
     parser.add_argument("job_dir", type=Path, help="a job directory holding job.yaml")

@@ -1,16 +1,21 @@
 """Where a dotted key leaves a composed config, and the valid key nearest to it.
 
 Read by quantbench.overrides to answer a misspelt key with one line ("did you mean
-'bench.max_new_tokens'?") instead of Hydra's advice to append it with `+`.
+'bench.max_new_tokens'?") instead of Hydra's advice to append it with `+`, and a YAML option that
+does not compose (a misspelt key in a plugin's file) with one line instead of Hydra's several.
 """
 
 from __future__ import annotations
 
-import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from quantbench.errors import closest_name
+from quantbench.plugin_configs import config_file
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,41 @@ def describe(key: str, places: list[Absent], top_level: list[str]) -> str:
     if all(each.null for each in deepest):
         return f"'{place.parent}' is null in this config; select an option that fills it first"
     candidates = sorted({name for each in deepest for name in each.candidates} | set(top_level if depth == 0 else ()))
-    close = difflib.get_close_matches(place.name, candidates, n=1)
+    close = closest_name(place.name, candidates)
     if close:
         segments = key.split(".")
-        return f"did you mean '{'.'.join([*segments[:depth], close[0], *segments[depth + 1:]])}'?"
+        return f"did you mean '{'.'.join([*segments[:depth], close, *segments[depth + 1:]])}'?"
     where = f"'{place.parent}'" if place.parent else "the top level"
     return f"the keys at {where} are: {', '.join(candidates)}"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
+def composition_error(error: Exception, selection: str) -> str:
+    """One line for a config option that fails to compose (`selection`: `precision=my-option`).
+
+    Hydra says `In 'precision/my-option': ConfigKeyError raised while composing config:` and the
+    OmegaConf error over several lines; this names the key, the file and the closest valid key:
+    `unknown key 'dtyp' in .../precision/my-option.yaml (precision=my-option, schema
+    DensePrecisionConfig); did you mean 'dtype'?`.
+    """
+    cause = error if isinstance(error, OmegaConfBaseException) else (error.__cause__ or error.__context__)
+    where = re.match(r"In '([^']+)'", str(error))
+    config_path = where.group(1) if where else selection.replace("=", "/", 1)
+    file = config_file(config_path) or f"the config '{config_path}'"
+    if isinstance(cause, ConfigKeyError) and getattr(cause, "key", None) is not None:
+        package = config_path.rpartition("/")[0].replace("/", ".")
+        full_key = str(getattr(cause, "full_key", None) or cause.key)
+        key = full_key.removeprefix(package + ".") if package else full_key
+        schema = getattr(getattr(cause, "object_type", None), "__name__", None)
+        parent = getattr(cause, "parent_node", None)
+        candidates = [str(name) for name in parent.keys()] if isinstance(parent, DictConfig) else []
+        close = closest_name(str(cause.key), candidates)
+        where = key[: len(key) - len(str(cause.key))]  # `calibration.` for a nested key
+        hint = f"did you mean '{where}{close}'?" if close else f"the keys there are: {', '.join(candidates)}"
+        return f"unknown key '{key}' in {file} ({selection}{f', schema {schema}' if schema else ''}); {hint}"
+    reason = _first_line(str(cause if isinstance(cause, Exception) else error))
+    reason = re.sub(r"^In '[^']+': ", "", reason)  # the file is named below
+    return f"{selection} does not compose: {reason} (in {file})"

@@ -5,6 +5,25 @@ family): the row is `skipped`. Any other exception inside a job is recorded as `
 `QuantbenchError` is a user error with a one-line message (bad config, malformed data file).
 """
 
+from __future__ import annotations
+
+import difflib
+from typing import Sequence
+
+
+def closest_name(name: str, choices: Sequence[str]) -> str | None:
+    """The valid name nearest to a misspelt one (difflib's ratio, at least 0.6), or None."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return close[0] if close else None
+
+
+def unknown_choice(what: str, name: str, choices: Sequence[str]) -> str:
+    """`unknown precision 'nf5'; did you mean 'nf4'? choose one of: ...`: the nearest name first,
+    where one is near, then every choice."""
+    close = closest_name(name, choices)
+    hint = f"did you mean '{close}'? " if close else ""
+    return f"unknown {what} '{name}'; {hint}choose one of: {', '.join(choices) or '(none installed)'}"
+
 
 class QuantbenchError(Exception):
     """A user-facing error whose message is one line: what was wrong and what to do."""

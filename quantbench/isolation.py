@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from quantbench.child import PARENT_PID_ENV, PARENT_SYS_PATH_ENV
+from quantbench.child import PARENT_PID_ENV, PARENT_SYS_PATH_ENV, child_arguments
 from quantbench.errors import UnreadableResult
 from quantbench.jobdir import (
     RESULT_FILE,
@@ -65,10 +65,7 @@ def _log_files() -> list[str]:
 
 
 def child_command(job_dir: Path) -> list[str]:
-    command = [sys.executable, "-m", "quantbench.child", str(job_dir)]
-    for path in _log_files():
-        command += ["--log-file", path]
-    return command
+    return [sys.executable, "-m", "quantbench.child", *child_arguments(job_dir, _log_files())]
 
 
 def child_environment() -> dict[str, str]:

@@ -1,8 +1,8 @@
 """What every job does before its engine runs: resolve the family and the backend, check that the
 combination can run here, read the dataset, measure the hardware facts, resolve the model.
 
-One helper for the transformers measurement (quantbench.job), the llama.cpp engine and the serving
-scenario, so the three skip the same combinations with the same reasons, in the same order.
+One helper for the offline scenario (every engine's) and the serving scenario, so both skip the same
+combinations with the same reasons, in the same order.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def prepare_job(cfg: "DictConfig", device: "Device", progress: "JobProgress", *,
     hardware = resolve_hardware_facts(cfg.hardware, device, cache_dir)
     # A random-init model too large for this machine is skipped before it is built.
     check_fits(cfg.model, cfg.precision, device)
-    spec = resolve_model(cfg.model, family, cache_dir, progress.step)
+    spec = resolve_model(cfg.model, family, cache_dir, progress.long_step)
     if backend_runs_here:
         reason = backend.unsupported_reason(family, spec)
         if reason:

@@ -15,8 +15,9 @@ resumed sweep compares. No other module names a file in a job directory; they im
 a version newer than this quantbench knows, or older than it can upgrade, is an `UnreadableResult`
 with a one-line reason (the collector shows it in a `failed` row, a resumed sweep re-runs the job).
 An older readable one is upgraded on read (`JobResult.from_json`): version 1 named the medians
-`ttft_ms`/`tpot_ms` and the price `price_per_hour`; every version's config keys are renamed by
-`quantbench.schema.RENAMED_KEYS`.
+`ttft_ms`/`tpot_ms` and the price `price_per_hour`; version 2 named the offline sample counts
+`<metric>_n_samples` (`latency_n_samples`), where serving levels wrote `n_<metric>_samples`;
+every version's config keys are renamed by `quantbench.schema.RENAMED_KEYS`.
 
 **Config identity.** `config_hash` hashes the resolved job config less HASH_EXCLUDED_KEYS (what
 changes how or where a job runs, not what it measures). A resumed sweep does not trust the hash
@@ -67,12 +68,14 @@ SERVER_LOG_FILE = "server.log"
 MEASUREMENT_FILES = (RESULT_FILE, ITERATIONS_FILE, PREDICTIONS_FILE, REQUESTS_FILE, TELEMETRY_FILE)
 SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OLDEST_READABLE_SCHEMA_VERSION = 1
 STATUSES = ("ok", "skipped", "failed")
 # Metrics renamed by each schema version: the upgrade from the version before renames them on read.
 RENAMED_METRICS: dict[int, dict[str, str]] = {
     2: {"ttft_ms": "ttft_p50_ms", "tpot_ms": "tpot_p50_ms", "price_per_hour": "price_per_hour_usd"},
+    # One name for a percentile's sample count, offline and serving (measure/percentiles.n_samples_column).
+    3: {"latency_n_samples": "n_latency_samples", "ttft_n_samples": "n_ttft_samples", "tpot_n_samples": "n_tpot_samples"},
 }
 
 # Dotted keys of the job config that do not change a measurement.

@@ -8,6 +8,7 @@ each warning through and counts the rest; errors always pass. The counts are rep
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 
 # Loggers whose warnings repeat per layer call.
@@ -65,19 +66,24 @@ class _DropMessages(logging.Filter):
         return record.levelno >= logging.ERROR or not any(f in str(record.msg) for f in self.fragments)
 
 
-_torchao_enum_notice = _DropMessages(("is an Enum subclass",))
+TORCHAO_ENUM_NOTICE = "is an Enum subclass"
+_torchao_enum_notice = _DropMessages((TORCHAO_ENUM_NOTICE,))
 
 
 def quiet_third_party_chatter() -> None:
     """Import-time notices and per-file progress bars that say nothing about the benchmark.
+    Call it before torchao is imported (the warm worker does, before its imports).
 
-    - torch warns once per import that torchao's enums need no register_constant (torchao is
-      imported by transformers when installed); harmless for inference.
+    - torch says once per import, for each of torchao's enums (KernelPreference,
+      ScaleCalculationMode), that they need no register_constant; harmless for inference.
+      torch 2.14 logs it on the `torch.utils._pytree` logger; the `warnings` channel is filtered
+      too, so a torch release that issues it as a warning stays as quiet.
     - transformers draws a tqdm bar for every shard it loads or writes; our own progress covers it.
     """
     pytree = logging.getLogger("torch.utils._pytree")
     if _torchao_enum_notice not in pytree.filters:  # every job calls this; add the filter once
         pytree.addFilter(_torchao_enum_notice)
+    warnings.filterwarnings("ignore", message=f".*{TORCHAO_ENUM_NOTICE}")  # an identical filter is replaced, not added
     try:
         from transformers.utils import logging as transformers_logging
 

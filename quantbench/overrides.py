@@ -3,7 +3,11 @@
 Hydra reports these mistakes over several lines, and advises appending a misspelt key with `+`;
 quantbench answers each with one line that says what to do:
 - an override the grammar cannot read;
-- an unknown group option (`precision=nf5`): the valid ones, without the schemas (`base_precision`);
+- an unknown group option (`precision=nf5`): the closest valid one, then all of them, without the
+  schemas (`base_precision`);
+- an option from a plugin's conf tree that does not compose (a misspelt key in its YAML file): the
+  key, the file and the closest valid key. quantbench's own options are composed by its tests, so
+  only plugins' options are composed here, each once;
 - a misspelt key or group (`precison=fp16`, `bench.max_new_tokenz=8`): the closest valid one;
 - a renamed key (schema.RENAMED_KEYS): its new name;
 - a setting of a swept group. Hydra composes the sweep-level config with every swept group at its
@@ -28,8 +32,9 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from quantbench.config_keys import absent_part, describe
-from quantbench.errors import QuantbenchError
+from quantbench.config_keys import absent_part, composition_error, describe
+from quantbench.errors import QuantbenchError, unknown_choice
+from quantbench.plugin_configs import is_built_in
 from quantbench.schema import RENAMED_KEYS, is_schema_option, register_configs
 
 # Flags under which the overrides are not checked here: another config source (its options are
@@ -156,6 +161,7 @@ class _CommandLine:
         self.multirun = multirun
         self._groups: dict[str, list[str]] = {}  # parent group -> its subgroups, listed once
         self._options: dict[str, list[str]] = {}  # group -> its options, listed once
+        self._from_plugins: list[str] = []  # `group=selection` choices that name a plugin's option
 
     def is_group(self, key: str) -> bool:
         parent, _, name = key.rpartition("/")
@@ -181,6 +187,8 @@ class _CommandLine:
                 if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
                     listed = ",".join(selections[override.key_or_group])
                     replacements[override.input_line] = f"{override.get_key_element()}={listed}"
+        for choice in dict.fromkeys(self._from_plugins):
+            self._check_composes(choice)
         added = [o.key_or_group for o in self.overrides if o.is_add() or o.is_force_add()]
         settings = [
             o
@@ -219,17 +227,23 @@ class _CommandLine:
                 raise QuantbenchError(
                     f"'{override.input_line}' matches no {group} option; choose from: {', '.join(self.options(group))}"
                 )
+            self._from_plugins += [f"{group}={name}" for name in matched if not is_built_in(f"{group}/{name}")]
             return matched
         if override.value_type == ValueType.INTERVAL_SWEEP:
             return []  # not a choice of options: Hydra reports it
         values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            for name in _option_names(value):
-                if name not in self.options(group):
-                    raise QuantbenchError(f"unknown {group} '{name}'; choose one of: {', '.join(self.options(group))}")
         if override.is_sweep_override():
-            return list(override.sweep_string_iterator())
-        return [override.get_value_element_as_str()]
+            texts = list(override.sweep_string_iterator())
+        else:
+            texts = [override.get_value_element_as_str()]
+        for value, text in zip(values, texts):
+            names = _option_names(value)
+            for name in names:
+                if name not in self.options(group):
+                    raise QuantbenchError(unknown_choice(group, name, self.options(group)))
+            if not all(is_built_in(f"{group}/{name}") for name in names):
+                self._from_plugins.append(f"{group}={text}")
+        return texts
 
     def _base_overrides(self, selections: dict[str, list[str]], chosen: dict[str, str]) -> list[str]:
         """The group choices of one job's config: each group at its first (or `chosen`) selection.
@@ -246,6 +260,15 @@ class _CommandLine:
             elif override.is_delete() and self.is_group(key):
                 overrides.append(override.input_line)
         return overrides
+
+    def _check_composes(self, choice: str) -> None:
+        """A plugin's option (`precision=my-option`) composes; else one line naming the key and the file."""
+        from hydra import compose
+
+        try:
+            compose(config_name="config", overrides=[choice])
+        except (HydraException, OmegaConfBaseException) as error:
+            raise QuantbenchError(composition_error(error, choice)) from error
 
     def _compose(self, overrides: list[str]) -> DictConfig | None:
         """The composed config; None where it does not compose (Hydra reports why, in its own words)."""

@@ -86,3 +86,30 @@ def config_options(module: str) -> list[str]:
 
     walk(root, "")
     return sorted(options)
+
+
+BUILT_IN_CONF = "quantbench.conf"  # quantbench's own conf tree, first on Hydra's search path
+
+
+def _yaml_in(module: str, config_path: str):
+    """The Traversable of `<config_path>.yaml` in a conf package, or None."""
+    try:
+        candidate = importlib.resources.files(module).joinpath(*f"{config_path}.yaml".split("/"))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return candidate if candidate.is_file() else None
+
+
+def is_built_in(config_path: str) -> bool:
+    """Whether `precision/fp32` (a group/option path) is one of quantbench's own YAML files."""
+    return _yaml_in(BUILT_IN_CONF, config_path) is not None
+
+
+def config_file(config_path: str) -> str | None:
+    """The file Hydra reads for `precision/torch-dynamic-int8`: quantbench's own first, then each
+    plugin's conf tree in search-path order; None for a schema (it lives in the ConfigStore)."""
+    for module in [BUILT_IN_CONF, *(package.module for package in config_packages())]:
+        found = _yaml_in(module, config_path)
+        if found is not None:
+            return str(found)
+    return None

@@ -151,7 +151,7 @@ class JobProgress:
             self._current = _Step(message, time.monotonic())
 
     @contextmanager
-    def step(self, description: str) -> Iterator[None]:
+    def long_step(self, description: str) -> Iterator[None]:
         """A long step without a known length (materialising a model): a spinner at a terminal,
         heartbeat lines elsewhere, then its duration."""
         self._log(description)
@@ -227,5 +227,5 @@ def job_step(description: str) -> Iterator[None]:
         log.info(description)
         yield
     else:
-        with _active.step(description):
+        with _active.long_step(description):
             yield

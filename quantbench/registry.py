@@ -11,7 +11,7 @@ import importlib.metadata as metadata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from quantbench.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
+from quantbench.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError, unknown_choice
 
 BACKENDS_GROUP = "quantbench.backends"
 FAMILIES_GROUP = "quantbench.families"
@@ -102,8 +102,7 @@ class Registry:
         try:
             return self._plugins[name]
         except KeyError:
-            choices = ", ".join(self.names()) or "(none installed)"
-            raise UnknownPluginError(f"unknown {self.kind} '{name}'; choose one of: {choices}") from None
+            raise UnknownPluginError(unknown_choice(self.kind, name, self.names())) from None
 
     def get(self, name: str) -> Any:
         return self.plugin(name).load()

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.object_type import ObjectType
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -282,8 +282,9 @@ class QualityConfig:
 
     limit: Optional[int] = None  # quick runs: at most this many text windows and PubMedQA questions
     confidence: float = 0.95  # of every interval
-    # Where the local data files live; a missing file falls back to the hub.
-    data_dir: str = "${oc.env:QUANTBENCH_DATA,../shared/data}"
+    # Where the local data files live (pubmedqa/, wikitext-2/): $QUANTBENCH_DATA, else a per-user
+    # folder; a missing file falls back to the hub (quantbench/quality/sources.py).
+    data_dir: str = "${oc.env:QUANTBENCH_DATA,'~/.cache/quantbench/data'}"
     # The evaluation text of perplexity and KL divergence, read by a dataset plugin.
     text: Any = field(
         default_factory=lambda: WikiTextDatasetConfig(
@@ -409,6 +410,16 @@ class ServerEngineConfig(EngineConfig):
 
 
 @dataclass
+class TransformersEngineConfig(ServerEngineConfig):
+    """`transformers serve`: continuous batching reserves this share of the device's memory for its
+    KV cache at start (`--cb-max-memory-percent`, a fraction). transformers' own default (0.6 of
+    RAM on a CPU, 0.9 of a GPU) leaves no room for a second server or sweep on the same machine;
+    null: the server's default."""
+
+    kv_cache_memory_fraction: Optional[float] = 0.2
+
+
+@dataclass
 class EndpointEngineConfig(EngineConfig):
     """An OpenAI-compatible server that is already running (TGI, SGLang, llama-server, a remote
     deployment): quantbench sends its load to `url` and starts nothing."""
@@ -417,7 +428,8 @@ class EndpointEngineConfig(EngineConfig):
     # The NAME of the environment variable holding the API key; the key itself is never in a config.
     api_key_env: Optional[str] = None
     model: Optional[str] = None  # the served model's name; null: the first one GET /v1/models lists
-    # Added to every request body as it is, e.g. {ignore_eos: true} for a vLLM endpoint.
+    # Offered with every request body as it is, any keys (e.g. {ignore_eos: true} for a vLLM
+    # endpoint); a field the server refuses is dropped at the start probe and recorded.
     extra_body: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -507,8 +519,18 @@ def register_configs() -> None:
     store.store(group="scenario", name="base_scenario", node=ScenarioConfig)
     store.store(group="engine", name="base_engine", node=EngineConfig)
     store.store(group="engine", name="base_server_engine", node=ServerEngineConfig)
-    store.store(group="engine", name="base_endpoint_engine", node=EndpointEngineConfig)
+    store.store(group="engine", name="base_transformers_engine", node=TransformersEngineConfig)
+    store.store(group="engine", name="base_endpoint_engine", node=_open_keys(EndpointEngineConfig, "extra_body"))
     register_plugin_schemas(store)
+
+
+def _open_keys(schema: type, key: str) -> DictConfig:
+    """The schema with `key` open to any keys: Hydra sets struct mode on the whole config, so
+    `engine.extra_body={ignore_eos: true}` would be refused as a key not in the schema, although
+    the dictionary is passed through to the server as it is."""
+    node = OmegaConf.structured(schema)
+    OmegaConf.set_struct(node[key], False)
+    return node
 
 
 # The group a plugin's schema joins: the group of the built-in schema it extends.

@@ -44,7 +44,7 @@ from quantbench.processes import die_with_parent, stop_process_group
 log = logging.getLogger("quantbench")
 
 # Imported once in the worker: what every job's process would otherwise import again. Not polars
-# (quantbench.job imports it, so not that either): its thread pools do not survive a fork, so each
+# (quantbench.scenarios.offline imports it, so not that either): its thread pools do not survive a fork, so each
 # job imports it itself (a fraction of a second). torch is made to be forked (DataLoader workers).
 WARM_IMPORTS = (
     "torch",
@@ -258,12 +258,9 @@ def _run_forked_job(request: dict[str, Any], worker_pid: int, started_fd: int, w
         os.environ.update(request["env"])
         os.environ[PARENT_PID_ENV] = str(worker_pid)  # its parent is the worker, which it dies with
         os.chdir(request["cwd"])
-        from quantbench.child import main
+        from quantbench.child import child_arguments, main
 
-        argv = [request["job_dir"]]
-        for path in request["log_files"]:
-            argv += ["--log-file", path]
-        returncode = main(argv)
+        returncode = main(child_arguments(request["job_dir"], request["log_files"]))
     except BaseException:  # noqa: BLE001 - never return into the worker's loop
         import traceback
 
@@ -296,7 +293,10 @@ def prepare() -> str | None:
     """Import what every job imports; the reason this process cannot fork jobs, or None."""
     import importlib
 
+    from quantbench.logs import quiet_third_party_chatter
+
     try:
+        quiet_third_party_chatter()  # before torchao is imported: its import-time notices are not the user's
         for name in WARM_IMPORTS:
             importlib.import_module(name)
         # Compiled at a process's first load (~0.3 s of regular expressions): once, here.

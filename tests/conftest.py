@@ -17,6 +17,9 @@ from quantbench import registry
 from quantbench.schema import register_configs
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The tests read the data beside the checkout, as .ci/run does; a user's default is elsewhere
+# (~/.cache/quantbench/data), so the tests say where explicitly.
+os.environ.setdefault("QUANTBENCH_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session", autouse=True)

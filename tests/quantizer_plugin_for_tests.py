@@ -8,8 +8,6 @@ distribution's entry points (`quantbench.backends`, `quantbench.schemas`, `quant
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 from quantbench.api import PrecisionConfig, QuantizerConfigBackend, Requirement
 
 
@@ -33,8 +31,7 @@ class TorchAoInt8Backend(QuantizerConfigBackend):
 
 @dataclass
 class QuantoSettings(PrecisionConfig):
-    weights: str = "int8"  # int8 | int4 | int2 | float8
-    activations: Optional[str] = None  # None | int8 | float8
+    weights: str = "int8"  # int8 | int4 | int2 | float8 (weights only: transformers refuses quanto's activations)
 
 
 class QuantoBackend(QuantizerConfigBackend):
@@ -47,4 +44,4 @@ class QuantoBackend(QuantizerConfigBackend):
     def quantizer_config(self, settings: QuantoSettings, request):
         from transformers import QuantoConfig
 
-        return QuantoConfig(weights=settings.weights, activations=settings.activations)
+        return QuantoConfig(weights=settings.weights)

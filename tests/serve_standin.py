@@ -10,8 +10,19 @@ purpose:
     --standin-never-healthy      /health answers 503 forever
     --standin-fail-every K       every K-th generation request gets HTTP 500
     --standin-no-usage           no usage in the stream (the client counts tokens itself)
+    --standin-usage WHEN         always (default; transformers serve before 5.25), on-request (only
+                                 with stream_options.include_usage, as 5.25 and vLLM), never
+    --standin-refuse FIELD       answer HTTP 422 to a request with this body field (repeatable),
+                                 as transformers serve does for ignore_eos
+    --standin-eos-after N        end with finish_reason stop after N tokens, unless the request
+                                 holds the end of sequence back (ignore_eos, min_tokens, generation_config)
     --standin-api-key-env VAR    require `Authorization: Bearer $VAR`
     --standin-record FILE        write this process's argv (JSON) to FILE
+    --standin-kill-self          SIGKILL itself at start, as the kernel's out-of-memory killer would
+    --standin-replay PREFIX      answer chat requests with a transcript recorded from a real server:
+                                 PREFIX_chat_ignore_eos.txt for a request with ignore_eos,
+                                 PREFIX_chat_stream_options.txt with stream_options, else
+                                 PREFIX_chat_plain.txt (first line "HTTP <status>", then the body)
 
     python tests/serve_standin.py serve /some/model --host 127.0.0.1 --port 8123
 """
@@ -22,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 
 
@@ -37,8 +49,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--standin-never-healthy", action="store_true")
     parser.add_argument("--standin-fail-every", type=int, default=None)
     parser.add_argument("--standin-no-usage", action="store_true")
+    parser.add_argument("--standin-usage", choices=("always", "on-request", "never"), default="always")
+    parser.add_argument("--standin-refuse", action="append", default=[])
+    parser.add_argument("--standin-eos-after", type=int, default=None)
     parser.add_argument("--standin-api-key-env", default=None)
     parser.add_argument("--standin-record", default=None)
+    parser.add_argument("--standin-kill-self", action="store_true")
+    parser.add_argument("--standin-replay", default=None)
     options, _unknown = parser.parse_known_args(argv)
     return options
 
@@ -61,6 +78,15 @@ def make_app(options: argparse.Namespace):
             if not message.get("more_body"):
                 return json.loads(b"".join(chunks) or b"{}")
 
+    async def replay(send, body: dict) -> None:
+        kind = "ignore_eos" if "ignore_eos" in body else "stream_options" if "stream_options" in body else "plain"
+        with open(f"{options.standin_replay}_chat_{kind}.txt") as handle:
+            status_line, _, recorded = handle.read().partition("\n")
+        status = int(status_line.split()[1])
+        kind_of_body = b"text/event-stream" if status == 200 else b"application/json"
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", kind_of_body)]})
+        await send({"type": "http.response.body", "body": recorded.encode()})
+
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
@@ -81,8 +107,19 @@ def make_app(options: argparse.Namespace):
             os._exit(3)
         if options.standin_fail_every and state["requests"] % options.standin_fail_every == 0:
             return await respond(send, 500, {"error": {"message": f"standin: request {state['requests']} fails on purpose"}})
+        if options.standin_replay:
+            return await replay(send, body)
+        refused = [name for name in options.standin_refuse if name in body]
+        if refused:  # the shape of FastAPI's validation error
+            detail = [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted"} for name in refused]
+            return await respond(send, 422, {"detail": detail})
         chat = path.endswith("chat/completions")
         max_tokens = int(body.get("max_tokens") or 16)
+        eos_held = body.get("ignore_eos") or body.get("min_tokens") or "generation_config" in body
+        generated = max_tokens if options.standin_eos_after is None or eos_held else min(max_tokens, options.standin_eos_after)
+        usage = options.standin_usage
+        if options.standin_no_usage or (usage == "on-request" and not (body.get("stream_options") or {}).get("include_usage")):
+            usage = "never"
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
 
         async def event(payload: dict) -> None:
@@ -91,14 +128,15 @@ def make_app(options: argparse.Namespace):
         base = {"id": f"standin-{state['requests']}", "model": model_name, "object": "chat.completion.chunk" if chat else "text_completion"}
         if chat:
             await event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for index in range(max_tokens):
+        for index in range(generated):
             await asyncio.sleep(options.standin_delay_ms / 1000)
             text = f" tok{index}"
             choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
             await event({**base, "choices": [choice]})
-        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"} if chat else {"index": 0, "text": "", "finish_reason": "length"}]}
-        if not options.standin_no_usage:
-            final["usage"] = {"prompt_tokens": 7, "completion_tokens": max_tokens, "total_tokens": 7 + max_tokens}
+        reason = "length" if generated == max_tokens else "stop"
+        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason} if chat else {"index": 0, "text": "", "finish_reason": reason}]}
+        if usage != "never":
+            final["usage"] = {"prompt_tokens": 7, "completion_tokens": generated, "total_tokens": 7 + generated}
         await event(final)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
@@ -113,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     if options.standin_record:
         with open(options.standin_record, "w") as handle:
             json.dump(sys.argv, handle)
+    if options.standin_kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
     uvicorn.run(make_app(options), host=options.host, port=options.port, log_level="warning")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -17,11 +18,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+import dynamic_plugin_for_tests as dynamic_plugin
 import quantizer_plugin_for_tests as test_plugin
 from quantbench import api, plugin_configs
+from quantbench.overrides import compose_option, prepare_arguments
 from quantbench.schema import DensePrecisionConfig, register_configs
 
 EXAMPLE_SOURCE = Path(__file__).resolve().parents[1] / "examples" / "quantbench-plugin-example" / "src"
+PLUGIN_CONF = Path(__file__).resolve().parent / "fixtures" / "plugin_conf"  # YAML options shown in docs/plugins.md
 QUICK = ["model=tiny-llama", "bench=quick", "analysis.report_at_end=false", "hardware=cpu"]
 QUANTO_REASON = "needs optimum-quanto (pip install optimum-quanto); module optimum.quanto not importable"
 
@@ -83,13 +87,14 @@ def test_read_settings_types_a_plain_node_and_leaves_out_a_setting_it_does_not_u
     plain = OmegaConf.create({"name": "q", "backend": "test-quanto", "weights": "int4", "quant_type": "fp4"})
     settings = api.read_settings(test_plugin.QuantoSettings, plain)
     assert isinstance(settings, test_plugin.QuantoSettings)
-    assert (settings.name, settings.weights, settings.activations) == ("q", "int4", None)
+    assert (settings.name, settings.weights) == ("q", "int4")
     with pytest.raises(ValidationError, match="dynamic_activations"):  # a value of the wrong type is still an error
         api.read_settings(test_plugin.TorchAoInt8Settings, OmegaConf.create({"name": "q", "backend": "x", "dynamic_activations": "often"}))
 
 
 def install_test_plugin(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """tests/quantizer_plugin_for_tests.py as an installed package would register it, with a conf tree.
+    """tests/quantizer_plugin_for_tests.py and tests/dynamic_plugin_for_tests.py as an installed
+    package would register them, with a conf tree (tests/fixtures/plugin_conf, and options made here).
 
     A real distribution (metadata only) on sys.path: quantbench's registry, its schema
     registration and its Hydra search-path plugin all read the same entry points they would in use.
@@ -106,21 +111,26 @@ def install_test_plugin(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     }
     for name, (schema, backend, settings) in options.items():
         (conf / "precision" / f"{name}.yaml").write_text(f"defaults:\n  - {schema}\n\nname: {name}\nbackend: {backend}\n{settings}\n")
+    for option in (PLUGIN_CONF / "precision").glob("*.yaml"):
+        (conf / "precision" / option.name).write_text(option.read_text())
     dist_info = directory / "qb_test_plugin-0.1.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: qb-test-plugin\nVersion: 0.1\n")
-    module = test_plugin.__name__
+    module, dynamic = test_plugin.__name__, dynamic_plugin.__name__
     (dist_info / "entry_points.txt").write_text(
         "[quantbench.backends]\n"
         f"test-torchao-int8 = {module}:TorchAoInt8Backend\n"
         f"test-quanto = {module}:QuantoBackend\n"
+        f"torch-dynamic = {dynamic}:TorchDynamicBackend\n"
         "[quantbench.schemas]\n"
         f"test_torchao_int8 = {module}:TorchAoInt8Settings\n"
         f"test_quanto = {module}:QuantoSettings\n"
+        f"torch_dynamic = {dynamic}:TorchDynamicSettings\n"
         "[quantbench.configs]\n"
         "qb-test = qb_test_plugin_conf\n"
     )
     monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.delitem(sys.modules, conf.name, raising=False)  # an earlier test's tree, imported from its own directory
 
 
 def test_a_quantizer_config_backend_runs_through_the_real_app(tmp_path, run_quantbench, monkeypatch):
@@ -182,3 +192,71 @@ def test_a_broken_or_clashing_plugin_schema_is_one_warning_and_the_others_regist
     assert "ModuleNotFoundError" in by_name["base_test_broken"] and "qb_no_such_schema_module" in by_name["base_test_broken"]
     assert "precision/base_dense.yaml is taken by quantbench; rename the entry point" in by_name["base_dense"]
     assert "is not a dataclass extending one of PrecisionConfig" in by_name["base_test_backend_class"]
+
+
+# --- a backend that is not a quantizer config (docs/plugins.md, section 1) -----------------------
+
+
+def test_a_backend_of_its_own_runs_a_real_job_and_its_packed_weights_are_measured(tmp_path, run_quantbench, monkeypatch, compose_config):
+    # quantize_dynamic's layers keep their int8 weights packed in a C++ object, not as parameters:
+    # bits_per_weight is measured through their weight(), never 0, and weight memory counts them.
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    sweep = run_quantbench(["-m", *QUICK, "precision=fp32,torch-dynamic-int8"], tmp_path)
+    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
+    dynamic, fp32 = rows["torch-dynamic-int8"], rows["fp32"]
+    assert dynamic["status"] == "ok", dynamic["reason"]
+    assert (dynamic["backend"], dynamic["torch_dynamic_weights"], dynamic["compute_dtype"]) == ("torch-dynamic", "qint8", "float32")
+    assert dynamic["bits_per_weight"] == pytest.approx(8.0)  # int8 values, one scale per layer
+    assert dynamic["kernel"] == "torch DynamicQuantizedLinear qint8"
+    # Each block linear weight goes from 4 bytes to 1; the embeddings and the output head stay float32.
+    arch = compose_config(["model=tiny-llama"]).model.architecture
+    hidden, kv_width = arch.hidden_size, arch.hidden_size * arch.num_key_value_heads // arch.num_attention_heads
+    block_weights = arch.num_hidden_layers * (2 * hidden * hidden + 2 * hidden * kv_width + 3 * hidden * arch.intermediate_size)
+    assert dynamic["weight_memory_gb"] == pytest.approx(fp32["weight_memory_gb"] - 3 * block_weights / 1e9, rel=1e-6)
+
+
+def test_a_new_option_of_a_built_in_backend_is_a_yaml_file_alone(tmp_path, monkeypatch):
+    # tests/fixtures/plugin_conf/precision/quanto-float8.yaml: base_quanto and backend quanto, no Python.
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    assert prepare_arguments(["precision=quanto-float8"]) == ["precision=quanto-float8"]  # a plugin's option: composed here
+    option = compose_option("precision", "quanto-float8")
+    assert (option.backend, option.weights) == ("quanto", "float8")
+
+
+# --- one line for a mistake in a plugin's option (README: "names the closest valid one") ---------
+
+
+def test_an_unknown_precision_is_one_line_naming_the_closest_option(tmp_path, monkeypatch):
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "dist"), str(Path(__file__).parent)])}
+    completed = subprocess.run(
+        [sys.executable, "-m", "quantbench", "precision=torch-dynamic-int9", f"hydra.run.dir={tmp_path / 'run'}"],
+        env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("quantbench: unknown precision 'torch-dynamic-int9'; did you mean 'torch-dynamic-int8'? choose one of: ")
+    assert "fp32" in lines[0] and "base_" not in lines[0]
+
+
+def test_a_misspelt_key_in_a_plugin_yaml_is_one_line_naming_the_key_the_file_and_the_closest_key(tmp_path, monkeypatch, capsys):
+    install_test_plugin(tmp_path / "dist", monkeypatch)
+    code, output = error_output([*QUICK, "precision=test-int8-typo"], tmp_path / "run", monkeypatch, capsys)
+    assert code == 2
+    file = tmp_path / "dist" / "qb_test_plugin_conf" / "precision" / "test-int8-typo.yaml"
+    assert [line for line in output.splitlines() if line.strip()] == [
+        f"quantbench: unknown key 'dynamic_activation' in {file} (precision=test-int8-typo, schema TorchAoInt8Settings); "
+        "did you mean 'dynamic_activations'?"
+    ]
+    # In a sweep too, before any job runs.
+    code, output = error_output(["-m", *QUICK, "precision=fp32,test-int8-typo"], tmp_path / "sweep", monkeypatch, capsys)
+    assert code == 2 and "unknown key 'dynamic_activation' in " in output and not (tmp_path / "sweep" / "multirun").exists()
+
+
+def test_the_dynamic_backend_is_unavailable_on_a_gpu_with_the_reason():
+    backend = dynamic_plugin.TorchDynamicBackend()
+    gpu = api.Device("cuda", 0, "NVIDIA H100 80GB HBM3", (9, 0), 85.0)
+    assert backend.unavailable_reason(gpu) == "torch dynamic quantization runs on CPU only; this device: cuda:0 (NVIDIA H100 80GB HBM3)"
+    assert backend.unavailable_reason(api.Device("cpu", None, "a CPU")) is None
+    assert isinstance(backend, api.Backend)  # the protocol, without inheriting anything

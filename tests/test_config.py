@@ -67,7 +67,7 @@ def test_unknown_group_option_is_one_line_listing_choices():
         prepare_arguments(["-m", "precision=fp32,nf5", "batch=1,2"])
     message = str(raised.value)
     assert "\n" not in message
-    assert message.startswith("unknown precision 'nf5'; choose one of: ")
+    assert message.startswith("unknown precision 'nf5'; did you mean 'nf4'? choose one of: ")
     for name in ("bf16", "fp16", "fp32", "int8", "nf4"):
         assert name in message
     assert "base_" not in message  # schemas are not choices

@@ -135,6 +135,27 @@ def test_nvml_without_an_energy_counter_is_a_reason_not_an_estimate(monkeypatch)
     assert counter is None and "cannot read the energy counter of GPU 0" in reason
 
 
+def test_nvml_process_memory_is_this_process_through_the_one_nvml_opener(monkeypatch):
+    import os
+
+    import pynvml
+    from fake_nvml import process
+
+    from quantbench.measure.memory import nvml_process_memory_bytes
+
+    gpu = install(monkeypatch, FakeGpu(processes=[process(os.getpid() + 1, 9_000), process(os.getpid(), 3_000_000)]))
+    assert nvml_process_memory_bytes(0) == 3_000_000
+    gpu.processes = [process(os.getpid() + 1, 9_000)]
+    assert nvml_process_memory_bytes(0) == 0  # no context on this GPU yet
+    assert nvml_process_memory_bytes(1) is None  # no such GPU
+
+    def no_library() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_library)
+    assert nvml_process_memory_bytes(0) is None
+
+
 def _add_energy(job_dir: Path, watts: float, throttled: bool) -> None:
     """Give a synthetic job what a GPU job with NVML records: per-iteration joules, the energy
     columns and telemetry with clocks (held down by the power cap where `throttled`)."""

@@ -30,7 +30,8 @@ def test_unknown_precision_exits_nonzero_with_one_line():
     assert completed.returncode != 0
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, completed.stderr
-    assert "unknown precision 'nf5'; choose one of:" in lines[0] and "nf4" in lines[0]
+    assert lines[0].startswith("quantbench: unknown precision 'nf5'; did you mean 'nf4'? choose one of: ")
+    assert "fp32" in lines[0] and "base_" not in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -138,15 +138,15 @@ def test_a_different_cut_of_the_same_text_is_scored_on_the_models_tokens_and_cou
 
 @needs_llama_cpp
 def test_gguf_job_measures_speed_and_quality_against_the_fp32_reference(compose_config, shared_data, tmp_path):
-    from quantbench.engines.llama_cpp import measure_llama_cpp
     from quantbench.progress import JobProgress
+    from quantbench.scenarios.offline import measure_offline
 
     overrides = ["quality=[ppl,kld]", f"quality.data_dir={shared_data}", *TEXT_OVERRIDES, "bench.min_iterations=2",
                  "bench.min_seconds=0", "bench.warmup_iterations=1", "bench.max_new_tokens=8"]
     metrics = {}
     for precision in ("gguf-q8_0", "gguf-q4_0"):
         cfg = compose_config(["model=tiny-llama", f"precision={precision}", "hardware=cpu", "hardware.threads=1", *overrides])
-        metrics[precision], outputs = measure_llama_cpp(cfg, CPU, tmp_path / precision, JobProgress(precision, bars=False, lines=False))
+        metrics[precision], outputs = measure_offline(cfg, CPU, tmp_path / precision, JobProgress(precision, bars=False, lines=False))
         assert (tmp_path / precision / "iterations.parquet").is_file()
         assert outputs and metrics[precision]["threads"] == 1
         assert metrics[precision]["engine"] == "llama.cpp" and metrics[precision]["generation_tokens_per_s"] > 0
@@ -169,10 +169,11 @@ def greedy_alone(llm, prompt: list[int], new_tokens: int) -> list[int]:
 
 @needs_llama_cpp
 def test_prompts_decoded_together_get_the_greedy_tokens_each_gets_alone(compose_config, tmp_path):
-    from quantbench.engines.llama_cpp import measure_llama_cpp, open_llama
+    from quantbench.engines.llama_cpp import open_llama
     from quantbench.gguf.binding import import_binding
     from quantbench.gguf.decode import BatchDecoder, DecodeShape
     from quantbench.progress import JobProgress
+    from quantbench.scenarios.offline import measure_offline
     import polars as pl
 
     new_tokens = 12
@@ -191,7 +192,7 @@ def test_prompts_decoded_together_get_the_greedy_tokens_each_gets_alone(compose_
     outputs = {}
     for batch in (1, 4):
         cfg = compose_config(["model=tiny-llama", "precision=gguf-q8_0", "hardware=cpu", "hardware.threads=1", f"batch={batch}", *bench])
-        metrics, outputs[batch] = measure_llama_cpp(cfg, CPU, tmp_path / f"b{batch}", JobProgress(f"b{batch}", bars=False, lines=False))
+        metrics, outputs[batch] = measure_offline(cfg, CPU, tmp_path / f"b{batch}", JobProgress(f"b{batch}", bars=False, lines=False))
         assert metrics["generation_tokens_per_s"] > 0 and metrics["ttft_p50_ms"] > 0
         iterations = pl.read_parquet(tmp_path / f"b{batch}" / "iterations.parquet")
         assert iterations["n_generated_tokens"].to_list() == [batch * new_tokens]  # exactly max_new_tokens per prompt
@@ -203,14 +204,13 @@ def test_prompts_decoded_together_get_the_greedy_tokens_each_gets_alone(compose_
 def test_full_precision_gguf_perplexity_from_llama_cpp_agrees_with_fp32_transformers(compose_config, shared_data, tmp_path):
     """llama.cpp's logits scored by quantbench's perplexity, against torch's on the same windows: the
     same model at f32 must give the same perplexity (within 1%), or the scoring path is wrong."""
-    from quantbench.engines.llama_cpp import measure_llama_cpp
-    from quantbench.job import measure_job
     from quantbench.progress import JobProgress
+    from quantbench.scenarios.offline import measure_offline
 
     overrides = ["model=tiny-llama", "hardware=cpu", "hardware.threads=1", "quality=[ppl]", f"quality.data_dir={shared_data}", *TEXT_OVERRIDES,
                  "bench.min_iterations=1", "bench.min_seconds=0", "bench.warmup_iterations=0", "bench.max_new_tokens=2"]
-    gguf, _ = measure_llama_cpp(compose_config(["precision=gguf-f32", *overrides]), CPU, tmp_path / "gguf", JobProgress("gguf-f32", bars=False, lines=False))
-    torch_fp32, _ = measure_job(compose_config(["precision=fp32", *overrides]), CPU, tmp_path / "fp32", JobProgress("fp32", bars=False, lines=False))
+    gguf, _ = measure_offline(compose_config(["precision=gguf-f32", *overrides]), CPU, tmp_path / "gguf", JobProgress("gguf-f32", bars=False, lines=False))
+    torch_fp32, _ = measure_offline(compose_config(["precision=fp32", *overrides]), CPU, tmp_path / "fp32", JobProgress("fp32", bars=False, lines=False))
     assert gguf["gguf_type"] == "f32" and gguf["bits_per_weight"] == pytest.approx(32)
     assert gguf["ppl_n_tokens"] == torch_fp32["ppl_n_tokens"] > 0
     assert gguf["ppl"] == pytest.approx(torch_fp32["ppl"], rel=0.01)

@@ -20,10 +20,10 @@ needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is No
 @pytest.mark.parametrize(("precision", "reached"), [("gguf-q8_0", "llama.cpp"), ("gguf-q4_k_m", "llama.cpp"), ("fp32", "transformers"), ("nf4", "transformers")])
 def test_engine_auto_sends_gguf_to_llama_cpp_and_the_rest_to_the_transformers_measurement(compose_config, monkeypatch, tmp_path, precision, reached):
     calls = []
-    monkeypatch.setattr("quantbench.engines.llama_cpp.measure_llama_cpp", lambda cfg, *rest: (calls.append("llama.cpp"), ({}, []))[1])
+    monkeypatch.setattr("quantbench.scenarios.offline.run_offline", lambda cfg, device, job_dir, progress, engine: (calls.append(engine.name), ({}, []))[1])
     cfg = compose_config(["model=tiny-llama", f"precision={precision}", "hardware=cpu"])
     assert cfg.engine.name == "auto"
-    measure_scenario(cfg, CPU, tmp_path, JobProgress(precision, bars=False, lines=False), offline=lambda cfg, *rest: (calls.append("transformers"), ({}, []))[1])
+    measure_scenario(cfg, CPU, tmp_path, JobProgress(precision, bars=False, lines=False))
     assert calls == [reached]
 
 

@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 from quantbench import registry
 from quantbench.backends.base import LoadRequest
 from quantbench.backends.calibration import CalibrationError, calibration_source, calibration_windows
-from quantbench.backends.checkpoint_cache import MANIFEST_FILE, entry_path, is_usable, quantized_root
+from quantbench.backends.checkpoint_cache import quantized_root
 from quantbench.backends.gptqmodel_engine import GENERIC_KERNELS
 from quantbench.backends.group_size import check_group_size, quantized_input_widths, resolve_group_size
-from quantbench.cache import TEMPORARY_PREFIX
+from quantbench.cache import MANIFEST_FILE, TEMPORARY_PREFIX, entry_path, is_usable
 from quantbench.device import resolve_device
 from quantbench.errors import JobSkipped
 from quantbench.models.source import ModelSpec, resolve_model
@@ -212,6 +212,18 @@ def test_cache_key_changes_with_every_calibration_setting(compose_config, cache_
     assert len({base, *changed}) == len(changed) + 1
     awq = registry.backends().get("awq").recipe(_request(compose_config, cache_dir, ["precision=awq"]))
     assert awq.key != base and awq.entry_name().startswith("tiny-llama-awq-w4g128-")
+
+
+def test_every_quantizing_child_reads_its_request_the_same_way(tmp_path):
+    """gptqmodel's child and auto-round's read the calibration windows and the loading keywords
+    through one function (gptqmodel_quantize.read_inputs)."""
+    from quantbench.backends import autoround_quantize, gptqmodel_quantize
+
+    (tmp_path / "calibration.json").write_text(json.dumps([[1, 2, 3], [4, 5, 6]]))
+    request = {"calibration_file": str(tmp_path / "calibration.json"), "trust_remote_code": False, "revision": None}
+    assert gptqmodel_quantize.read_inputs(request) == ([[1, 2, 3], [4, 5, 6]], {"trust_remote_code": False})
+    assert gptqmodel_quantize.read_inputs({**request, "revision": "abc"}).load_kwargs == {"trust_remote_code": False, "revision": "abc"}
+    assert autoround_quantize.read_inputs is gptqmodel_quantize.read_inputs
 
 
 def test_an_interrupted_write_leaves_no_usable_entry(compose_config, cache_dir, monkeypatch):

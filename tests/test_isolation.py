@@ -166,6 +166,28 @@ def test_config_hash_ignores_only_the_listed_switches():
     assert config["bench"]["isolation"] == "none"  # hashing leaves the stored config whole
 
 
+def test_a_spawned_and_a_forked_child_get_the_same_arguments(tmp_path):
+    """One builder (quantbench.child.child_arguments) for the fresh interpreter's command line and
+    the warm worker's forked job; the child's own parser reads them back."""
+    import logging
+
+    from quantbench.child import child_arguments
+    from quantbench.isolation import child_command
+
+    log_file = tmp_path / "sweep.log"
+    handler = logging.FileHandler(log_file)
+    logging.getLogger().addHandler(handler)
+    try:
+        command = child_command(tmp_path / "3")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    assert command[:4] == [sys.executable, "-m", "quantbench.child", str(tmp_path / "3")]
+    assert command[-2:] == ["--log-file", str(log_file)]
+    log_files = command[5::2]
+    assert command[3:] == child_arguments(str(tmp_path / "3"), log_files)  # as the worker's request carries them
+
+
 def test_unknown_isolation_mode_is_a_failed_row(tmp_path):
     result = execute.execute_job(tiny_config(**{"bench.isolation": "thread"}), tmp_path)
     assert result.status == "failed"

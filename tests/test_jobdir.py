@@ -54,34 +54,61 @@ def test_a_result_reads_back_as_written(tmp_path):
     read = read_result(tmp_path)
     assert read.to_json() == result.to_json() == JobResult.from_json(result.to_json()).to_json()
     assert read.metrics["ppl"] is None  # JSON has no NaN
-    assert read.schema_version == jobdir.SCHEMA_VERSION == 2
+    assert read.schema_version == jobdir.SCHEMA_VERSION == 3
+
+
+def written_by(version: int, result: JobResult, metrics: dict) -> dict:
+    """`result` as a quantbench of schema `version` wrote it, with `metrics` under that version's names."""
+    data = result.to_json()
+    data["schema_version"] = version
+    data["metrics"] = metrics
+    return data
+
+
+def read_back(sweep: Path, data: dict) -> JobResult:
+    """`data` written as the result.json of the sweep's job 0, read back."""
+    (sweep / "0").mkdir()
+    (sweep / "0" / jobdir.RESULT_FILE).write_text(json.dumps(data))
+    return read_result(sweep / "0")
 
 
 def v1_data(result: JobResult) -> dict:
     """`result` as quantbench wrote it with schema version 1: older metric and config key names."""
-    data = result.to_json()
-    data["schema_version"] = 1
-    data["metrics"] = {"ttft_ms": 3.0, "tpot_ms": 1.5, "price_per_hour": 1.2, "tokens_per_s": 12.5}
+    data = written_by(1, result, {"ttft_ms": 3.0, "tpot_ms": 1.5, "price_per_hour": 1.2, "tokens_per_s": 12.5})
     data["config"]["hardware"] = {"name": "cpu", "price_per_hour": 1.2}
     return data
 
 
 def test_a_schema_1_result_is_upgraded_on_read(tmp_path):
-    (tmp_path / "0").mkdir()
-    (tmp_path / "0" / jobdir.RESULT_FILE).write_text(json.dumps(v1_data(a_result())))
-    result = read_result(tmp_path / "0")
-    assert result.schema_version == 2
+    result = read_back(tmp_path, v1_data(a_result()))
+    assert result.schema_version == 3
     assert result.metrics == {"ttft_p50_ms": 3.0, "tpot_p50_ms": 1.5, "price_per_hour_usd": 1.2, "tokens_per_s": 12.5}
     assert result.config["hardware"] == {"name": "cpu", "price_per_hour_usd": 1.2}
     row = collect_sweep(tmp_path).row(0, named=True)
     assert row["status"] == "ok" and row["ttft_p50_ms"] == 3.0 and "ttft_ms" not in row
 
 
+def test_a_schema_2_result_has_its_sample_counts_renamed_on_read(tmp_path):
+    """Version 2 named the offline sample counts `<metric>_n_samples`, where serving levels wrote
+    `n_<metric>_samples`; version 3 names both `n_<metric>_samples`."""
+    from quantbench.report.tails import unresolved_columns
+
+    old = {"latency_n_samples": 10, "ttft_n_samples": 10, "tpot_n_samples": 9, "latency_p99_ms": 5.0, "tokens_per_s": 12.5}
+    result = read_back(tmp_path, written_by(2, a_result(), old))
+    assert result.schema_version == 3
+    assert result.metrics == {"n_latency_samples": 10, "n_ttft_samples": 10, "n_tpot_samples": 9, "latency_p99_ms": 5.0, "tokens_per_s": 12.5}
+    summary = collect_sweep(tmp_path)
+    row = summary.row(0, named=True)
+    assert row["status"] == "ok" and row["n_tpot_samples"] == 9 and not [column for column in row if column.endswith("_n_samples")]
+    # the report's p99* flag reads the count under its new name (the row has no n_iterations to fall back on)
+    assert unresolved_columns(summary, ["latency_p99_ms"]) == {"latency_p99_ms": (99.0, 10)}
+
+
 @pytest.mark.parametrize(
     ("version", "expected"),
     [
-        (3, "result.json has schema version 3, newer than this quantbench reads (1 to 2); read it with a newer quantbench"),
-        (0, "result.json has schema version 0, older than this quantbench reads (1 to 2); re-run the job"),
+        (4, "result.json has schema version 4, newer than this quantbench reads (1 to 3); read it with a newer quantbench"),
+        (0, "result.json has schema version 0, older than this quantbench reads (1 to 3); re-run the job"),
         (None, "result.json has no integer schema_version (found None); re-run the job"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pytest
 
@@ -36,3 +37,19 @@ def test_a_child_logger_repeating_a_warning_is_shown_once_and_counted(fresh_filt
     assert messages.count("a real problem") == 2  # errors always pass
     assert fresh_filter.report() == ["(the warning 'inputs will be cast from %s to float16' repeated 4 more times)"]
     assert fresh_filter.report() == []  # reported once
+
+
+def test_torchs_notice_about_torchaos_enums_is_dropped_on_both_channels(caplog):
+    """The notice torch gives when torchao is imported; a sweep's log without it is tested in
+    test_warm_worker.py."""
+    notice = "%s is an Enum subclass and is now natively supported by torch.compile as an opaque value type."
+    logs.quiet_third_party_chatter()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torch.utils._pytree").warning(notice, "<enum 'KernelPreference'>")
+        logging.getLogger("torch.utils._pytree").warning("another warning")
+    assert [record.getMessage() for record in caplog.records] == ["another warning"]
+    with warnings.catch_warnings(record=True) as caught:
+        logs.quiet_third_party_chatter()  # inside pytest's own filters, as before a job's imports
+        warnings.warn(notice % "<enum 'ScaleCalculationMode'>", UserWarning)
+        warnings.warn("another warning", UserWarning)
+    assert [str(warning.message) for warning in caught] == ["another warning"]

@@ -53,12 +53,12 @@ def test_another_config_source_is_left_to_hydra(tmp_path):
 
 
 def test_a_quoted_group_value_is_one_option_not_a_sweep():
-    assert error_of(["-m", "precision='fp32,nf4'"]).startswith("unknown precision 'fp32,nf4'; choose one of: ")
+    assert error_of(["-m", "precision='fp32,nf4'"]).startswith("unknown precision 'fp32,nf4'; did you mean 'fp32'? choose one of: ")
 
 
 def test_every_element_of_a_list_or_a_sweep_is_checked():
     assert error_of(["precision=[fp32,nf5]"]).startswith("unknown precision 'nf5'")
-    assert error_of(["-m", "quality=[ppl],[ppl,kdl]"]).startswith("unknown quality 'kdl'; choose one of: kld, ppl, pubmedqa")
+    assert error_of(["-m", "quality=[ppl],[ppl,kdl]"]).startswith("unknown quality 'kdl'; did you mean 'kld'? choose one of: kld, ppl, pubmedqa")
     assert error_of(["+precision=nf5"]).startswith("unknown precision 'nf5'")
 
 

@@ -29,14 +29,14 @@ def test_a_percentile_needs_a_sample_beyond_it():
 def test_percentile_metrics_carry_their_count_and_a_bootstrap_interval():
     values = np.random.default_rng(1).lognormal(4.6, 0.2, 200)
     metrics = percentile_metrics("latency", values, (50, 95, 99))
-    assert metrics["latency_n_samples"] == 200
+    assert metrics["n_latency_samples"] == 200
     assert metrics["latency_p99_ms"] == pytest.approx(np.percentile(values, 99))
     for q in (95, 99):
         low, high = metrics[f"latency_p{q}_ms_ci_low"], metrics[f"latency_p{q}_ms_ci_high"]
         assert low <= metrics[f"latency_p{q}_ms"] <= high and low < high
     assert "latency_p50_ms_ci_low" not in metrics  # only the tails
     one = percentile_metrics("latency", [5.0], (99,))
-    assert one["latency_n_samples"] == 1 and math.isnan(one["latency_p99_ms_ci_low"])
+    assert one["n_latency_samples"] == 1 and math.isnan(one["latency_p99_ms_ci_low"])
 
 
 def _performance_section(sweep_dir) -> str:
@@ -66,7 +66,7 @@ def test_the_summary_carries_counts_and_tail_intervals(tmp_path):
 
     sweep = write_sweep(tmp_path / "s", SyntheticSweep(precisions=TWO_PRECISIONS, batches=(1,), iterations=30))
     summary = pl.read_parquet(sweep / "summary.parquet")
-    assert summary["latency_n_samples"].to_list() == [30, 30]
-    assert summary["ttft_n_samples"].to_list() == [30, 30]
+    assert summary["n_latency_samples"].to_list() == [30, 30]
+    assert summary["n_ttft_samples"].to_list() == [30, 30]
     assert (summary["latency_p99_ms_ci_low"] <= summary["latency_p99_ms"]).all()
     assert (summary["latency_p99_ms"] <= summary["latency_p99_ms_ci_high"]).all()

@@ -86,7 +86,7 @@ def test_without_the_plugin_its_precision_is_an_unknown_option(tmp_path):
         env=environment_with(None), capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 2
-    assert "unknown precision 'torchao-int3wo'; choose one of:" in completed.stderr
+    assert "unknown precision 'torchao-int3wo'; did you mean 'torchao-int8wo'? choose one of:" in completed.stderr
 
 
 def test_a_bit_width_the_plugin_lacks_is_a_failed_row_and_another_runs_in_process(plugin_path, tmp_path, run_quantbench, monkeypatch):

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA, sweep_rows
 from quantbench import registry
 from quantbench.backends.base import LoadRequest, read_settings
-from quantbench.backends.checkpoint_cache import entry_path, read_manifest
+from quantbench.cache import entry_path, read_manifest
 from quantbench.device import resolve_device
 from quantbench.models.source import resolve_model
 

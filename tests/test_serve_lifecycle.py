@@ -78,7 +78,8 @@ def test_poisson_level_with_an_slo_and_no_usage_from_the_server(run_quantbench, 
     assert level["request_rate"] == 40.0 and level["concurrency"] is None
     assert level["n_requests"] == 5 and level["slo_attainment"] == 1.0
     requests = pl.read_parquet(job / "requests.parquet")
-    assert set(requests["tokens_from"]) == {"tokenizer"}  # counted with the model's tokenizer
+    # No usage: each request stopped for its length, so it generated its max_tokens.
+    assert set(requests["tokens_from"]) == {"length"} and requests["output_tokens"].to_list() == [4] * 5
     assert requests["sent_s"].is_sorted()
 
 

@@ -86,10 +86,11 @@ def test_a_chunk_that_is_not_an_object_is_malformed():
 
 
 def test_request_body_per_protocol():
-    chat = request_body(Prompt("a", "hi", chat=True, input_tokens=3), "m", 16, {"ignore_eos": True}, stream_usage=True)
+    options = {"stream_options": {"include_usage": True}, "ignore_eos": True}
+    chat = request_body(Prompt("a", "hi", chat=True, input_tokens=3), "m", 16, options)
     assert chat == {
         "max_tokens": 16, "temperature": 0.0, "stream": True, "model": "m",
         "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}, "ignore_eos": True,
     }
-    plain = request_body(Prompt("a", "hi", chat=False, input_tokens=3), None, 4, {}, stream_usage=False)
+    plain = request_body(Prompt("a", "hi", chat=False, input_tokens=3), None, 4, {})
     assert plain == {"max_tokens": 4, "temperature": 0.0, "stream": True, "prompt": "hi"}

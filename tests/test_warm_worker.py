@@ -113,3 +113,19 @@ def test_the_worker_dies_with_its_sweep(tmp_path):
     while _alive(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(worker_pid), f"warm worker {worker_pid} outlived its sweep"
+
+
+def test_a_sweep_log_opens_without_torchs_import_time_notices(tmp_path):
+    """torch logs "<enum 'KernelPreference'> is an Enum subclass ..." (torch/utils/_pytree.py) for
+    two of torchao's enums when torchao is imported, which the warm worker does for every sweep: a
+    user's log opened with them. The sweep's output and its log files hold no such line."""
+    sweep = tmp_path / "sweep"
+    done = subprocess.run(
+        [sys.executable, "-m", "quantbench", "-m", *QUICK, "precision=fp32", "bench.isolation=process", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "warm worker ready" in output  # the job was forked from the worker, which imported torchao
+    logs = output + "".join(path.read_text() for path in sweep.rglob("*.log"))
+    assert not [line for line in logs.splitlines() if "_pytree" in line or "is an Enum subclass" in line]

@@ -24,7 +24,7 @@ import polars as pl
 from quantbench.analysis.cost import cost_per_1k_tokens
 from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
-from quantbench.measure.percentiles import min_samples
+from quantbench.measure.percentiles import min_samples, n_samples_column
 from quantbench.schema import AnalysisConfig
 
 SERVE = "serve"
@@ -42,7 +42,7 @@ INTERPOLATED = ("request_throughput_per_s", "output_tokens_per_s", "ttft_p50_ms"
 def under_resolved(column: str, frame: pl.DataFrame) -> bool:
     """Whether a percentile column (`e2e_p99_ms`) of any row in `frame` comes from too few samples."""
     name, _, rest = column.partition("_p")
-    samples = f"n_{name}_samples"
+    samples = n_samples_column(name)
     if not rest or samples not in frame.columns or frame.height == 0:
         return False
     needed = min_samples(float(rest.split("_")[0]))
@@ -226,7 +226,7 @@ def analyze_serving(sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame,
     rows = rows.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
     groups = [c for c in GROUP_COLUMNS if c in rows.columns] + ["load_axis"]
     rows = rows.sort([*groups, "_rank", "load"], nulls_last=True).drop("_rank")
-    notes: list[str] = []
+    notes: list[str] = _token_count_notes(rows)
     capacity: dict[tuple, Capacity] = {}
     for key, part in rows.partition_by([*groups, "precision"], as_dict=True, maintain_order=True).items():
         first = part.row(0, named=True)
@@ -239,6 +239,21 @@ def analyze_serving(sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame,
         capacity[key] = Capacity(found, text, _describe(limits, source))
     study = _study(rows, groups, settings, notes)
     return ServingAnalysis(rows, groups, capacity, study, notes)
+
+
+def _token_count_notes(rows: pl.DataFrame) -> list[str]:
+    """A note for each level whose output tokens were counted with the model's tokenizer (the server
+    sent no usage and the request did not stop at max_tokens): that count may differ from the
+    tokens the server generated, and so may every per-token figure of the level."""
+    if "n_output_tokens_from_tokenizer" not in rows.columns:
+        return []  # results from before the count was recorded
+    counted = rows.filter(pl.col("n_output_tokens_from_tokenizer").fill_null(0) > 0)
+    return [
+        f"{row['precision']} at {row['load_axis']} {row['load']:g}: {int(row['n_output_tokens_from_tokenizer'])} requests' "
+        "output tokens were counted with the model's tokenizer (no usage from the server, and the request did not stop "
+        "at max_tokens); tokens/s and TPOT rest on that count"
+        for row in counted.iter_rows(named=True)
+    ]
 
 
 def _study(rows: pl.DataFrame, groups: list[str], settings: AnalysisConfig, notes: list[str]) -> pl.DataFrame:

@@ -10,14 +10,13 @@ name instead, it would download one from the hub.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from quantbench.backends.gptqmodel_quantize import main, peak_memory
+from quantbench.backends.gptqmodel_quantize import main, peak_memory, read_inputs
 
 # The format transformers' AutoRoundConfig loads (packed int weights, auto-round's own kernels).
 SAVE_FORMAT = "auto_round"
@@ -29,10 +28,7 @@ def quantize(request: dict[str, Any]) -> dict[str, Any]:
     from auto_round import AutoRound
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    load_kwargs: dict[str, Any] = {"trust_remote_code": request["trust_remote_code"]}
-    if request.get("revision"):
-        load_kwargs["revision"] = request["revision"]
-    windows = json.loads(Path(request["calibration_file"]).read_text())
+    windows, load_kwargs = read_inputs(request)
     # AutoRound drops windows shorter than seqlen: the shortest one sets it (all are equal but a
     # corpus shorter than one window).
     seq_len = min(len(window) for window in windows)

@@ -4,27 +4,28 @@ The key hashes everything that changes the checkpoint (the model's weights and r
 method and its settings, the calibration text and how it is cut, the quantizing library's version:
 gptqmodel for gptq/awq, auto-round for autoround), so every later job and sweep that asks for the
 same checkpoint finds it. Each entry holds the checkpoint the library saved plus `quantbench.json`, the manifest: what it was built from, how long
-it took, and the key's inputs (what `quantbench cache list` shows).
+it took, and the key's inputs (what `quantbench cache list` shows). The entry mechanism (key,
+manifest, atomic build) is the cache's own, quantbench/cache.py, shared with the GGUF files.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from quantbench.cache import TEMPORARY_PREFIX, is_complete, stable_hash
+from quantbench.cache import MANIFEST_FILE, CacheRecipe, read_manifest
 
 QUANTIZED_DIR = "quantized"
-MANIFEST_FILE = "quantbench.json"
 # Bump when the way a checkpoint is built changes, so old entries are not reused.
 CHECKPOINT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class CheckpointRecipe:
+class CheckpointRecipe(CacheRecipe):
     """Everything a quantized checkpoint is a function of."""
+
+    kind: ClassVar[str] = QUANTIZED_DIR
 
     model_name: str
     model_fingerprint: str
@@ -36,7 +37,6 @@ class CheckpointRecipe:
     calibration: dict[str, Any]  # source (dataset option config or file), n_samples, seq_len, seed
     engine_version: str  # the quantizing library's version
     engine: str = "gptqmodel"  # the quantizing library (gptqmodel, auto-round): the version's key
-
 
     def key_payload(self) -> dict[str, Any]:
         return {
@@ -51,42 +51,16 @@ class CheckpointRecipe:
             self.engine: self.engine_version,  # "gptqmodel": ... as before, so gptq/awq keys stay the same
         }
 
-    @property
-    def key(self) -> str:
-        return stable_hash(self.key_payload())
-
-    def entry_name(self) -> str:
+    def label(self) -> str:
         group = "all" if self.group_size == -1 else str(self.group_size)
-        return f"{self.model_name}-{self.method}-w{self.bits}g{group}-{self.key}"
+        return f"{self.model_name}-{self.method}-w{self.bits}g{group}"
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "engine": self.engine}
 
 
 def quantized_root(cache_dir: Path) -> Path:
     return Path(cache_dir) / QUANTIZED_DIR
-
-
-def entry_path(cache_dir: Path, recipe: CheckpointRecipe) -> Path:
-    return quantized_root(cache_dir) / recipe.entry_name()
-
-
-def is_usable(entry: Path) -> bool:
-    """A complete entry (renamed into place) whose manifest was written last of all."""
-    return is_complete(entry) and (entry / MANIFEST_FILE).is_file()
-
-
-def write_manifest(directory: Path, recipe: CheckpointRecipe, built: dict[str, Any]) -> None:
-    manifest = {"key": recipe.key, "model_name": recipe.model_name, "engine": recipe.engine, **recipe.key_payload(), "built": built}
-    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-
-
-def read_manifest(entry: Path) -> dict[str, Any]:
-    try:
-        return json.loads((entry / MANIFEST_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def size_on_disk_bytes(directory: Path) -> int:
-    return sum(path.stat().st_size for path in Path(directory).rglob("*") if path.is_file() and not path.is_symlink())
 
 
 def checkpoint_bytes(directory: Path) -> int:
@@ -99,6 +73,20 @@ def checkpoint_bytes(directory: Path) -> int:
     )
 
 
-def partial_directories(root: Path) -> list[Path]:
-    """Temporary directories of builds that are running or were interrupted."""
-    return sorted(path for path in Path(root).glob(f"{TEMPORARY_PREFIX}*") if path.is_dir())
+def checkpoint_details(entry: Path) -> str:
+    """One line for `quantbench cache list`: method, calibration, and what quantized it."""
+    manifest = read_manifest(entry)
+    if not manifest:
+        return "no manifest"
+    calibration = manifest.get("calibration", {})
+    source = calibration.get("source", {})
+    dataset = source.get("option") or Path(str(source.get("file", "?"))).name
+    built = manifest.get("built", {})
+    group = manifest.get("group_size")
+    windows = built.get("calibration_windows", calibration.get("n_samples"))  # fewer when the text is short
+    engine = manifest.get("engine", "gptqmodel")  # manifests before autoround name no engine
+    return (
+        f"{manifest.get('method')} {manifest.get('bits')}-bit g{group}, calibration {dataset} "
+        f"{windows}x{calibration.get('seq_len')} tokens seed {calibration.get('seed')}, "
+        f"quantized in {float(built.get('quantize_s') or 'nan'):.0f} s, {engine} {manifest.get(engine)}"
+    )

@@ -20,17 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantbench.backends.base import LoadedModel, LoadRequest, missing_package_reason
-from quantbench.backends.checkpoint_cache import (
-    CheckpointRecipe,
-    checkpoint_bytes,
-    entry_path,
-    is_usable,
-    read_manifest,
-    write_manifest,
-)
+from quantbench.backends.checkpoint_cache import CheckpointRecipe, checkpoint_bytes
 from quantbench.backends.gptqmodel_env import announce_compilation, engine_version, gptqmodel_environment, import_gptqmodel
 from quantbench.backends.group_size import check_group_size, quantized_input_widths, resolve_group_size
-from quantbench.cache import atomic_directory
+from quantbench.cache import atomic_directory, entry_path, is_usable, read_manifest, write_manifest
 from quantbench.errors import JobSkipped
 from quantbench.progress import job_step
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from quantbench.errors import QuantbenchError
 from quantbench.processes import die_with_parent
@@ -44,6 +44,21 @@ def peak_memory(device: str) -> dict[str, float | None]:
     return {"peak_rss_gb": peaks["peak_rss_gb"], "peak_allocated_gb": peaks["peak_allocated_gb"]}
 
 
+class ChildInputs(NamedTuple):
+    """What every quantizing child reads from its request the same way."""
+
+    windows: list[list[int]]  # the calibration windows, token ids
+    load_kwargs: dict[str, Any]  # how the full-precision source loads: remote code, revision
+
+
+def read_inputs(request: dict[str, Any]) -> ChildInputs:
+    """The calibration windows and the source's loading keywords of a request (CalibratedBackend's)."""
+    load_kwargs: dict[str, Any] = {"trust_remote_code": request["trust_remote_code"]}
+    if request.get("revision"):
+        load_kwargs["revision"] = request["revision"]
+    return ChildInputs(json.loads(Path(request["calibration_file"]).read_text()), load_kwargs)
+
+
 def quantize(request: dict[str, Any]) -> dict[str, Any]:
     """Load the full-precision model, calibrate, quantize and save: the child's whole job."""
     import torch
@@ -58,11 +73,8 @@ def quantize(request: dict[str, Any]) -> dict[str, Any]:
         offload_to_disk_path=request["offload_dir"],
         **knobs,
     )
-    windows = json.loads(Path(request["calibration_file"]).read_text())
+    windows, load_kwargs = read_inputs(request)
     calibration = [{"input_ids": window, "attention_mask": [1] * len(window)} for window in windows]
-    load_kwargs: dict[str, Any] = {"trust_remote_code": request["trust_remote_code"]}
-    if request.get("revision"):
-        load_kwargs["revision"] = request["revision"]
 
     torch.manual_seed(int(request["seed"]))  # for determinism of any random choice gptqmodel makes
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """WikiText-2 test text (Merity et al., 2016; CC BY-SA 3.0), for perplexity and KL divergence.
 
-From a local text file (`dataset.path`, e.g. the tokenised release in ../shared/data/wikitext-2/
+From a local text file (`dataset.path`, e.g. the tokenised release in $QUANTBENCH_DATA/wikitext-2/
 test.txt) or from the hub (`hub_id=wikitext`, `hub_config=wikitext-2-raw-v1`, split `test`). As
 samples it is one article per sample, so it also works as a prompt set; `wikitext_text` gives the
 whole text, which is what perplexity is measured on.

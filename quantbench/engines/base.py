@@ -1,8 +1,10 @@
 """The engine protocols, and which engine a job uses.
 
 A precision says what the weights are, an engine says who runs them. Two kinds of engine serve:
-a `ServerEngine` whose server quantbench starts for each job (transformers serve, vLLM), and an
-`EndpointEngine` already running somewhere (engine=openai). `engine=auto` is the precision's own
+a `ServerEngine` whose server quantbench starts for each job (transformers serve, vLLM, llama.cpp),
+and an engine with an `endpoint(engine_cfg)` method for a server already running somewhere
+(engine=openai). What a server accepts (usage in the stream, the engine's request fields) is probed
+at its start (quantbench.serve.capabilities), not declared here. `engine=auto` is the precision's own
 engine: the precision option's `engine` key where it has one (GGUF types name llama.cpp), else
 transformers.
 """
@@ -46,14 +48,16 @@ class ServerLaunch:
     model_name: str  # what each request names as `model`
     prefix_caching: str  # on | off | "<engine> default: ..." (recorded with the result)
     environment: dict[str, str] = field(default_factory=dict)  # added to the server's environment
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded with the result (e.g. its KV-cache budget)
 
 
 @runtime_checkable
 class Engine(Protocol):
-    """Every engine. Offline, an engine with a `measure_offline(cfg, device, job_dir, progress)`
-    method runs it; the others run quantbench's transformers measurement (quantbench.job). Serving,
-    a `ServerEngine` is started per job, an engine with `endpoint(engine_cfg)` is attached to; an
-    engine with neither does not serve (a skipped row)."""
+    """Every engine. Offline (`offline = True`), the offline scenario (quantbench.scenarios.offline)
+    times the `OfflineRunner` that the engine's `offline_runner(job)` makes (quantbench.engines.offline:
+    load, generate, facts, quality); an offline engine without that method runs quantbench's
+    transformers runner. Serving, a `ServerEngine` is started per job, an engine with
+    `endpoint(engine_cfg)` is attached to; an engine with neither does not serve (a skipped row)."""
 
     name: str
     description: str
@@ -63,8 +67,6 @@ class Engine(Protocol):
 
 @runtime_checkable
 class ServerEngine(Engine, Protocol):
-    stream_usage: bool  # the server accepts stream_options.include_usage
-
     def unavailable_reason(self, engine: "DictConfig") -> str | None:
         """Why this engine's server cannot start here (executable or package missing), or None."""
 
@@ -75,8 +77,8 @@ class ServerEngine(Engine, Protocol):
         """The server's command line for this precision, on request.host:request.port."""
 
     def request_options(self, max_tokens: int) -> dict[str, Any]:
-        """Request-body fields that make the server generate exactly max_tokens tokens (end of
-        sequence ignored), where it allows that; {} where it does not."""
+        """Request-body fields that should make the server generate exactly max_tokens tokens (end
+        of sequence ignored); offered to the server at its start, each dropped if it refuses it."""
 
 
 def engine_name(cfg: "DictConfig") -> str:

@@ -24,8 +24,7 @@ class Endpoint:
     base_url: str  # the root under which /v1/... lives
     model: str | None  # None: ask the server (GET /v1/models)
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold the API key: never printed
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    stream_usage: bool = True  # ask for usage in the stream (stream_options.include_usage)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # engine.extra_body: offered with every request
 
 
 def base_url(url: str) -> str:

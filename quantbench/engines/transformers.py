@@ -1,4 +1,4 @@
-"""transformers: `generate()` in quantbench's process offline (quantbench/job.py), and
+"""transformers: `generate()` in quantbench's process offline (quantbench/engines/transformers_offline.py), and
 `transformers serve` with continuous batching when serving.
 
 How each precision reaches the server (`transformers serve --help`, transformers 5.x):
@@ -7,6 +7,12 @@ How each precision reaches the server (`transformers serve --help`, transformers
   `bnb-8bit` (LLM.int8() with its default threshold): a precision set otherwise (fp4, another
   compute dtype, other skipped modules) is one the server cannot express, so the job is skipped;
 - GPTQ/AWQ: the cached quantized checkpoint directory (quantbench/engines/weights.py).
+
+Continuous batching reserves a share of the device's memory for its KV cache when it starts
+(transformers' default: 60 % of RAM on a CPU, 90 % of a GPU's), so a second server on the same
+machine (another sweep, a test beside it) dies for lack of memory: quantbench passes
+`engine.kv_cache_memory_fraction` as `--cb-max-memory-percent` (a fraction, despite its name) and
+records it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 from quantbench.backends.dtypes import compute_dtype_name
 from quantbench.engines.base import ServerLaunch, ServerRequest
 from quantbench.engines.server_command import DENSE_BACKENDS, configured_executable, dtype_arguments, missing_executable_reason, precision_arguments
+from quantbench.schema import TransformersEngineConfig
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from quantbench.device import Device
+    from quantbench.engines.offline import OfflineJob, OfflineRunner
 
 SERVING_PACKAGES = ("fastapi", "uvicorn", "openai")  # what transformers[serving] adds
 # The server's fixed bitsandbytes configs (transformers/cli/serving/model_manager.py).
@@ -44,9 +52,16 @@ class TransformersEngine:
     description = "transformers: generate() in process offline, `transformers serve` (continuous batching) when serving"
     offline = True
     starts_server = True
-    stream_usage = False  # transformers serve refuses stream_options; its last chunk carries usage anyway
+
+    def offline_runner(self, job: "OfflineJob") -> "OfflineRunner":
+        from quantbench.engines.transformers_offline import TransformersRunner
+
+        return TransformersRunner(job)
 
     def unavailable_reason(self, engine: "DictConfig") -> str | None:
+        fraction = engine.get("kv_cache_memory_fraction")
+        if fraction is not None and not 0 < float(fraction) <= 1:
+            return f"engine.kv_cache_memory_fraction must be in (0, 1], a share of the device's memory; got {fraction}"
         if engine.get("prefix_caching") is not None:
             return "`transformers serve` has no prefix-cache option; leave engine.prefix_caching null"
         command = configured_executable(engine)
@@ -78,6 +93,8 @@ class TransformersEngine:
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
         executable = configured_executable(request.engine) or [sys.executable, "-m", "transformers.cli.transformers"]
+        # engine=auto's config has no key of its own: the schema's default.
+        kv_cache_fraction = request.engine.get("kv_cache_memory_fraction", TransformersEngineConfig.kv_cache_memory_fraction)
         command = [
             *executable,
             "serve",
@@ -86,6 +103,7 @@ class TransformersEngine:
             "--host", request.host,
             "--port", str(request.port),
             "--device", request.device.torch_device,
+            *([] if kv_cache_fraction is None else ["--cb-max-memory-percent", str(float(kv_cache_fraction))]),
             "--default-seed", str(request.seed),
             *precision_arguments(request.precision, QUANTIZATION),
         ]
@@ -98,6 +116,7 @@ class TransformersEngine:
             health_path="/health",
             model_name=request.weights,
             prefix_caching="transformers serve default (no prefix-cache option)",
+            facts={"kv_cache_memory_fraction": None if kv_cache_fraction is None else float(kv_cache_fraction)},
         )
 
     def request_options(self, max_tokens: int) -> dict[str, Any]:

@@ -38,7 +38,6 @@ class VllmEngine:
     description = "vLLM's OpenAI-compatible server (`vllm serve`), serving only"
     offline = False
     starts_server = True
-    stream_usage = True  # vLLM honours stream_options.include_usage
 
     def unavailable_reason(self, engine: "DictConfig") -> str | None:
         command = configured_executable(engine)

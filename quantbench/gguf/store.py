@@ -3,22 +3,20 @@
 The key hashes the model's weights (fingerprint and revision), the GGUF type and the
 llama-cpp-python version (its converter and quantizer decide the bytes). The f32 file is the
 converter's output and the source of every other type, so a sweep over types converts once.
-Each entry holds `quantbench.json`, written last: what it was made from and how long it took.
+Each entry holds `quantbench.json`, written last: what it was made from and how long it took
+(the cache's entry mechanism, quantbench/cache.py, shared with the quantized checkpoints).
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from quantbench.atomic import write_json_atomic
-from quantbench.backends.checkpoint_cache import MANIFEST_FILE, is_usable
-from quantbench.cache import atomic_directory, stable_hash
+from quantbench.cache import CacheRecipe, atomic_directory, entry_path, is_usable, read_manifest, write_manifest
 from quantbench.errors import JobSkipped
 from quantbench.gguf.binding import binding_version, import_binding
 from quantbench.gguf.converter import convert_to_gguf, converter_dir
@@ -37,7 +35,9 @@ GGUF_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class GgufRecipe:
+class GgufRecipe(CacheRecipe):
+    kind: ClassVar[str] = GGUF_DIR
+
     model_name: str
     model_fingerprint: str
     revision: str | None
@@ -53,8 +53,8 @@ class GgufRecipe:
             "llama_cpp_python": self.llama_cpp_version,
         }
 
-    def entry(self, cache_dir: Path) -> Path:
-        return Path(cache_dir) / GGUF_DIR / f"{self.model_name}-{self.file_type}-{stable_hash(self.key_payload())}"
+    def label(self) -> str:
+        return f"{self.model_name}-{self.file_type}"
 
 
 def recipe_for(spec: "ModelSpec", file_type: str) -> GgufRecipe:
@@ -66,7 +66,7 @@ def gguf_file(spec: "ModelSpec", file_type: str, cache_dir: Path, threads: int) 
     if not spec.is_local:
         raise JobSkipped(f"model '{spec.name}' is a hub id; the llama.cpp converter needs a local checkpoint (model=local)")
     recipe = recipe_for(spec, file_type)
-    entry = recipe.entry(cache_dir)
+    entry = entry_path(cache_dir, recipe)
     if is_usable(entry):
         log.info("GGUF %s of %s found in the cache: %s", file_type, spec.name, entry)
         return entry / GGUF_FILE, {"quantize_s": 0.0, "cache_hit": True}
@@ -82,7 +82,7 @@ def gguf_file(spec: "ModelSpec", file_type: str, cache_dir: Path, threads: int) 
         # What the person waiting pays for this file: the f32 conversion too, when this job made it.
         quantize_s = time.perf_counter() - started
         built = {"quantize_s": quantize_s, "source": None if source is None else str(source), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json_atomic(directory / MANIFEST_FILE, {"model_name": recipe.model_name, **recipe.key_payload(), "built": built})
+        write_manifest(directory, recipe, built)  # last: a manifest means a complete file
     return entry / GGUF_FILE, {"quantize_s": quantize_s, "cache_hit": False}
 
 
@@ -101,8 +101,10 @@ def quantize_gguf(source: Path, output: Path, file_type: str, threads: int) -> N
 
 def gguf_details(entry: Path) -> str:
     """One line for `quantbench cache list`: the type, what the file holds and what made it."""
+    manifest = read_manifest(entry)
+    if not manifest:
+        return "no manifest"
     try:
-        manifest = json.loads((entry / MANIFEST_FILE).read_text())
         described = describe_file(entry / GGUF_FILE)
     except (OSError, ValueError, KeyError) as error:
         return f"unreadable ({type(error).__name__})"

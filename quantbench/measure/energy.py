@@ -1,7 +1,7 @@
 """Energy from hardware counters: NVML on an NVIDIA GPU, Linux RAPL on a CPU, nothing else.
 
-A counter is read right before and right after each timed region (quantbench.job and the
-llama.cpp engine) and, for a serving job, sampled through its load levels (quantbench.measure.
+A counter is read right before and right after each timed region (the offline scenario,
+quantbench.scenarios.offline) and, for a serving job, sampled through its load levels (quantbench.measure.
 telemetry). Where no counter can be read, the energy columns stay empty and
 `energy_unavailable_reason` says why: energy is never estimated from a TDP or a power limit,
 because such an estimate would rank precisions by speed alone and call it energy.

@@ -1,6 +1,6 @@
 """The measurement loop with its instruments: energy read around every timed iteration and
-telemetry sampled through warm-up and timed phase. Every engine that times iterations (the
-transformers job, llama.cpp) calls this instead of `run_bench`, so the instruments are wired once.
+telemetry sampled through warm-up and timed phase. The offline scenario (quantbench.scenarios.offline),
+which times every engine's iterations, calls this instead of `run_bench`, so the instruments are wired once.
 """
 
 from __future__ import annotations

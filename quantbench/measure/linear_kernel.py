@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quantbench.measure.weight_bits import block_linear_layers
+from quantbench.measure.weight_bits import block_linear_layers, hides_its_weight
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,10 +42,16 @@ def _weight_format(module: "nn.Module", weight: Any) -> str | None:
 
 def describe_linear(module: "nn.Module") -> str:
     """'torch.nn.Linear float32', 'bitsandbytes Linear4bit nf4', 'torchao Int8Tensor, dynamic int8 activations, on torch.nn.Linear float32',
-    'optimum QLinear qint8', 'gptqmodel TorchQuantLinear'."""
+    'optimum QLinear qint8', 'gptqmodel TorchQuantLinear', 'torch DynamicQuantizedLinear qint8'."""
     import torch
 
     weight = getattr(module, "weight", None)
+    if hides_its_weight(module):
+        # torch.ao's packed layers: the name they give themselves says dynamic or static
+        # (DynamicQuantizedLinear), the packed parameters' dtype the format (qint8, float16).
+        stored = getattr(getattr(module, "_packed_params", None), "dtype", None)
+        stored_name = [str(stored).removeprefix("torch.")] if stored else []
+        return " ".join([_library(type(module)), module._get_name(), *stored_name])
     if _is_torch_dense(module):
         return f"torch.nn.Linear {str(weight.dtype).removeprefix('torch.')}"
     if type(module) is torch.nn.Linear and isinstance(weight, torch.Tensor):

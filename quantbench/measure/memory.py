@@ -14,7 +14,8 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from quantbench.measure.weight_bits import storage_bytes
+from quantbench.measure.nvml import NvmlUnavailable, nvml, nvml_error_types, nvml_handle
+from quantbench.measure.weight_bits import is_linear_layer, layer_tensors, storage_bytes, unpacked_weight_bytes
 
 GB = 1e9
 
@@ -40,10 +41,15 @@ def _weight_tensors(model: torch.nn.Module) -> Iterator[torch.Tensor]:
         meta = getattr(module, "meta", None)
         if isinstance(meta, dict):
             yield from (value for value in meta.values() if isinstance(value, torch.Tensor))
+        if is_linear_layer(module):  # what bits_per_weight counts of a linear layer, plain attributes included
+            yield from layer_tensors(module)
 
 
 def weight_memory_bytes(model: torch.nn.Module) -> int:
-    return storage_bytes(_weight_tensors(model))
+    """The bytes of the weights the model holds; torch.ao's packed layers (no parameters: their
+    weight is a C++ object) sized through their `weight()` and `bias()` (weight_bits.py)."""
+    packed = sum(unpacked_weight_bytes(module, with_bias=True) for module in model.modules())
+    return storage_bytes(_weight_tensors(model)) + packed
 
 
 def release_memory() -> None:
@@ -85,18 +91,14 @@ def _reset_linux_peak_rss() -> bool:
 def nvml_process_memory_bytes(device_index: int) -> int | None:
     """GPU memory NVML attributes to this process (CUDA context included); None without NVML."""
     try:
-        import pynvml
-    except ImportError:
+        pynvml = nvml()
+        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(nvml_handle(device_index))
+    except (NvmlUnavailable, *nvml_error_types()):
         return None
-    try:
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if process.pid == os.getpid():
-                return int(process.usedGpuMemory or 0)
-        return 0
-    except pynvml.NVMLError:
-        return None
+    for process in processes:
+        if process.pid == os.getpid():
+            return int(process.usedGpuMemory or 0)
+    return 0
 
 
 class MemoryTracker:

@@ -45,11 +45,13 @@ def parse_percentile_column(column: str) -> tuple[str, float] | None:
 
 
 def n_samples_column(metric: str) -> str:
-    return f"{metric}_n_samples"
+    """The count of samples behind a metric's percentiles, offline and serving alike (`n_latency_samples`,
+    `n_e2e_samples`): `n_` first, like every count column (`n_iterations`, `n_requests`)."""
+    return f"n_{metric}_samples"
 
 
 def percentile_metrics(metric: str, values: Sequence[float], percentiles: Sequence[int], seed: int = 0) -> dict[str, float | int | None]:
-    """`<metric>_p<q>_ms` for each q, `<metric>_n_samples`, and for p95/p99 the percentile
+    """`<metric>_p<q>_ms` for each q, `n_<metric>_samples`, and for p95/p99 the percentile
     bootstrap interval `<metric>_p<q>_ms_ci_low/_ci_high` (resampling the samples; NaN below 2)."""
     data = np.asarray([value for value in values if value is not None], dtype=float)
     out: dict[str, float | int | None] = {n_samples_column(metric): int(data.size)}

@@ -42,7 +42,12 @@ class FirstTokenClock(StoppingCriteria):
     def reset(self) -> None:
         self.first_token_at = None
 
-    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+    def mark(self) -> None:
+        """The first new tokens exist now; only the first mark counts (an engine other than
+        transformers calls this itself, e.g. llama.cpp once every prompt's first token is picked)."""
         if self.first_token_at is None:
             self.first_token_at = self._clock.now()
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        self.mark()
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

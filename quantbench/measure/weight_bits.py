@@ -20,6 +20,13 @@ Linear4bit/Linear8bitLt, quanto's QLinear, gptqmodel's QuantLinear, HQQLinear, .
 the storage of every tensor it owns, reached through its parameters, buffers and plain attributes
 (dicts, lists, quantization-state objects) and, for tensor subclasses (torchao, quanto), through
 `__tensor_flatten__` down to the plain tensors that hold the bytes; each storage counted once.
+
+A layer that keeps its weight where none of these reach (torch.ao's quantized layers, made by
+`torch.ao.quantization.quantize_dynamic`, pack it into a C++ object that is no tensor) is asked
+through its `weight()` method: the copy it unpacks has the packed weight's values (their stored
+dtype: int8, float16) and per-channel scales and zero points. A layer that shows neither is
+*unseen*: `bits_per_weight` is then None, never a number that leaves it out (quantbench/measure/
+weight_facts.py warns, and takes the backend's own figure where it reports one).
 """
 
 from __future__ import annotations
@@ -136,15 +143,69 @@ def storage_bytes(tensors: Iterable["torch.Tensor"]) -> int:
     return total
 
 
+def hides_its_weight(module: "nn.Module") -> bool:
+    """Whether a module holds no parameter or buffer and hands its weight out through a `weight()`
+    method instead: torch.ao's quantized layers, whose weight is packed into a C++ object."""
+    import torch
+
+    weight = getattr(module, "weight", None)
+    if not callable(weight) or isinstance(weight, torch.nn.Module):
+        return False
+    return next(module.parameters(), None) is None and next(module.buffers(), None) is None
+
+
+def unpacked_weight_bytes(module: "nn.Module", with_bias: bool = False) -> int:
+    """The bytes a layer that hides its weight keeps for it, sized from the copy `weight()` unpacks:
+    the values in the dtype they are stored in (torch.ao unpacks float16 weights as float32), and
+    per-channel scales and zero points; its `bias()` too where asked. 0 for any other module."""
+    import torch
+
+    if not hides_its_weight(module):
+        return 0
+    weight = module.weight()
+    if not isinstance(weight, torch.Tensor):
+        return 0
+    stored = getattr(getattr(module, "_packed_params", None), "dtype", None)  # torch.ao: qint8, float16
+    itemsize = stored.itemsize if isinstance(stored, torch.dtype) else weight.element_size()
+    tensors = []
+    per_channel = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
+    if weight.is_quantized and weight.qscheme() in per_channel:
+        tensors += [weight.q_per_channel_scales(), weight.q_per_channel_zero_points()]
+    bias = getattr(module, "bias", None)
+    bias = bias() if with_bias and callable(bias) else None
+    if isinstance(bias, torch.Tensor):
+        tensors.append(bias)
+    return weight.numel() * itemsize + storage_bytes(tensors)
+
+
+def unseen_linear_layers(
+    model: "nn.Module", layers: list[tuple[str, "nn.Module"]] | None = None
+) -> list[tuple[str, "nn.Module"]]:
+    """The linear layers (the block ones, or `layers`) whose weight no tensor and no `weight()`
+    method shows: their bytes cannot be counted."""
+    if layers is None:
+        layers = block_linear_layers(model)
+    return [
+        (name, module)
+        for name, module in layers
+        if next(layer_tensors(module), None) is None and not hides_its_weight(module)
+    ]
+
+
 def linear_weight_bytes(layers: list[tuple[str, "nn.Module"]]) -> int:
-    """The bytes stored for these layers' weights."""
-    return storage_bytes(tensor for _, module in layers for tensor in layer_tensors(module))
+    """The bytes stored for these layers' weights (packed ones through `weight()`)."""
+    # Each unpacked copy is sized on its own and dropped: a fresh copy may reuse a freed one's
+    # address, which the storage de-duplication would take for a shared storage.
+    return storage_bytes(tensor for _, module in layers for tensor in layer_tensors(module)) + sum(
+        unpacked_weight_bytes(module) for _, module in layers
+    )
 
 
 def bits_per_weight(model: "nn.Module") -> float | None:
-    """Bits stored per weight of the block linear layers (see the module docstring); None without any."""
+    """Bits stored per weight of the block linear layers (see the module docstring); None without
+    any, or where a layer's weight cannot be seen (unseen_linear_layers)."""
     layers = block_linear_layers(model)
     n_weights = sum(width_in * width_out for width_in, width_out in (linear_widths(module) for _, module in layers))
-    if not n_weights:
+    if not n_weights or unseen_linear_layers(model, layers):
         return None
     return linear_weight_bytes(layers) * 8 / n_weights

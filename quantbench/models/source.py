@@ -26,7 +26,7 @@ SOURCES = ("hub", "local", "gguf", "random_init")
 # Bump when the way a materialised model is built changes, so old cache entries are not reused.
 MATERIALISE_VERSION = 2  # 2: tiny decoders have a SentencePiece tokenizer
 
-# Announces a long step and shows it while it runs (JobProgress.step).
+# Announces a long step and shows it while it runs (JobProgress.long_step).
 Step = Callable[[str], AbstractContextManager[None]]
 
 

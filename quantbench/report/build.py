@@ -63,13 +63,20 @@ ROOFLINE_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column, ...]) -> Table | None:
+def _precision_rank(analysis: Analysis) -> pl.Expr:
+    """Each row's precision as its place in the report's order (the baseline first, unknown ones last)."""
+    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
+    return pl.col("precision").replace_strict(rank, default=len(rank))
+
+
+def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column, ...]) -> tuple[Table | None, str | None]:
+    """The per-configuration table of `columns`, and the footnote of its tail percentiles that too few
+    samples resolve (headed `p99*`; None when none is)."""
     columns = tuple(column for column in columns if column_or_none(frame, column[0]) is not None)
     if not columns or frame.height == 0:
-        return None
+        return None, None
     varying = analysis.varying_group_columns()
-    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-    frame = frame.with_columns(pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"))
+    frame = frame.with_columns(_precision_rank(analysis).alias("_rank"))
     frame = frame.sort([*varying, "batch", "_rank"])
     flagged = unresolved_columns(frame, [column for column, _, _ in columns])  # p99 of < 100 samples: p99*
     headers = (*(column.capitalize() for column in varying), "Batch", "Precision",
@@ -84,19 +91,15 @@ def _config_table(analysis: Analysis, frame: pl.DataFrame, columns: tuple[Column
         for row in frame.iter_rows(named=True)
     )
     numeric = (*(False for _ in varying), True, False, *(column != "roofline_note" for column, _, _ in columns))
-    return Table(headers, rows, numeric)
+    return Table(headers, rows, numeric), footnote(flagged)
 
 
-def _table_notes(analysis: Analysis, title: str, table: Table | None) -> list[Paragraph]:
-    """What a reader must know under a table: flagged tail percentiles, and which interval it shows."""
+def _table_notes(analysis: Analysis, title: str, table: Table | None, tails: str | None) -> list[Paragraph]:
+    """What a reader must know under a table: its flagged tail percentiles (`tails`, _config_table's
+    footnote), and which interval it shows."""
     if table is None:
         return []
-    notes = []
-    if any(header.startswith(("p95*", "p99*")) for header in table.headers):
-        columns = [column for column, _, _ in PERFORMANCE_COLUMNS]
-        note = footnote(unresolved_columns(analysis.table, columns))
-        if note:
-            notes.append(Paragraph(note))
+    notes = [Paragraph(tails)] if tails else []
     if title.startswith("Statistics:") and analysis.interval_note:
         notes.append(Paragraph(analysis.interval_note))
     return notes
@@ -116,10 +119,9 @@ def _ratio_table(analysis: Analysis, frame: pl.DataFrame, varying: list[str], ax
     if frame.height == 0:
         return None
     column, header = axis
-    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
     order = {machine: index for index, machine in enumerate(analysis.machines)}
     frame = frame.with_columns(
-        pl.col("precision").replace_strict(rank, default=len(rank)).alias("_rank"),
+        _precision_rank(analysis).alias("_rank"),
         pl.col(column).replace_strict(order, default=len(order)).alias("_order") if column != "precision" else pl.lit(0).alias("_order"),
     )
     keys = ["_rank" if name == "precision" else name for name in varying]  # precisions in display order
@@ -162,8 +164,7 @@ def _hardware(analysis: Analysis) -> list:
         .agg(pl.col("tokens_per_s").first())
         .pivot(on=HARDWARE_AXIS, index=[*varying, "precision", "batch"], values="tokens_per_s")
     )
-    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-    wide = wide.sort([*varying, "batch", pl.col("precision").replace_strict(rank, default=len(rank))])
+    wide = wide.sort([*varying, "batch", _precision_rank(analysis)])
     blocks.append(Table(
         (*(name.capitalize() for name in varying), "Batch", "Precision", *(f"{machine} tokens/s" for machine in machines)),
         tuple(
@@ -316,21 +317,40 @@ PAIRED_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def _per_precision(analysis: Analysis, *aggregations: pl.Expr) -> pl.DataFrame:
+    """One row per precision (within each varying group), in the report's precision order, holding
+    `aggregations` over its rows (batch sizes, ...)."""
+    frame = analysis.table.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(*aggregations)
+    return frame.sort(_precision_rank(analysis))
+
+
+def _per_precision_table(
+    analysis: Analysis, frame: pl.DataFrame, headers: tuple[str, ...], cells: Callable[[dict[str, Any]], tuple[str, ...]],
+    numeric: tuple[bool, ...],
+) -> Table:
+    """A table of `_per_precision` rows: the varying group columns and the precision, then `headers`
+    with each row's `cells`."""
+    varying = analysis.varying_group_columns()
+    return Table(
+        (*(name.capitalize() for name in varying), "Precision", *headers),
+        tuple((*(str(row[name]) for name in varying), row["precision"], *cells(row)) for row in frame.iter_rows(named=True)),
+        (*(False for _ in varying), False, *numeric),
+    )
+
+
 def _paired_quality(analysis: Analysis) -> list:
     """Each precision against the KL reference on the same tokens, as llama.cpp's KL-divergence report."""
     table = analysis.table
     if column_or_none(table, "ppl_ratio") is None:
         return []
-    varying = analysis.varying_group_columns()
     intervals = {"ppl_ratio": ("ppl_ratio_low", "ppl_ratio_high"), "top1_agree": ("top1_agree_ci_low", "top1_agree_ci_high")}
     present = [column for column in PAIRED_COLUMNS if column[0] in table.columns]
     wanted = {column for name, _, _ in present for column in (name, *intervals.get(name, ())) if column in table.columns}
-    frame = table.group_by([*varying, "precision"], maintain_order=True).agg(
+    frame = _per_precision(
+        analysis,
         *(pl.col(column).drop_nulls().first() for column in sorted(wanted)),
         pl.col("kld_reference").drop_nulls().first() if "kld_reference" in table.columns else pl.lit(None).alias("kld_reference"),
     )
-    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-    frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
 
     def cell(row: dict[str, Any], name: str, formatter: Callable[[Any], str]) -> str:
         if row.get(name) is None:
@@ -347,13 +367,9 @@ def _paired_quality(analysis: Analysis) -> list:
             "log-likelihood (windows as units, so the covariance of the two is accounted for); Δp = p(correct next token) "
             f"− p_reference(correct next token), in percentage points; same top-1 with its {level}% Wilson interval."
         ),
-        Table(
-            (*(name.capitalize() for name in varying), "Precision", *(header for _, header, _ in present)),
-            tuple(
-                (*(str(row[name]) for name in varying), row["precision"], *(cell(row, name, formatter) for name, _, formatter in present))
-                for row in frame.iter_rows(named=True)
-            ),
-            (*(False for _ in varying), False, *(True for _ in present)),
+        _per_precision_table(
+            analysis, frame, tuple(header for _, header, _ in present),
+            lambda row: tuple(cell(row, name, formatter) for name, _, formatter in present), tuple(True for _ in present),
         ),
     ]
 
@@ -363,17 +379,13 @@ def _quality_gate(analysis: Analysis) -> list:
     gate = analysis.gate
     if gate is None or gate.metric is None or column_or_none(analysis.table, "quality_recovery") is None:
         return []
-    varying = analysis.varying_group_columns()
-    frame = analysis.table.group_by([*varying, "precision"], maintain_order=True).agg(
-        pl.col("quality_recovery").first(), pl.col("passes_quality_gate").first()
-    )
-    rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-    frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
-    rows = tuple(
-        (*(str(row[name]) for name in varying), row["precision"], fmt_pct(None if row["quality_recovery"] is None else row["quality_recovery"] * 100, 2),
-         "–" if row["passes_quality_gate"] is None else ("pass" if row["passes_quality_gate"] else "FAIL"))
-        for row in frame.iter_rows(named=True)
-    )
+    frame = _per_precision(analysis, pl.col("quality_recovery").first(), pl.col("passes_quality_gate").first())
+
+    def cells(row: dict[str, Any]) -> tuple[str, ...]:
+        recovery = row["quality_recovery"]
+        verdict = row["passes_quality_gate"]
+        return fmt_pct(None if recovery is None else recovery * 100, 2), "–" if verdict is None else ("pass" if verdict else "FAIL")
+
     described = gate.describe(analysis.settings.baseline)
     return [
         Paragraph(
@@ -381,8 +393,7 @@ def _quality_gate(analysis: Analysis) -> list:
             f"metric `{gate.metric}`; MLPerf's convention is 0.99, llm-compressor's 0.95). The performance table's "
             "\"quality gate\" column repeats the verdict beside the speed."
         ),
-        Table((*(name.capitalize() for name in varying), "Precision", "quality recovered", "quality gate"), rows,
-              (*(False for _ in varying), False, True, False)),
+        _per_precision_table(analysis, frame, ("quality recovered", "quality gate"), cells, (True, False)),
     ]
 
 
@@ -393,23 +404,18 @@ def _points_interval(low: Any, high: Any) -> str:
 def _quality(analysis: Analysis) -> list:
     blocks: list = []
     if analysis.quality:
-        frame = analysis.table.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(
+        frame = _per_precision(
+            analysis,
             *(pl.col(column).drop_nulls().first() for column in _quality_columns(analysis)),
             pl.col("weight_memory_gb").first() if "weight_memory_gb" in analysis.table.columns else pl.lit(None).alias("weight_memory_gb"),
             pl.col("bits_per_weight").first() if "bits_per_weight" in analysis.table.columns else pl.lit(None).alias("bits_per_weight"),
         )
-        rank = {precision: index for index, precision in enumerate(analysis.precisions)}
-        frame = frame.sort(pl.col("precision").replace_strict(rank, default=len(rank)))
-        headers = (*(c.capitalize() for c in analysis.varying_group_columns()), "Precision",
-                   *(metric.label for metric in analysis.quality), "weights GB", "bits/weight")
-        rows = tuple(
-            (*(str(row[c]) for c in analysis.varying_group_columns()), row["precision"],
-             *(_with_interval(row, metric.column) for metric in analysis.quality), fmt_number(row["weight_memory_gb"]),
-             "–" if row["bits_per_weight"] is None else fmt_fixed(row["bits_per_weight"], 2))
-            for row in frame.iter_rows(named=True)
-        )
-        numeric = (*(False for _ in analysis.varying_group_columns()), False, *(True for _ in analysis.quality), True, True)
-        blocks.append(Table(headers, rows, numeric))
+        blocks.append(_per_precision_table(
+            analysis, frame, (*(metric.label for metric in analysis.quality), "weights GB", "bits/weight"),
+            lambda row: (*(_with_interval(row, metric.column) for metric in analysis.quality), fmt_number(row["weight_memory_gb"]),
+                         "–" if row["bits_per_weight"] is None else fmt_fixed(row["bits_per_weight"], 2)),
+            (*(True for _ in analysis.quality), True, True),
+        ))
         note = (analysis.sweep.first_result() or {}).get("config", {}).get("model", {}).get("note")
         if note:
             blocks.append(Paragraph(f"Model note: {note}."))
@@ -508,19 +514,19 @@ def build_document(analysis: Analysis, figures: list[Figure], report_dir: Path) 
     if analysis.serving is not None:
         document.add(Heading(2, "Serving"), *serving_blocks(analysis))
     offline = analysis.table.height > 0 or analysis.serving is None  # a serving-only sweep has no offline section
-    sections = (
+    sections = (  # (title, (table, footnote of its flagged tail percentiles))
         ("Performance", _config_table(analysis, analysis.table, PERFORMANCE_COLUMNS)),
-        (f"Statistics: tokens/s vs {analysis.settings.baseline}", _statistics_table(analysis, "tokens_per_s")),
-        (f"Statistics: QPS vs {analysis.settings.baseline}", _statistics_table(analysis, "qps")),
+        (f"Statistics: tokens/s vs {analysis.settings.baseline}", (_statistics_table(analysis, "tokens_per_s"), None)),
+        (f"Statistics: QPS vs {analysis.settings.baseline}", (_statistics_table(analysis, "qps"), None)),
         ("Cost", _config_table(analysis, analysis.table, COST_COLUMNS)),
         ("Roofline (decode vs memory-bandwidth ceiling)", _config_table(analysis, analysis.table, ROOFLINE_COLUMNS)),
     )
-    for title, table in sections if offline else ():
+    for title, (table, tails) in sections if offline else ():
         document.add(Heading(2, title), table if table is not None else Paragraph("Not available for this sweep."))
-        document.add(*_table_notes(analysis, title, table))
+        document.add(*_table_notes(analysis, title, table, tails))
     if offline:
         document.add(Heading(2, "Quality"), *_quality(analysis))
-        energy_table = _config_table(analysis, analysis.table, ENERGY_TABLE_COLUMNS)
+        energy_table, _ = _config_table(analysis, analysis.table, ENERGY_TABLE_COLUMNS)  # no percentile columns
         document.add(Heading(2, "Energy"), *energy_blocks(analysis, energy_table, _statistics_table(analysis, "tokens_per_kwh")))
     document.add(Heading(2, "Telemetry"), *telemetry_blocks(analysis))
     document.add(Heading(2, "Figures"), *_figures(figures, report_dir))

@@ -2,7 +2,7 @@
 
 A column is flagged when any row shown took its percentile from fewer samples than
 quantbench.measure.percentiles.min_samples asks (p95: 20, p99: 100), counted by the row's
-`<metric>_n_samples` (`n_iterations` in sweeps older than those counts).
+`n_<metric>_samples` (`n_iterations` in sweeps older than those counts).
 """
 
 from __future__ import annotations

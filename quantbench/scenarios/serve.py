@@ -17,7 +17,7 @@ import asyncio
 import shlex
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from quantbench import registry
 from quantbench.backends.base import LoadRequest
@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from quantbench.engines.openai import Endpoint
     from quantbench.progress import JobProgress
     from quantbench.serve.prompts import Prompt
+    from quantbench.serve.records import RequestRecord
 
 SAMPLE_OUTPUTS = 4
+# Engine settings that size a server's memory, named when a server dies for lack of it.
+MEMORY_SETTINGS = ("kv_cache_memory_fraction",)
 
 
 def serve_levels(serve: "DictConfig") -> list[Level]:
@@ -101,14 +104,12 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
             if endpoint is None:
                 metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress, telemetry)
             else:
-                metrics |= {
-                    "server_url": endpoint.base_url,
-                    "prefix_caching": "unknown (an endpoint quantbench did not start)",
-                    "eos_ignored": bool(endpoint.extra_body.get("ignore_eos")),
-                }
-                run_levels(load_plan(cfg, endpoint, {}), levels, prompts, runs, progress, check=None, on_level=telemetry_label(telemetry))
+                metrics |= {"server_url": endpoint.base_url, "prefix_caching": "unknown (an endpoint quantbench did not start)"}
+                options, found = request_options(endpoint, prompts[0], lambda tokens: {}, max_tokens)
+                metrics |= found
+                run_levels(load_plan(cfg, endpoint, options), levels, prompts, runs, progress, check=None, on_level=telemetry_label(telemetry))
     finally:
-        records = level_records_of(runs, prompts, tokenizer)
+        records = level_records_of(runs, prompts, max_tokens, tokenizer)
         write_requests(job_dir, records)
         telemetry.write(job_dir)
     level_rows = summarise(cfg, runs, records)
@@ -119,6 +120,7 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
     metrics |= energy_metrics(None, 0.0, 0, None, energy_reason) if counter is None else {"energy_source": counter.source, "energy_scope": counter.scope}
     metrics |= telemetry.summary()
     metrics |= {
+        "eos_ignored": every_request_ran_to(max_tokens, records),
         "chat_template": bool(prompts[0].chat),
         "load_mode": "closed loop" if levels[0].concurrency is not None else "open loop (Poisson)",
         "n_levels": len(level_rows),
@@ -164,28 +166,48 @@ def run_on_server(
             port=port, seed=int(cfg.bench.seed), trust_remote_code=bool(spec.config.trust_remote_code), threads=threads,
         )
     )
-    options = engine.request_options(int(cfg.bench.max_new_tokens))
     metrics: dict[str, Any] = weight_facts | {
         "server_command": launch.command,
         "server_command_line": shlex.join(launch.command),
         "prefix_caching": launch.prefix_caching,
-        "eos_ignored": bool(options),
         # What the engine says of its own server, e.g. that it serves one request at a time.
-        **(engine.serving_facts() if hasattr(engine, "serving_facts") else {}),
+        **launch.facts,
     }
     environment = dict(launch.environment)
     if threads is not None:
         metrics["threads"] = threads
         environment["OMP_NUM_THREADS"] = str(threads)
-    with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment) as server:
+    memory_setting = next((f"engine.{key}={value}" for key, value in launch.facts.items() if key in MEMORY_SETTINGS), None)
+    with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment, memory_setting) as server:
         if server.process is not None:
             telemetry.watch(server.process.pid)  # its CPU time and memory, not this client's
-        with progress.step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
+        with progress.long_step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
             metrics["server_startup_s"] = server.wait_healthy(f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s))
-        served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name, stream_usage=engine.stream_usage)
+        served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name)
+        with progress.long_step(f"probing what {engine_name} accepts"):
+            options, found = request_options(served, prompts[0], engine.request_options, int(cfg.bench.max_new_tokens))
+        metrics |= found
         run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running,
                    on_level=telemetry_label(telemetry))
     return metrics
+
+
+def request_options(
+    endpoint: "Endpoint", prompt: "Prompt", engine_options: Callable[[int], dict[str, Any]], max_tokens: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the optional fields every request sends, what the probe found): the server is asked with
+    tiny requests which of usage in the stream, the engine's fields and engine.extra_body it takes."""
+    from quantbench.serve.capabilities import PROBE_MAX_TOKENS, offered_fields, probe_capabilities
+
+    found = probe_capabilities(endpoint, prompt, offered_fields(engine_options(PROBE_MAX_TOKENS), endpoint.extra_body))
+    return found.options(offered_fields(engine_options(max_tokens), endpoint.extra_body)), found.metrics()
+
+
+def every_request_ran_to(max_tokens: int, records: list[list["RequestRecord"]]) -> bool:
+    """What the responses show: every successful request ended for its length, at max_tokens tokens
+    (the end of sequence was held back, whichever field or setting did it)."""
+    ok = [record for level in records for record in level if record.ok]
+    return bool(ok) and all(record.finish_reason == "length" and record.output_tokens == max_tokens for record in ok)
 
 
 def telemetry_label(telemetry: TelemetrySampler):

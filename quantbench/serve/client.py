@@ -47,8 +47,9 @@ class Exchange:
         return "".join(self.pieces)
 
 
-def request_body(prompt: "Prompt", model: str | None, max_tokens: int, options: dict[str, Any], stream_usage: bool) -> dict[str, Any]:
-    """Greedy, streamed, at most max_tokens; `options` are the engine's (e.g. ignore the end of sequence)."""
+def request_body(prompt: "Prompt", model: str | None, max_tokens: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Greedy, streamed, at most max_tokens; `options` are the optional fields the server accepted
+    (quantbench.serve.capabilities: stream_options, the engine's end-of-sequence field, extra_body)."""
     body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.0, "stream": True}
     if model is not None:
         body["model"] = model
@@ -56,8 +57,6 @@ def request_body(prompt: "Prompt", model: str | None, max_tokens: int, options: 
         body["messages"] = [{"role": "user", "content": prompt.text}]
     else:
         body["prompt"] = prompt.text
-    if stream_usage:
-        body["stream_options"] = {"include_usage": True}
     return {**body, **options}
 
 
@@ -160,7 +159,7 @@ async def send(
 
     path = CHAT_PATH if prompt.chat else COMPLETIONS_PATH
     url = endpoint.base_url + path
-    body = request_body(prompt, endpoint.model, max_tokens, {**endpoint.extra_body, **options}, endpoint.stream_usage)
+    body = request_body(prompt, endpoint.model, max_tokens, options)
     exchange = Exchange(prompt_id=prompt.id, sent_at=time.perf_counter())
     try:
         await asyncio.wait_for(_stream(session, url, endpoint, body, exchange), timeout=timeout_s)

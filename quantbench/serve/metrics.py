@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from quantbench.measure.percentiles import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval
+from quantbench.measure.percentiles import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval, n_samples_column
+from quantbench.serve.records import TOKEN_SOURCES
 
 if TYPE_CHECKING:
     from quantbench.serve.records import RequestRecord
@@ -56,7 +57,7 @@ def _percentile_columns(
     qs = PERCENTILES[name]
     groups = [np.asarray(group, dtype=float) for group in groups if len(group)]
     pooled = np.concatenate(groups) if groups else np.array([])
-    columns: dict[str, Any] = {f"n_{name}_samples": int(len(pooled)), f"{name}_mean_ms": float(pooled.mean()) if len(pooled) else None}
+    columns: dict[str, Any] = {n_samples_column(name): int(len(pooled)), f"{name}_mean_ms": float(pooled.mean()) if len(pooled) else None}
     if not len(pooled):
         for q in qs:
             columns |= {f"{name}_p{q}_ms": None, f"{name}_p{q}_ms_ci_low": None, f"{name}_p{q}_ms_ci_high": None}
@@ -105,6 +106,10 @@ def level_summary(
         "output_tokens_mean": output_tokens / len(ok) if ok else None,
         "input_tokens_mean": input_tokens / len(ok) if ok else None,
         "p99_few_requests": len(ok) < FEW_REQUESTS_FOR_P99,
+        # Where the output token counts came from (quantbench.serve.records): the tokenizer's count
+        # may differ from what the server generated, so the report says when it was needed.
+        "output_tokens_from": ",".join(sorted({record.tokens_from for record in ok}, key=TOKEN_SOURCES.index)) or None,
+        "n_output_tokens_from_tokenizer": sum(record.tokens_from == "tokenizer" for record in ok),
     }
     summary |= _percentile_columns("ttft", [[r.ttft_ms] for r in ok if r.ttft_ms is not None], confidence, resamples, rng)
     summary |= _percentile_columns("tpot", [[r.tpot_ms] for r in ok if r.tpot_ms is not None], confidence, resamples, rng)

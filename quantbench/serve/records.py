@@ -1,9 +1,11 @@
 """One record per request (`requests.parquet`), kept raw: every statistic is computed from these.
 
 Times are milliseconds from the request's own send (`chunk_ms`: arrival of each event that carried
-generated text), plus `sent_s`, its send time in seconds after its level started. Token counts come
-from the server's usage report when it gave one (`tokens_from` = usage), else from the model's
-tokenizer on the prompt as sent and the text received (tokenizer).
+generated text), plus `sent_s`, its send time in seconds after its level started. Output tokens
+come, in this order, from the server's usage report (`tokens_from` = usage), from a request that
+ended for its length (`finish_reason: length`) at the max_tokens it asked for (length), and only
+then from the model's tokenizer on the text received (tokenizer), which may cut the text into
+other tokens than the server generated. Input tokens: usage, else the prompt as sent, tokenized.
 """
 
 from __future__ import annotations
@@ -14,6 +16,20 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from quantbench.serve.load import LevelRun
     from quantbench.serve.prompts import Prompt
+
+
+TOKEN_SOURCES = ("usage", "length", "tokenizer")  # most trusted first
+
+
+def output_tokens(usage: dict[str, Any], finish_reason: str | None, max_tokens: int, text: str,
+                  count_tokens: Callable[[str], int]) -> tuple[int, str]:
+    """(output tokens, where the count came from): the server's count, else max_tokens for a
+    request that stopped at its length limit, else the tokenizer's count of the text."""
+    if usage.get("completion_tokens") is not None:
+        return int(usage["completion_tokens"]), "usage"
+    if finish_reason == "length":
+        return max_tokens, "length"
+    return count_tokens(text), "tokenizer"
 
 
 @dataclass
@@ -32,7 +48,7 @@ class RequestRecord:
     chunk_ms: list[float]
     input_tokens: int | None
     output_tokens: int | None
-    tokens_from: str  # usage | tokenizer
+    tokens_from: str  # usage | length | tokenizer (TOKEN_SOURCES)
     finish_reason: str | None
 
     @property
@@ -54,13 +70,14 @@ class RequestRecord:
 def level_records(
     run: "LevelRun",
     prompts_by_id: dict[str, "Prompt"],
+    max_tokens: int,
     count_output_tokens: Callable[[str], int],
 ) -> list[RequestRecord]:
     records = []
     for position, exchange in enumerate(run.exchanges):
         sent = exchange.sent_at
         usage = exchange.usage or {}
-        from_usage = usage.get("completion_tokens") is not None
+        generated, tokens_from = output_tokens(usage, exchange.finish_reason, max_tokens, exchange.text, count_output_tokens)
         # A request that failed before any text arrived has no timings, but still counts.
         ttft_ms = (exchange.arrivals[0] - sent) * 1e3 if exchange.arrivals else None
         e2e_ms = (exchange.finished_at - sent) * 1e3 if exchange.finished_at is not None and not exchange.error else None
@@ -80,8 +97,8 @@ def level_records(
                 e2e_ms=e2e_ms,
                 chunk_ms=[(arrival - sent) * 1e3 for arrival in exchange.arrivals],
                 input_tokens=usage.get("prompt_tokens") if usage.get("prompt_tokens") is not None else (prompt.input_tokens if prompt else None),
-                output_tokens=int(usage["completion_tokens"]) if from_usage else count_output_tokens(exchange.text),
-                tokens_from="usage" if from_usage else "tokenizer",
+                output_tokens=generated,
+                tokens_from=tokens_from,
                 finish_reason=exchange.finish_reason,
             )
         )

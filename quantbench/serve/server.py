@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -49,13 +51,42 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return " | ".join(kept) if kept else "empty log"
 
 
-class ServerProcess:
-    """`with ServerProcess(command, log_file) as server:` starts it; leaving the block stops it."""
+# How a server's death for lack of memory shows: the kernel's OOM killer sends SIGKILL; an
+# allocation that fails inside the server leaves one of these in its log.
+OUT_OF_MEMORY_LOG = re.compile(r"out of memory|OutOfMemoryError|MemoryError|can't allocate memory|Cannot allocate memory", re.IGNORECASE)
 
-    def __init__(self, command: list[str], log_file: Path, environment: dict[str, str] | None = None):
+
+def exit_description(code: int, log_file: Path, memory_setting: str | None) -> str:
+    """'the server exited with code N' or 'was killed by SIGNAL', and where it looks like a lack of
+    memory, that, with the setting that sizes the server's memory."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        what = f"the server was killed by {name}"
+    else:
+        what = f"the server exited with code {code}"
+    try:
+        text = Path(log_file).read_text(errors="replace")
+    except OSError:
+        text = ""
+    if code == -signal.SIGKILL or OUT_OF_MEMORY_LOG.search(text):
+        what += " (out of memory, by the look of it"
+        what += f"; its memory is sized by {memory_setting})" if memory_setting else ")"
+    return what
+
+
+class ServerProcess:
+    """`with ServerProcess(command, log_file) as server:` starts it; leaving the block stops it.
+    `memory_setting` names the setting that sizes the server's memory, for the failure message."""
+
+    def __init__(self, command: list[str], log_file: Path, environment: dict[str, str] | None = None,
+                 memory_setting: str | None = None):
         self.command = list(command)
         self.log_file = Path(log_file)
         self.environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(environment or {})}
+        self.memory_setting = memory_setting
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServerProcess":
@@ -90,7 +121,7 @@ class ServerProcess:
     def check_running(self) -> None:
         code = self.exit_code()
         if code is not None:
-            raise self.failure(f"the server exited with code {code}")
+            raise self.failure(exit_description(code, self.log_file, self.memory_setting))
 
     def wait_healthy(self, health_url: str, timeout_s: float) -> float:
         """Seconds until `health_url` answered 200; ServerFailed if the server exits or the time runs out."""

@@ -13,12 +13,12 @@ if TYPE_CHECKING:
     from quantbench.serve.records import RequestRecord
 
 
-def level_records_of(runs: list[LevelRun], prompts: list["Prompt"], tokenizer: Any) -> list[list["RequestRecord"]]:
+def level_records_of(runs: list[LevelRun], prompts: list["Prompt"], max_tokens: int, tokenizer: Any) -> list[list["RequestRecord"]]:
     from quantbench.serve.prompts import count_output_tokens
     from quantbench.serve.records import level_records
 
     by_id = {prompt.id: prompt for prompt in prompts}
-    return [level_records(run, by_id, lambda text: count_output_tokens(tokenizer, text)) for run in runs]
+    return [level_records(run, by_id, max_tokens, lambda text: count_output_tokens(tokenizer, text)) for run in runs]
 
 
 def write_requests(job_dir: Path, records: list[list["RequestRecord"]]) -> None:
