@@ -48,7 +48,7 @@ def standin(tmp_path):
 def test_a_server_that_refuses_stream_options_and_sends_usage_anyway(standin):
     # HTTP 422 for stream_options, usage in the last chunk regardless.
     endpoint = standin("--standin-refuse", "stream_options", "--standin-usage", "always")
-    found = probe_capabilities(endpoint, PROMPT, offered_fields(GENERATION_CONFIG, {}))
+    found = probe_capabilities(endpoint, PROMPT, offered_fields(GENERATION_CONFIG, {}), 30.0)
     assert found.accepted == ("generation_config",)
     assert list(found.refused) == ["stream_options"] and found.refused["stream_options"].startswith("HTTP 422")
     assert found.usage_in_stream is True
@@ -61,7 +61,7 @@ def test_a_server_that_refuses_stream_options_and_sends_usage_anyway(standin):
 def test_a_server_that_sends_usage_only_when_asked(standin):
     # transformers serve 5.25, vLLM: stream_options taken, usage only with include_usage.
     endpoint = standin("--standin-usage", "on-request")
-    found = probe_capabilities(endpoint, PROMPT, offered_fields(GENERATION_CONFIG, {}))
+    found = probe_capabilities(endpoint, PROMPT, offered_fields(GENERATION_CONFIG, {}), 30.0)
     assert found.accepted == ("stream_options", "generation_config") and found.refused == {}
     assert found.usage_in_stream is True and found.probe_requests == 1
     assert found.options(offered_fields({"generation_config": "x"}, {})) == {**ASK_FOR_USAGE, "generation_config": "x"}
@@ -69,14 +69,14 @@ def test_a_server_that_sends_usage_only_when_asked(standin):
 
 def test_a_server_that_takes_stream_options_without_sending_usage(standin):
     endpoint = standin("--standin-usage", "never")
-    found = probe_capabilities(endpoint, PROMPT, offered_fields({}, {}))
+    found = probe_capabilities(endpoint, PROMPT, offered_fields({}, {}), 30.0)
     assert found.accepted == ("stream_options",) and found.usage_in_stream is False
     assert found.metrics()["usage_in_stream"] is False
 
 
 def test_an_extra_body_field_the_server_refuses_is_dropped_not_fatal(standin):
     endpoint = standin("--standin-refuse", "ignore_eos", "--standin-usage", "on-request")
-    found = probe_capabilities(endpoint, PROMPT, offered_fields({}, {"ignore_eos": True, "top_k": 1}))
+    found = probe_capabilities(endpoint, PROMPT, offered_fields({}, {"ignore_eos": True, "top_k": 1}), 30.0)
     assert found.accepted == ("stream_options", "top_k") and list(found.refused) == ["ignore_eos"]
     assert found.usage_in_stream is True
 
@@ -84,7 +84,7 @@ def test_an_extra_body_field_the_server_refuses_is_dropped_not_fatal(standin):
 def test_a_server_that_fails_even_the_bare_request_fails_the_probe(standin):
     endpoint = standin("--standin-fail-every", "1")
     with pytest.raises(ProbeFailed, match="smallest request.*HTTP 500"):
-        probe_capabilities(endpoint, PROMPT, offered_fields({}, {}))
+        probe_capabilities(endpoint, PROMPT, offered_fields({}, {}), 30.0)
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sse"
@@ -101,7 +101,7 @@ def test_transcripts_of_transformers_serve_5_24_and_5_25(standin, release, usage
 
     endpoint = standin("--standin-replay", str(FIXTURES / f"transformers-{release}"))
     generation = {"generation_config": json.dumps({"max_new_tokens": 8, "do_sample": False, "eos_token_id": -1})}
-    found = probe_capabilities(endpoint, PROMPT, offered_fields({"ignore_eos": True, **generation}, {}))
+    found = probe_capabilities(endpoint, PROMPT, offered_fields({"ignore_eos": True, **generation}, {}), 30.0)
     assert found.accepted == ("stream_options", "generation_config") and found.usage_in_stream is True
     assert found.refused["ignore_eos"].startswith("HTTP 422") and "Unexpected fields" in found.refused["ignore_eos"]
 

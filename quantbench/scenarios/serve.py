@@ -105,7 +105,7 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
                 metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress, telemetry)
             else:
                 metrics |= {"server_url": endpoint.base_url, "prefix_caching": "unknown (an endpoint quantbench did not start)"}
-                options, found = request_options(endpoint, prompts[0], lambda tokens: {}, max_tokens)
+                options, found = request_options(endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s))
                 metrics |= found
                 run_levels(load_plan(cfg, endpoint, options), levels, prompts, runs, progress, check=None, on_level=telemetry_label(telemetry))
     finally:
@@ -185,7 +185,8 @@ def run_on_server(
             metrics["server_startup_s"] = server.wait_healthy(f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s))
         served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name)
         with progress.long_step(f"probing what {engine_name} accepts"):
-            options, found = request_options(served, prompts[0], engine.request_options, int(cfg.bench.max_new_tokens))
+            options, found = request_options(served, prompts[0], engine.request_options, int(cfg.bench.max_new_tokens),
+                                             float(cfg.serve.request_timeout_s))
         metrics |= found
         run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running,
                    on_level=telemetry_label(telemetry))
@@ -193,13 +194,13 @@ def run_on_server(
 
 
 def request_options(
-    endpoint: "Endpoint", prompt: "Prompt", engine_options: Callable[[int], dict[str, Any]], max_tokens: int
+    endpoint: "Endpoint", prompt: "Prompt", engine_options: Callable[[int], dict[str, Any]], max_tokens: int, timeout_s: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the optional fields every request sends, what the probe found): the server is asked with
     tiny requests which of usage in the stream, the engine's fields and engine.extra_body it takes."""
     from quantbench.serve.capabilities import PROBE_MAX_TOKENS, offered_fields, probe_capabilities
 
-    found = probe_capabilities(endpoint, prompt, offered_fields(engine_options(PROBE_MAX_TOKENS), endpoint.extra_body))
+    found = probe_capabilities(endpoint, prompt, offered_fields(engine_options(PROBE_MAX_TOKENS), endpoint.extra_body), timeout_s)
     return found.options(offered_fields(engine_options(max_tokens), endpoint.extra_body)), found.metrics()
 
 

@@ -30,7 +30,6 @@ log = logging.getLogger("quantbench")
 USAGE_FIELD = "stream_options"
 ASK_FOR_USAGE = {USAGE_FIELD: {"include_usage": True}}
 PROBE_MAX_TOKENS = 2  # enough to see a stream with text and its end; costs a fraction of a second
-PROBE_TIMEOUT_S = 120.0
 
 
 class ProbeFailed(QuantbenchError):
@@ -113,9 +112,9 @@ async def _probe(endpoint: "Endpoint", prompt: "Prompt", offered: dict[str, Any]
         return ServerCapabilities(tuple(kept), refused, usage_in_stream=usage, probe_requests=sent)
 
 
-def probe_capabilities(endpoint: "Endpoint", prompt: "Prompt", offered: dict[str, Any], timeout_s: float = PROBE_TIMEOUT_S) -> ServerCapabilities:
+def probe_capabilities(endpoint: "Endpoint", prompt: "Prompt", offered: dict[str, Any], timeout_s: float) -> ServerCapabilities:
     """Which of `offered` the server at `endpoint` takes, and whether it reports usage; ProbeFailed
-    when the bare request fails too."""
+    when the bare request fails too. `timeout_s` per request (serve.request_timeout_s)."""
     found = asyncio.run(_probe(endpoint, prompt, offered, timeout_s))
     log.info(
         "server capabilities: fields %s, usage in the stream: %s (%d probe requests)",
