@@ -49,6 +49,7 @@ class ServerLaunch:
     prefix_caching: str  # on | off | "<engine> default: ..." (recorded with the result)
     environment: dict[str, str] = field(default_factory=dict)  # added to the server's environment
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the result (e.g. its KV-cache budget)
+    memory_setting: str | None = None  # the setting that sizes the server's memory, named if it dies of lack of it
 
 
 @runtime_checkable

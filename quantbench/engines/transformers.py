@@ -117,6 +117,7 @@ class TransformersEngine:
             model_name=request.weights,
             prefix_caching="transformers serve default (no prefix-cache option)",
             facts={"kv_cache_memory_fraction": None if kv_cache_fraction is None else float(kv_cache_fraction)},
+            memory_setting=f"engine.kv_cache_memory_fraction={kv_cache_fraction}",
         )
 
     def request_options(self, max_tokens: int) -> dict[str, Any]:

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from quantbench.serve.records import RequestRecord
 
 SAMPLE_OUTPUTS = 4
-# Engine settings that size a server's memory, named when a server dies for lack of it.
-MEMORY_SETTINGS = ("kv_cache_memory_fraction",)
 
 
 def serve_levels(serve: "DictConfig") -> list[Level]:
@@ -177,8 +175,7 @@ def run_on_server(
     if threads is not None:
         metrics["threads"] = threads
         environment["OMP_NUM_THREADS"] = str(threads)
-    memory_setting = next((f"engine.{key}={value}" for key, value in launch.facts.items() if key in MEMORY_SETTINGS), None)
-    with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment, memory_setting) as server:
+    with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment, launch.memory_setting) as server:
         if server.process is not None:
             telemetry.watch(server.process.pid)  # its CPU time and memory, not this client's
         with progress.long_step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
