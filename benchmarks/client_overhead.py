@@ -2,7 +2,7 @@
 
 A minimal streaming endpoint on loopback (a child process, pinned to its own core) emits one
 chunk every `--interval-ms` and stamps each with its emission time (perf_counter: the same clock
-in both processes on Linux). quantbench's load generator (quantbench.serve: aiohttp streaming, SSE
+in both processes on Linux). quantbench's load generator (quantbench.loadgen: aiohttp streaming, SSE
 decoding, closed loop), pinned to one core, drives it at rising concurrency. Per level it reports
 the client's measured ITL p50/p99, the server's emitted gaps, and the delivery lag (arrival minus
 emission): the client is accurate while its ITL p50 stays within 1 ms of the interval.
@@ -42,14 +42,19 @@ def serve(port: int, interval_s: float) -> None:
             while True:  # keep-alive: one request after another on this connection
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *header_lines = head.decode().split("\r\n")
-                headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines if line)}
+                headers = {
+                    name.lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in header_lines if line)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if request_line.startswith("GET /health"):
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     await writer.drain()
                     continue
                 tokens = int(json.loads(body).get("max_tokens", 16))
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                )
                 due = time.perf_counter()
                 for _ in range(tokens):
                     due += interval_s  # an absolute clock: a late chunk does not delay the next one's schedule
@@ -83,9 +88,9 @@ def pin(core: int) -> None:
 
 async def measure(port: int, users: int, requests: int, tokens: int) -> dict:
     from quantbench.engines.openai import Endpoint
-    from quantbench.serve.client import new_session, send
-    from quantbench.serve.load import Budget, closed_loop
-    from quantbench.serve.prompts import Prompt
+    from quantbench.loadgen.client import new_session, send
+    from quantbench.loadgen.load import Budget, closed_loop
+    from quantbench.loadgen.prompts import Prompt
 
     endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}", model="clock")
     prompt = Prompt("clock", "tick", chat=True, input_tokens=1)
@@ -136,7 +141,10 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"`python benchmarks/client_overhead.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
-        f"A loopback endpoint emits one chunk every {args.interval_ms:g} ms ({args.tokens} per request, stamped with its",
+        (
+            f"A loopback endpoint emits one chunk every {args.interval_ms:g} ms ({args.tokens} per request, "
+            "stamped with its"
+        ),
         "emission time); quantbench's client (aiohttp streaming, SSE decoding, closed loop) drives it, each pinned to",
         "its own core. ITL is the gap between chunk arrivals at the client; lag is arrival minus emission.",
         f"Target: client ITL p50 within {TOLERANCE_MS:g} ms of the interval.",
@@ -144,17 +152,24 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end (a shared machine), Python {platform.python_version()}.",
         "",
-        "| streams | requests (all repeats) | failed | chunks/s | client ITL p50 ms | client ITL p99 ms | server gap p50 ms | lag p50 ms | lag p99 ms |",
+        (
+            "| streams | requests (all repeats) | failed | chunks/s | client ITL p50 ms | client ITL p99 ms "
+            "| server gap p50 ms | lag p50 ms | lag p99 ms |"
+        ),
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['users']} | {row['requests']} | {row['failed']} | {row['chunks_per_s']:.0f} | {row['client_itl_p50_ms']:.2f} | "
-            f"{row['client_itl_p99_ms']:.2f} | {row['server_gap_p50_ms']:.2f} | {row['lag_p50_ms']:.2f} | {row['lag_p99_ms']:.2f} |"
+            f"| {row['users']} | {row['requests']} | {row['failed']} | {row['chunks_per_s']:.0f} | "
+            f"{row['client_itl_p50_ms']:.2f} | {row['client_itl_p99_ms']:.2f} | {row['server_gap_p50_ms']:.2f} | "
+            f"{row['lag_p50_ms']:.2f} | {row['lag_p99_ms']:.2f} |"
         )
     lines += [
         "",
-        f"Most concurrent streams with the client's ITL p50 within {TOLERANCE_MS:g} ms of {args.interval_ms:g} ms: **{sustained}**",
+        (
+            f"Most concurrent streams with the client's ITL p50 within {TOLERANCE_MS:g} ms of {args.interval_ms:g} ms: "
+            f"**{sustained}**"
+        ),
         f"({sustained * 1000 / args.interval_ms:.0f} chunks/s on one core).",
         "",
         "Reading it: each row is the median of the level's repeats. While the client keeps up, its ITL is the",
@@ -183,17 +198,24 @@ def main() -> int:
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--interval-ms", str(args.interval_ms)])
     try:
-        from quantbench.serve.server import wait_healthy
+        from quantbench.loadgen.server import wait_healthy
 
         wait_healthy(f"http://127.0.0.1:{port}/health", 30.0)
         pin(0)
         rows = []
         for users in (int(level) for level in args.levels.split(",")):
-            runs = [asyncio.run(measure(port, users, users * args.requests_per_user, args.tokens)) for _ in range(args.repeats)]
+            runs = [
+                asyncio.run(measure(port, users, users * args.requests_per_user, args.tokens))
+                for _ in range(args.repeats)
+            ]
             # The median of each figure over the repeats: one run disturbed by other work on a shared
             # machine does not decide the row.
             row = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
-            row |= {"users": users, "requests": sum(run["requests"] for run in runs), "failed": sum(run["failed"] for run in runs)}
+            row |= {
+                "users": users,
+                "requests": sum(run["requests"] for run in runs),
+                "failed": sum(run["failed"] for run in runs),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

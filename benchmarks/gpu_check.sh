@@ -57,11 +57,11 @@ core=$(IFS=,; echo "${core_list[*]}")
 bnb=$(IFS=,; echo "${bnb_list[*]}")
 # pytest: part bnb runs the bitsandbytes precisions' cases, part core every other test.
 bnb_tests=()
-for name in "${bnb_list[@]}"; do bnb_tests+=("tests/test_gpu.py::test_precision_runs_on_cuda[$name]"); done
+for name in "${bnb_list[@]}"; do bnb_tests+=("tests/e2e/test_gpu.py::test_precision_runs_on_cuda[$name]"); done
 case "$part" in
-  core) precisions=$core; pytest_args=(tests/test_gpu.py); for test in "${bnb_tests[@]}"; do pytest_args+=(--deselect "$test"); done ;;
+  core) precisions=$core; pytest_args=(tests/e2e/test_gpu.py); for test in "${bnb_tests[@]}"; do pytest_args+=(--deselect "$test"); done ;;
   bnb) precisions=$bnb; pytest_args=("${bnb_tests[@]}") ;;
-  all) precisions="$core${bnb:+,$bnb}"; pytest_args=(tests/test_gpu.py) ;;
+  all) precisions="$core${bnb:+,$bnb}"; pytest_args=(tests/e2e/test_gpu.py) ;;
 esac
 out="${out:-gpu-check-$(date -u +%Y%m%d-%H%M%S)}"
 
@@ -81,7 +81,7 @@ if ((dry_run)); then
 import importlib.resources, os, sys
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from quantbench.schema import register_configs
+from quantbench.config.schema import register_configs
 
 model = os.environ["PLAN_MODEL"]
 if importlib.resources.files("quantbench.conf").joinpath(f"model/{model}.yaml").is_file() is False:
@@ -157,8 +157,8 @@ log "pytest exit $pytest_code"
 runnable=$("$PYTHON" - "$precisions" 2> >(tee -a "$out/gpu_check.log" >&2) <<'EOF'
 import sys
 from omegaconf import OmegaConf
-from quantbench import registry
-from quantbench.device import resolve_device
+from quantbench.config import registry
+from quantbench.runtime.device import resolve_device
 device = resolve_device("auto")
 runnable = []
 for name in filter(None, sys.argv[1].split(",")):
@@ -194,10 +194,10 @@ log "3/3 report"
 sweeps=()
 for candidate in "$out/sweep-core" "$out/sweep-bnb" "$out/sweep-all"; do [[ -d $candidate ]] && sweeps+=("$candidate"); done
 if ((${#sweeps[@]} == 1)); then
-  timeout "$REPORT_TIMEOUT_S" "$PYTHON" -m quantbench.cli report "${sweeps[0]}" 2>&1 | tee -a "$out/gpu_check.log"
+  timeout "$REPORT_TIMEOUT_S" "$PYTHON" -m quantbench.cli.main report "${sweeps[0]}" 2>&1 | tee -a "$out/gpu_check.log"
 elif ((${#sweeps[@]} > 1)); then
   # Part bnb after part core: one report over both, so nf4 and int8 compare with fp32.
-  timeout "$REPORT_TIMEOUT_S" "$PYTHON" -m quantbench.cli report "${sweeps[@]}" --output "$out/report" 2>&1 | tee -a "$out/gpu_check.log"
+  timeout "$REPORT_TIMEOUT_S" "$PYTHON" -m quantbench.cli.main report "${sweeps[@]}" --output "$out/report" 2>&1 | tee -a "$out/gpu_check.log"
 fi
 log "done in $(($(date +%s) - started)) s; results under $out (exit $code)"
 exit "$code"

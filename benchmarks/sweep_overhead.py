@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 SWEEP = ["-m", "model=tiny-llama", "precision=fp32,bf16,int8,nf4", "batch=1,4", "hardware=cpu"]
-# A job's own phases, as result.json's metrics name them (quantbench/job.py).
+# A job's own phases, as result.json's metrics name them (quantbench/job/run.py).
 PHASES = ("materialise_s", "load_s", "quantize_s", "warmup_s", "measured_s")
 
 
@@ -40,10 +40,20 @@ def job_seconds(result: dict, missing: set[str]) -> float:
 
 
 def run_sweep(isolation: str, out_dir: Path, extra: list[str]) -> tuple[float, list[dict]]:
-    command = [sys.executable, "-m", "quantbench", *SWEEP, f"bench.isolation={isolation}",
-               f"hydra.sweep.dir={out_dir}", "analysis.report_at_end=false", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "quantbench",
+        *SWEEP,
+        f"bench.isolation={isolation}",
+        f"hydra.sweep.dir={out_dir}",
+        "analysis.report_at_end=false",
+        *extra,
+    ]
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "QUANTBENCH_ISOLATION": isolation})
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "QUANTBENCH_ISOLATION": isolation}
+    )
     wall_s = time.perf_counter() - started
     return wall_s, [json.loads(path.read_text()) for path in sorted(out_dir.glob("*/result.json"))]
 
@@ -57,21 +67,37 @@ def main() -> int:
 
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="sweep-overhead-")) / "sweep"
     # Built once before timing: the sweep then measures the jobs, not the first model build.
-    subprocess.run([sys.executable, "-m", "quantbench", "model=tiny-llama", "bench=quick", "batch=1",
-                    "bench.isolation=none", f"hydra.run.dir={out_dir.parent / 'warm-cache'}",
-                    "analysis.report_at_end=false"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantbench",
+            "model=tiny-llama",
+            "bench=quick",
+            "batch=1",
+            "bench.isolation=none",
+            f"hydra.run.dir={out_dir.parent / 'warm-cache'}",
+            "analysis.report_at_end=false",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     wall_s, results = run_sweep(args.isolation, out_dir, args.overrides)
     missing: set[str] = set()
     jobs_s = sum(job_seconds(result, missing) for result in results)
     statuses = [result["status"] for result in results]
-    print(f"isolation={args.isolation}: {len(results)} jobs ({statuses.count('ok')} ok), sweep wall {wall_s:.1f} s, "
-          f"jobs' own {' + '.join(PHASES)} {jobs_s:.1f} s, ratio {wall_s / jobs_s:.2f} (target <= 1.3)")
+    print(
+        f"isolation={args.isolation}: {len(results)} jobs ({statuses.count('ok')} ok), sweep wall {wall_s:.1f} s, "
+        f"jobs' own {' + '.join(PHASES)} {jobs_s:.1f} s, ratio {wall_s / jobs_s:.2f} (target <= 1.3)"
+    )
     if missing:
         print(f"not recorded by every job (counted as 0): {', '.join(sorted(missing))}")
     for result in results:
         metrics = result.get("metrics") or {}
         # startup_s (process start to load) is part of the overhead, shown, not summed.
-        phases = ", ".join(f"{name} {float(metrics[name]):.2f}" for name in ("startup_s", *PHASES) if metrics.get(name) is not None)
+        phases = ", ".join(
+            f"{name} {float(metrics[name]):.2f}" for name in ("startup_s", *PHASES) if metrics.get(name) is not None
+        )
         print(f"  {result['identity']['precision']:>5} b{result['identity']['batch']}: {result['status']}: {phases}")
     print(f"sweep directory: {out_dir}")
     return 0

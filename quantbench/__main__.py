@@ -1,7 +1,7 @@
 """The Hydra entry point.
 
-    python -m quantbench                                    one benchmark, default model
-    python -m quantbench -m precision=fp16,nf4 batch=32,256 a sweep, collected at the end
+python -m quantbench                                    one benchmark, default model
+python -m quantbench -m precision=fp16,nf4 batch=32,256 a sweep, collected at the end
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from quantbench.cli.help import register_help_resolver
+from quantbench.cli.overrides import prepare_arguments
+from quantbench.config.plugin_configs import config_packages
+from quantbench.config.schema import register_configs
 from quantbench.errors import QuantbenchError
-from quantbench.help import register_help_resolver
-from quantbench.overrides import prepare_arguments
-from quantbench.plugin_configs import config_packages
-from quantbench.schema import register_configs
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from quantbench.collect import frame_from_rows, job_rows, print_table
-    from quantbench.execute import command_line_keys, execute_job
-    from quantbench.interrupt import note_running
+    from quantbench.collect.sweeps import frame_from_rows, job_rows, print_table
+    from quantbench.sweep.execute import command_line_keys, execute_job
+    from quantbench.sweep.interrupt import note_running
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -57,7 +57,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C: the summary so far and one line, not a traceback
-        from quantbench.interrupt import INTERRUPTED_EXIT_CODE, after_interrupt
+        from quantbench.sweep.interrupt import INTERRUPTED_EXIT_CODE, after_interrupt
 
         print(after_interrupt(), file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT_CODE)

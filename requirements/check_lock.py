@@ -32,7 +32,9 @@ def read_lock(text: str) -> dict[str, str]:
 
 
 def installed_versions() -> dict[str, str]:
-    return {normalise(dist.metadata["Name"]): dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    return {
+        normalise(dist.metadata["Name"]): dist.version for dist in metadata.distributions() if dist.metadata["Name"]
+    }
 
 
 def disagreements(locked: dict[str, str], installed: dict[str, str], installed_only: bool = False) -> list[str]:
@@ -56,8 +58,11 @@ def no_deps_packages(text: str) -> set[str]:
 
 def pip_check_problems(output: str, expected_missing: set[str]) -> list[str]:
     """`pip check`'s complaints, less those about a package installed with --no-deps."""
-    return [line for line in output.splitlines() if line.strip() and "No broken requirements" not in line
-            and normalise(line.split()[0]) not in expected_missing]
+    return [
+        line
+        for line in output.splitlines()
+        if line.strip() and "No broken requirements" not in line and normalise(line.split()[0]) not in expected_missing
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -66,12 +71,17 @@ def main(argv: list[str]) -> int:
     lock = Path(paths[0]) if paths else LOCK_FILE
     problems = disagreements(read_lock(lock.read_text()), installed_versions(), installed_only)
     check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
-    problems += [f"pip check: {line}" for line in pip_check_problems(check.stdout, no_deps_packages(NO_DEPS_FILE.read_text()))]
+    problems += [
+        f"pip check: {line}" for line in pip_check_problems(check.stdout, no_deps_packages(NO_DEPS_FILE.read_text()))
+    ]
     for line in problems:
         print(f"check_lock: {line}", file=sys.stderr)
     if problems:
-        print(f"check_lock: this environment disagrees with {lock} (install with `pip install -c {lock} ...`, "
-              "or refresh the lock with requirements/refresh.sh)", file=sys.stderr)
+        print(
+            f"check_lock: this environment disagrees with {lock} (install with `pip install -c {lock} ...`, "
+            "or refresh the lock with requirements/refresh.sh)",
+            file=sys.stderr,
+        )
         return 1
     print(f"check_lock: {len(read_lock(lock.read_text()))} locked packages installed as locked; pip check clean")
     return 0

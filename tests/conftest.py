@@ -1,4 +1,5 @@
-"""Shared fixtures: a session-wide model cache, composing real configs, running the real app."""
+"""Shared fixtures: a session-wide model cache, composing real configs, running the real app, starting
+the stand-in server. Helpers that are not fixtures live in support/ (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from support import SHARED_DATA, STANDIN
+from support.app import run_app
 
-from quantbench import registry
-from quantbench.schema import register_configs
+from quantbench.config import registry
+from quantbench.config.schema import register_configs
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # The tests read the data beside the checkout, as .ci/run does; a user's default is elsewhere
 # (~/.cache/quantbench/data), so the tests say where explicitly.
 os.environ.setdefault("QUANTBENCH_DATA", str(SHARED_DATA))
@@ -84,39 +86,6 @@ def compose_config() -> Callable[[list[str]], DictConfig]:
     return _compose
 
 
-def run_app(args: list[str], out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, int]:
-    """Run `python -m quantbench ARGS` in this process; returns (run or sweep dir, exit code)."""
-    from quantbench.__main__ import main
-
-    multirun = "-m" in args or "--multirun" in args
-    target = out_dir / ("multirun" if multirun else "run")
-    argv = ["quantbench", *args, f"hydra.sweep.dir={target}", f"hydra.run.dir={target}"]
-    monkeypatch.setattr(sys, "argv", argv)
-    GlobalHydra.instance().clear()
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    finally:
-        GlobalHydra.instance().clear()
-    return target, code
-
-
-def sweep_rows(args: list[str], out_dir: Path) -> dict[str, dict]:
-    """Run an in-process sweep (`-m` is added) for a module-scoped fixture, which cannot use the
-    test-scoped monkeypatch; its summary rows by precision."""
-    import polars as pl
-
-    monkeypatch = pytest.MonkeyPatch()
-    try:
-        target, code = run_app(["-m", *args], out_dir, monkeypatch)
-    finally:
-        monkeypatch.undo()
-    assert code == 0, f"quantbench -m {' '.join(args)} exited with {code}"
-    return {row["precision"]: row for row in pl.read_parquet(target / "summary.parquet").iter_rows(named=True)}
-
-
 @pytest.fixture
 def run_quantbench(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str], Path], Path]:
     """Run the app in-process and return its run or sweep directory; fail on a non-zero exit."""
@@ -127,3 +96,37 @@ def run_quantbench(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str], Path
         return target
 
     return _run
+
+
+@pytest.fixture
+def standin(tmp_path):
+    """Start the stand-in server (support/serve_standin.py) with the given options; yields a
+    function returning its Endpoint. Every server it started is stopped afterwards."""
+    from quantbench.engines.openai import Endpoint
+    from quantbench.loadgen.server import ServerProcess, free_port
+
+    servers: list[ServerProcess] = []
+
+    def start(*options: str) -> Endpoint:
+        port = free_port()
+        server = ServerProcess(
+            [sys.executable, str(STANDIN), "serve", "m", "--port", str(port), *options],
+            tmp_path / f"standin-{port}.log",
+        ).__enter__()
+        servers.append(server)
+        server.wait_healthy(f"http://127.0.0.1:{port}/health", 60.0)
+        return Endpoint(base_url=f"http://127.0.0.1:{port}", model="m")
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_hardware_table():
+    """The hardware options table read afresh, before and after the test (it is cached per process)."""
+    from quantbench.measure import hardware_facts
+
+    hardware_facts.hardware_options.cache_clear()
+    yield
+    hardware_facts.hardware_options.cache_clear()

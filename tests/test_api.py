@@ -1,5 +1,6 @@
-"""quantbench.api, the surface plugins build on: what it exports, the quantizer-config backend
-helper through the real app, plugin schemas in the ConfigStore, and missing-dependency reasons."""
+"""quantbench.api, the surface plugins build on: what it exports, plugin schemas in the ConfigStore,
+missing-dependency reasons, and one-line errors for a plugin's options (the plugins' backends in
+real jobs: tests/e2e/test_api_plugins.py)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,21 @@ import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
-import polars as pl
 import pytest
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
+from support import TESTS, dynamic_plugin
+from support import quantizer_plugin as test_plugin
+from support.distributions import install_test_plugin
 
-import dynamic_plugin_for_tests as dynamic_plugin
-import quantizer_plugin_for_tests as test_plugin
-from quantbench import api, plugin_configs
-from quantbench.overrides import compose_option, prepare_arguments
-from quantbench.schema import DensePrecisionConfig, register_configs
+from quantbench import api
+from quantbench.cli.overrides import prepare_arguments
+from quantbench.config import plugin_configs
+from quantbench.config.compose import compose_option
+from quantbench.config.schema import DensePrecisionConfig, register_configs
 
 EXAMPLE_SOURCE = Path(__file__).resolve().parents[1] / "examples" / "quantbench-plugin-example" / "src"
-PLUGIN_CONF = Path(__file__).resolve().parent / "fixtures" / "plugin_conf"  # YAML options shown in docs/plugins.md
 QUICK = ["model=tiny-llama", "bench=quick", "analysis.report_at_end=false", "hardware=cpu"]
 QUANTO_REASON = "needs optimum-quanto (pip install optimum-quanto); module optimum.quanto not importable"
 
@@ -89,64 +91,14 @@ def test_read_settings_types_a_plain_node_and_leaves_out_a_setting_it_does_not_u
     assert isinstance(settings, test_plugin.QuantoSettings)
     assert (settings.name, settings.weights) == ("q", "int4")
     with pytest.raises(ValidationError, match="dynamic_activations"):  # a value of the wrong type is still an error
-        api.read_settings(test_plugin.TorchAoInt8Settings, OmegaConf.create({"name": "q", "backend": "x", "dynamic_activations": "often"}))
-
-
-def install_test_plugin(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """tests/quantizer_plugin_for_tests.py and tests/dynamic_plugin_for_tests.py as an installed
-    package would register them, with a conf tree (tests/fixtures/plugin_conf, and options made here).
-
-    A real distribution (metadata only) on sys.path: quantbench's registry, its schema
-    registration and its Hydra search-path plugin all read the same entry points they would in use.
-    """
-    conf = directory / "qb_test_plugin_conf"
-    (conf / "precision").mkdir(parents=True)
-    (conf / "__init__.py").write_text("")
-    options = {
-        "test-int8": ("base_test_torchao_int8", "test-torchao-int8", "dynamic_activations: false"),
-        "test-quanto-int8": ("base_test_quanto", "test-quanto", "weights: int8"),
-        # a misspelt key in a plugin's option, and the same mistake in an option of a built-in schema
-        "test-int8-typo": ("base_test_torchao_int8", "test-torchao-int8", "dynamic_activation: true"),
-        "dense-typo": ("base_dense", "fp32", "dtype: float32\ndtyp: float16"),
-    }
-    for name, (schema, backend, settings) in options.items():
-        (conf / "precision" / f"{name}.yaml").write_text(f"defaults:\n  - {schema}\n\nname: {name}\nbackend: {backend}\n{settings}\n")
-    for option in (PLUGIN_CONF / "precision").glob("*.yaml"):
-        (conf / "precision" / option.name).write_text(option.read_text())
-    dist_info = directory / "qb_test_plugin-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: qb-test-plugin\nVersion: 0.1\n")
-    module, dynamic = test_plugin.__name__, dynamic_plugin.__name__
-    (dist_info / "entry_points.txt").write_text(
-        "[quantbench.backends]\n"
-        f"test-torchao-int8 = {module}:TorchAoInt8Backend\n"
-        f"test-quanto = {module}:QuantoBackend\n"
-        f"torch-dynamic = {dynamic}:TorchDynamicBackend\n"
-        "[quantbench.schemas]\n"
-        f"test_torchao_int8 = {module}:TorchAoInt8Settings\n"
-        f"test_quanto = {module}:QuantoSettings\n"
-        f"torch_dynamic = {dynamic}:TorchDynamicSettings\n"
-        "[quantbench.configs]\n"
-        "qb-test = qb_test_plugin_conf\n"
-    )
-    monkeypatch.syspath_prepend(str(directory))
-    monkeypatch.delitem(sys.modules, conf.name, raising=False)  # an earlier test's tree, imported from its own directory
-
-
-def test_a_quantizer_config_backend_runs_through_the_real_app(tmp_path, run_quantbench, monkeypatch):
-    install_test_plugin(tmp_path / "dist", monkeypatch)
-    sweep = run_quantbench(["-m", *QUICK, "precision=fp32,test-int8,test-quanto-int8"], tmp_path)
-    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
-    assert rows["test-int8"]["status"] == "ok", rows["test-int8"]["reason"]
-    assert rows["test-int8"]["backend"] == "test-torchao-int8"
-    # int8 decoder layers: clearly smaller than fp32, though the embeddings stay fp32
-    assert rows["test-int8"]["weight_memory_gb"] < 0.7 * rows["fp32"]["weight_memory_gb"]
-    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
-        assert (rows["test-quanto-int8"]["status"], rows["test-quanto-int8"]["reason"]) == ("skipped", QUANTO_REASON)
+        api.read_settings(
+            test_plugin.TorchAoInt8Settings,
+            OmegaConf.create({"name": "q", "backend": "x", "dynamic_activations": "often"}),
+        )
 
 
 def error_output(run_app_args: list[str], tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
-    from conftest import run_app
+    from support.app import run_app
 
     _, code = run_app(run_app_args, tmp_path, monkeypatch)
     captured = capsys.readouterr()
@@ -160,12 +112,16 @@ def test_a_misspelt_key_in_a_plugin_option_is_the_same_error_as_in_a_built_in_on
     assert plugin_code == builtin_code != 0
     assert "dynamic_activation" in plugin_error and "TorchAoInt8Settings" in plugin_error
     normalised = (
-        plugin_error.replace("test-int8-typo", "OPTION").replace("dynamic_activations", "NEAREST")
-        .replace("dynamic_activation", "KEY").replace("TorchAoInt8Settings", "SCHEMA")
+        plugin_error.replace("test-int8-typo", "OPTION")
+        .replace("dynamic_activations", "NEAREST")
+        .replace("dynamic_activation", "KEY")
+        .replace("TorchAoInt8Settings", "SCHEMA")
     )
     expected = (
-        builtin_error.replace("dense-typo", "OPTION").replace("dtype", "NEAREST")
-        .replace("dtyp", "KEY").replace("DensePrecisionConfig", "SCHEMA")
+        builtin_error.replace("dense-typo", "OPTION")
+        .replace("dtype", "NEAREST")
+        .replace("dtyp", "KEY")
+        .replace("DensePrecisionConfig", "SCHEMA")
     )
     assert normalised == expected
 
@@ -179,8 +135,10 @@ def test_a_broken_or_clashing_plugin_schema_is_one_warning_and_the_others_regist
         EntryPoint("test_backend_class", f"{module}:QuantoBackend", group),  # not a schema
         EntryPoint("test_fine", f"{module}:QuantoSettings", group),
     ]
-    monkeypatch.setattr(plugin_configs.metadata, "entry_points", lambda group: fake if group == plugin_configs.SCHEMAS_GROUP else [])
-    with caplog.at_level(logging.WARNING, logger="quantbench.schema"):
+    monkeypatch.setattr(
+        plugin_configs.metadata, "entry_points", lambda group: fake if group == plugin_configs.SCHEMAS_GROUP else []
+    )
+    with caplog.at_level(logging.WARNING, logger="quantbench.config.schema"):
         register_configs()
     store = ConfigStore.instance()
     assert OmegaConf.get_type(store.load("precision/base_test_fine.yaml").node) is test_plugin.QuantoSettings
@@ -188,37 +146,24 @@ def test_a_broken_or_clashing_plugin_schema_is_one_warning_and_the_others_regist
     assert store.get_type("precision/base_test_backend_class.yaml").name == "NOT_FOUND"
     warnings = [message for message in caplog.messages if "not registered" in message]
     assert len(warnings) == 3 and all("\n" not in message for message in warnings)
-    by_name = {name: next(m for m in warnings if f"'{name}'" in m) for name in ("base_test_broken", "base_dense", "base_test_backend_class")}
-    assert "ModuleNotFoundError" in by_name["base_test_broken"] and "qb_no_such_schema_module" in by_name["base_test_broken"]
+    by_name = {
+        name: next(m for m in warnings if f"'{name}'" in m)
+        for name in ("base_test_broken", "base_dense", "base_test_backend_class")
+    }
+    assert (
+        "ModuleNotFoundError" in by_name["base_test_broken"]
+        and "qb_no_such_schema_module" in by_name["base_test_broken"]
+    )
     assert "precision/base_dense.yaml is taken by quantbench; rename the entry point" in by_name["base_dense"]
     assert "is not a dataclass extending one of PrecisionConfig" in by_name["base_test_backend_class"]
-
-
-# --- a backend that is not a quantizer config (docs/plugins.md, section 1) -----------------------
-
-
-def test_a_backend_of_its_own_runs_a_real_job_and_its_packed_weights_are_measured(tmp_path, run_quantbench, monkeypatch, compose_config):
-    # quantize_dynamic's layers keep their int8 weights packed in a C++ object, not as parameters:
-    # bits_per_weight is measured through their weight(), never 0, and weight memory counts them.
-    install_test_plugin(tmp_path / "dist", monkeypatch)
-    sweep = run_quantbench(["-m", *QUICK, "precision=fp32,torch-dynamic-int8"], tmp_path)
-    rows = {row["precision"]: row for row in pl.read_parquet(sweep / "summary.parquet").iter_rows(named=True)}
-    dynamic, fp32 = rows["torch-dynamic-int8"], rows["fp32"]
-    assert dynamic["status"] == "ok", dynamic["reason"]
-    assert (dynamic["backend"], dynamic["torch_dynamic_weights"], dynamic["compute_dtype"]) == ("torch-dynamic", "qint8", "float32")
-    assert dynamic["bits_per_weight"] == pytest.approx(8.0)  # int8 values, one scale per layer
-    assert dynamic["kernel"] == "torch DynamicQuantizedLinear qint8"
-    # Each block linear weight goes from 4 bytes to 1; the embeddings and the output head stay float32.
-    arch = compose_config(["model=tiny-llama"]).model.architecture
-    hidden, kv_width = arch.hidden_size, arch.hidden_size * arch.num_key_value_heads // arch.num_attention_heads
-    block_weights = arch.num_hidden_layers * (2 * hidden * hidden + 2 * hidden * kv_width + 3 * hidden * arch.intermediate_size)
-    assert dynamic["weight_memory_gb"] == pytest.approx(fp32["weight_memory_gb"] - 3 * block_weights / 1e9, rel=1e-6)
 
 
 def test_a_new_option_of_a_built_in_backend_is_a_yaml_file_alone(tmp_path, monkeypatch):
     # tests/fixtures/plugin_conf/precision/quanto-float8.yaml: base_quanto and backend quanto, no Python.
     install_test_plugin(tmp_path / "dist", monkeypatch)
-    assert prepare_arguments(["precision=quanto-float8"]) == ["precision=quanto-float8"]  # a plugin's option: composed here
+    assert prepare_arguments(["precision=quanto-float8"]) == [
+        "precision=quanto-float8"
+    ]  # a plugin's option: composed here
     option = compose_option("precision", "quanto-float8")
     assert (option.backend, option.weights) == ("quanto", "float8")
 
@@ -228,35 +173,52 @@ def test_a_new_option_of_a_built_in_backend_is_a_yaml_file_alone(tmp_path, monke
 
 def test_an_unknown_precision_is_one_line_naming_the_closest_option(tmp_path, monkeypatch):
     install_test_plugin(tmp_path / "dist", monkeypatch)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "dist"), str(Path(__file__).parent)])}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "dist"), str(TESTS)])}
     completed = subprocess.run(
         [sys.executable, "-m", "quantbench", "precision=torch-dynamic-int9", f"hydra.run.dir={tmp_path / 'run'}"],
-        env=environment, capture_output=True, text=True, timeout=300,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 2
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, completed.stderr
-    assert lines[0].startswith("quantbench: unknown precision 'torch-dynamic-int9'; did you mean 'torch-dynamic-int8'? choose one of: ")
+    assert lines[0].startswith(
+        "quantbench: unknown precision 'torch-dynamic-int9'; did you mean 'torch-dynamic-int8'? choose one of: "
+    )
     assert "fp32" in lines[0] and "base_" not in lines[0]
 
 
-def test_a_misspelt_key_in_a_plugin_yaml_is_one_line_naming_the_key_the_file_and_the_closest_key(tmp_path, monkeypatch, capsys):
+def test_a_misspelt_key_in_a_plugin_yaml_is_one_line_naming_the_key_the_file_and_the_closest_key(
+    tmp_path, monkeypatch, capsys
+):
     install_test_plugin(tmp_path / "dist", monkeypatch)
     code, output = error_output([*QUICK, "precision=test-int8-typo"], tmp_path / "run", monkeypatch, capsys)
     assert code == 2
     file = tmp_path / "dist" / "qb_test_plugin_conf" / "precision" / "test-int8-typo.yaml"
     assert [line for line in output.splitlines() if line.strip()] == [
-        f"quantbench: unknown key 'dynamic_activation' in {file} (precision=test-int8-typo, schema TorchAoInt8Settings); "
+        f"quantbench: unknown key 'dynamic_activation' in {file} "
+        "(precision=test-int8-typo, schema TorchAoInt8Settings); "
         "did you mean 'dynamic_activations'?"
     ]
     # In a sweep too, before any job runs.
-    code, output = error_output(["-m", *QUICK, "precision=fp32,test-int8-typo"], tmp_path / "sweep", monkeypatch, capsys)
-    assert code == 2 and "unknown key 'dynamic_activation' in " in output and not (tmp_path / "sweep" / "multirun").exists()
+    code, output = error_output(
+        ["-m", *QUICK, "precision=fp32,test-int8-typo"], tmp_path / "sweep", monkeypatch, capsys
+    )
+    assert (
+        code == 2
+        and "unknown key 'dynamic_activation' in " in output
+        and not (tmp_path / "sweep" / "multirun").exists()
+    )
 
 
 def test_the_dynamic_backend_is_unavailable_on_a_gpu_with_the_reason():
     backend = dynamic_plugin.TorchDynamicBackend()
     gpu = api.Device("cuda", 0, "NVIDIA H100 80GB HBM3", (9, 0), 85.0)
-    assert backend.unavailable_reason(gpu) == "torch dynamic quantization runs on CPU only; this device: cuda:0 (NVIDIA H100 80GB HBM3)"
+    assert (
+        backend.unavailable_reason(gpu)
+        == "torch dynamic quantization runs on CPU only; this device: cuda:0 (NVIDIA H100 80GB HBM3)"
+    )
     assert backend.unavailable_reason(api.Device("cpu", None, "a CPU")) is None
     assert isinstance(backend, api.Backend)  # the protocol, without inheriting anything

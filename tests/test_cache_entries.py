@@ -15,8 +15,16 @@ from quantbench.gguf.store import GgufRecipe
 CALIBRATION = {"source": {"option": "builtin"}, "n_samples": 128, "seq_len": 512, "seed": 0}
 GPTQ = CheckpointRecipe("tiny-llama", "abc123", None, "gptq", 4, 128, {"sym": True}, CALIBRATION, "7.7.0")
 AUTOROUND = CheckpointRecipe(
-    "tiny-llama", "abc123", "main", "autoround", 4, -1, {"sym": True, "iters": 1, "batch_size": 8},
-    {"source": {"option": "builtin"}, "n_samples": 2, "seq_len": 64, "seed": 0}, "0.16.0", engine="auto-round",
+    "tiny-llama",
+    "abc123",
+    "main",
+    "autoround",
+    4,
+    -1,
+    {"sym": True, "iters": 1, "batch_size": 8},
+    {"source": {"option": "builtin"}, "n_samples": 2, "seq_len": 64, "seed": 0},
+    "0.16.0",
+    engine="auto-round",
 )
 GGUF = GgufRecipe("tiny-llama", "abc123", None, "q4_k_m", "0.3.16")
 
@@ -39,24 +47,44 @@ def test_the_manifest_is_written_last_and_names_the_recipe(tmp_path):
         write_manifest(directory, AUTOROUND, {"quantize_s": 3.0})
     assert is_usable(entry)
     manifest = read_manifest(entry)
-    assert manifest["key"] == AUTOROUND.key and manifest["model_name"] == "tiny-llama" and manifest["engine"] == "auto-round"
-    assert manifest["auto-round"] == "0.16.0" and manifest["knobs"]["iters"] == 1 and manifest["built"] == {"quantize_s": 3.0}
+    assert (
+        manifest["key"] == AUTOROUND.key
+        and manifest["model_name"] == "tiny-llama"
+        and manifest["engine"] == "auto-round"
+    )
+    assert (
+        manifest["auto-round"] == "0.16.0"
+        and manifest["knobs"]["iters"] == 1
+        and manifest["built"] == {"quantize_s": 3.0}
+    )
 
 
 def test_entries_with_manifests_written_before_are_used_and_listed(tmp_path, monkeypatch, capsys):
-    from quantbench.cache_cli import main
+    from quantbench.cli.cache import main
 
     # What the previous version wrote: the checkpoint's manifest with key and engine, the GGUF one without a key.
     checkpoint = entry_path(tmp_path, GPTQ)
     checkpoint.mkdir(parents=True)
     (checkpoint / "model.safetensors").write_bytes(b"0" * 1000)
-    (checkpoint / MANIFEST_FILE).write_text(json.dumps(
-        {"key": GPTQ.key, "model_name": "tiny-llama", "engine": "gptqmodel", **GPTQ.key_payload(),
-         "built": {"quantize_s": 12.0, "calibration_windows": 2}}, indent=2, sort_keys=True))
+    (checkpoint / MANIFEST_FILE).write_text(
+        json.dumps(
+            {
+                "key": GPTQ.key,
+                "model_name": "tiny-llama",
+                "engine": "gptqmodel",
+                **GPTQ.key_payload(),
+                "built": {"quantize_s": 12.0, "calibration_windows": 2},
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
     gguf = entry_path(tmp_path, GGUF)
     gguf.mkdir(parents=True)
     (gguf / store.GGUF_FILE).write_bytes(b"GGUF")
-    (gguf / MANIFEST_FILE).write_text(json.dumps({"model_name": "tiny-llama", **GGUF.key_payload(), "built": {"quantize_s": 4.0}}))
+    (gguf / MANIFEST_FILE).write_text(
+        json.dumps({"model_name": "tiny-llama", **GGUF.key_payload(), "built": {"quantize_s": 4.0}})
+    )
     assert is_usable(checkpoint) and is_usable(gguf)
 
     monkeypatch.setattr(store, "describe_file", lambda path: {"bits_per_weight": 4.5, "tensor_types": "Q4_K:14"})

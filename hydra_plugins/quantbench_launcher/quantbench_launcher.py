@@ -42,6 +42,7 @@ _INIT_KEYS = {"submitit_folder", "max_num_timeout"}
 
 
 if BaseSubmititLauncher is not None:
+
     class HardwareSlurmLauncher(BaseSubmititLauncher):
         _EXECUTOR = "slurm"
 
@@ -74,7 +75,11 @@ if BaseSubmititLauncher is not None:
             )
             generic = set(OmegaConf.structured(BaseQueueConf).keys())
             executor.update_parameters(
-                **{key if key in generic else f"slurm_{key}": value for key, value in params.items() if key not in _INIT_KEYS}
+                **{
+                    key if key in generic else f"slurm_{key}": value
+                    for key, value in params.items()
+                    if key not in _INIT_KEYS
+                }
             )
             return executor
 
@@ -87,14 +92,23 @@ if BaseSubmititLauncher is not None:
             submitted: list[Any] = [None] * len(job_overrides)
             # Everything is submitted before anything is awaited: the groups run side by side.
             for placement, positions in self.placement_groups(job_overrides):
-                shown = " ".join(f"{key}={value}" for key, value in placement.items() if value is not None) or "default placement"
+                shown = (
+                    " ".join(f"{key}={value}" for key, value in placement.items() if value is not None)
+                    or "default placement"
+                )
                 log.info("submitit '%s': %d job(s) with %s", self.cluster, len(positions), shown)
                 arguments = []
                 for position in positions:
                     number = initial_job_idx + position
                     log.info("\t#%d : %s", number, " ".join(filter_overrides(job_overrides[position])))
                     arguments.append(
-                        (list(job_overrides[position]), "hydra.sweep.dir", number, f"job_id_for_{number}", Singleton.get_state())
+                        (
+                            list(job_overrides[position]),
+                            "hydra.sweep.dir",
+                            number,
+                            f"job_id_for_{number}",
+                            Singleton.get_state(),
+                        )
                     )
                 jobs = self._executor(placement).map_array(self, *zip(*arguments))
                 for position, job in zip(positions, jobs):

@@ -9,7 +9,7 @@ naming a package that holds a conf tree laid out like quantbench/conf (precision
 Its options then appear beside the built-in ones: `python -m quantbench precision=torchao-int3wo`.
 
 Hydra imports every module under hydra_plugins/ when any Hydra app starts, so this one imports
-nothing but Hydra's plugin base and quantbench.plugin_configs (importlib only): the entry
+nothing but Hydra's plugin base and quantbench.config.plugin_configs (importlib only): the entry
 point's value is read as a string, never imported.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from quantbench.plugin_configs import config_packages
+from quantbench.config.plugin_configs import config_packages
 
 
 def _is_quantbench(search_path: ConfigSearchPath) -> bool:

@@ -13,15 +13,20 @@ from pathlib import Path
 
 import polars as pl
 
-from quantbench.analysis.comparisons import accuracy_comparisons, hardware_comparisons, interval_note, throughput_comparisons
+from quantbench.analysis.comparisons import (
+    accuracy_comparisons,
+    hardware_comparisons,
+    interval_note,
+    throughput_comparisons,
+)
 from quantbench.analysis.cost import with_cost_columns
 from quantbench.analysis.gate import QualityGate, choose_gate, with_quality_gate
-from quantbench.analysis.hardware import HARDWARE_AXIS, choose_baseline_hardware, with_hardware_columns
+from quantbench.analysis.hardware_axis import HARDWARE_AXIS, choose_baseline_hardware, with_hardware_columns
 from quantbench.analysis.quality import QualityMetric, quality_metrics
 from quantbench.analysis.roofline import with_roofline_columns
 from quantbench.analysis.serving import ServingAnalysis, analyze_serving, is_serving
 from quantbench.analysis.sweep import Sweep, first_directory_rows, load_sweeps, precision_order
-from quantbench.schema import AnalysisConfig
+from quantbench.config.schema import AnalysisConfig
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from quantbench.analysis.hardware import HARDWARE_AXIS
+from quantbench.analysis.hardware_axis import HARDWARE_AXIS
 from quantbench.analysis.stats import (
     RatioTest,
     compare_across_batches,
@@ -26,9 +26,9 @@ from quantbench.analysis.stats import (
     throughput,
 )
 from quantbench.analysis.sweep import GROUP_COLUMNS, Sweep, column_or_none
+from quantbench.config.schema import AnalysisConfig
 from quantbench.jobdir import PREDICTIONS_FILE
 from quantbench.quality.intervals import paired_difference_interval
-from quantbench.schema import AnalysisConfig
 
 # metric column -> the per-iteration work it counts
 THROUGHPUT_METRICS = {"tokens_per_s": "n_generated_tokens", "qps": "batch"}
@@ -45,9 +45,15 @@ INTERVAL_ITERATIONS = "iterations"  # bootstrap over one job's iterations: noise
 def _sample(iterations: pl.DataFrame, metric: str, batch: int):
     """(work, seconds) per iteration; for an energy metric (work, joules), None where the job has no energy readings."""
     if metric in ENERGY_METRICS:
-        if "energy_j" not in iterations.columns or iterations.get_column("energy_j").null_count() or not (iterations.get_column("energy_j") > 0).all():
+        if (
+            "energy_j" not in iterations.columns
+            or iterations.get_column("energy_j").null_count()
+            or not (iterations.get_column("energy_j") > 0).all()
+        ):
             return None
-        return make_sample(iterations.get_column(ENERGY_METRICS[metric]).to_numpy(), iterations.get_column("energy_j").to_numpy())
+        return make_sample(
+            iterations.get_column(ENERGY_METRICS[metric]).to_numpy(), iterations.get_column("energy_j").to_numpy()
+        )
     work_column = THROUGHPUT_METRICS[metric]
     seconds = iterations.get_column("latency_ms").to_numpy() / 1e3
     if work_column in iterations.columns:
@@ -57,8 +63,18 @@ def _sample(iterations: pl.DataFrame, metric: str, batch: int):
     return make_sample(work, seconds)
 
 
-def _row(group: dict[str, Any], metric: str, batch: int | None, axis: str, value: str, baseline: str,
-         test: RatioTest | None, settings: AnalysisConfig, note: str, within: RatioTest | None = None) -> dict[str, Any]:
+def _row(
+    group: dict[str, Any],
+    metric: str,
+    batch: int | None,
+    axis: str,
+    value: str,
+    baseline: str,
+    test: RatioTest | None,
+    settings: AnalysisConfig,
+    note: str,
+    within: RatioTest | None = None,
+) -> dict[str, Any]:
     """`test`: over repeats when `within` (the bootstrap over iterations, a lower bound) is given."""
     n_min = min(test.n_baseline, test.n_candidate) if test else 0
     if test and within is None and batch is not None and n_min < settings.warn_below_iterations and not note:
@@ -84,7 +100,7 @@ def _row(group: dict[str, Any], metric: str, batch: int | None, axis: str, value
 
 
 def repeat_job_dirs(row: dict[str, Any]) -> list[str]:
-    """The job directories of a summary row's repeats (quantbench.repeats); its own job_dir alone
+    """The job directories of a summary row's repeats (quantbench.collect.repeats); its own job_dir alone
     for a configuration run once."""
     listed = row.get("job_dirs")
     if isinstance(listed, str) and listed:
@@ -129,8 +145,15 @@ def hardware_comparisons(sweep: Sweep, table: pl.DataFrame, baseline: str, setti
     return _comparisons(sweep, table, groups, HARDWARE_AXIS, baseline, settings, ("tokens_per_s",))
 
 
-def _comparisons(sweep: Sweep, frame: pl.DataFrame, group_columns: list[str], axis: str, baseline: str,
-                 settings: AnalysisConfig, metrics) -> pl.DataFrame:
+def _comparisons(
+    sweep: Sweep,
+    frame: pl.DataFrame,
+    group_columns: list[str],
+    axis: str,
+    baseline: str,
+    settings: AnalysisConfig,
+    metrics,
+) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     groups = frame.partition_by(group_columns, as_dict=True, maintain_order=True) if group_columns else {(): frame}
     for group_key, part in groups.items():
@@ -140,8 +163,15 @@ def _comparisons(sweep: Sweep, frame: pl.DataFrame, group_columns: list[str], ax
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 
-def _metric_rows(sweep: Sweep, frame: pl.DataFrame, group: dict[str, Any], metric: str, axis: str, baseline: str,
-                 settings: AnalysisConfig) -> list[dict[str, Any]]:
+def _metric_rows(
+    sweep: Sweep,
+    frame: pl.DataFrame,
+    group: dict[str, Any],
+    metric: str,
+    axis: str,
+    baseline: str,
+    settings: AnalysisConfig,
+) -> list[dict[str, Any]]:
     """Along `axis` (precision, or the machine), every value against `baseline`, batch by batch."""
     rows: list[dict[str, Any]] = []
     pairs_by_value: dict[str, list[tuple[Any, Any]]] = {}
@@ -157,7 +187,9 @@ def _metric_rows(sweep: Sweep, frame: pl.DataFrame, group: dict[str, Any], metri
             candidate = at_batch.filter(pl.col(axis) == value)
             iterations = sweep.iterations(candidate.get_column("job_dir")[0])
             if base_iterations is None or iterations is None:
-                missing = f"no {baseline} result at batch {batch}" if base_iterations is None else "no iterations.parquet"
+                missing = (
+                    f"no {baseline} result at batch {batch}" if base_iterations is None else "no iterations.parquet"
+                )
                 rows.append(_row(group, metric, batch, axis, value, baseline, None, settings, missing))
                 continue
             base_sample = _sample(base_iterations, metric, batch)
@@ -171,11 +203,26 @@ def _metric_rows(sweep: Sweep, frame: pl.DataFrame, group: dict[str, Any], metri
             pairs_by_value.setdefault(value, []).append((base_sample, sample))
             # Repeats (bench.repeats >= 2 on both sides): the repeat is the unit; the bootstrap over
             # one job's iterations stays beside it as a lower bound (ci_low_within/ci_high_within).
-            rates = (_repeat_rates(sweep, base_rows.row(0, named=True), metric, batch),
-                     _repeat_rates(sweep, candidate.row(0, named=True), metric, batch))
+            rates = (
+                _repeat_rates(sweep, base_rows.row(0, named=True), metric, batch),
+                _repeat_rates(sweep, candidate.row(0, named=True), metric, batch),
+            )
             if min(map(len, rates)) >= 2:
                 repeat_pairs.setdefault(value, []).append(rates)
-                rows.append(_row(group, metric, batch, axis, value, baseline, compare_repeat_rates([rates], settings), settings, note, within=test))
+                rows.append(
+                    _row(
+                        group,
+                        metric,
+                        batch,
+                        axis,
+                        value,
+                        baseline,
+                        compare_repeat_rates([rates], settings),
+                        settings,
+                        note,
+                        within=test,
+                    )
+                )
             else:
                 rows.append(_row(group, metric, batch, axis, value, baseline, test, settings, note))
     for value, pairs in pairs_by_value.items():
@@ -199,9 +246,13 @@ def read_predictions(job_path: Path | None) -> pl.DataFrame | None:
     frame = pl.read_parquet(file)
     if "prediction" not in frame.columns:  # correctness alone: the pairs' agreement is unknown
         frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("prediction"))
-    return frame.select("question_id", "prediction", "correct").with_columns(
-        pl.col("question_id").cast(pl.Utf8), pl.col("prediction").cast(pl.Utf8), pl.col("correct").cast(pl.Boolean)
-    ).unique(subset="question_id", keep="first", maintain_order=True)
+    return (
+        frame.select("question_id", "prediction", "correct")
+        .with_columns(
+            pl.col("question_id").cast(pl.Utf8), pl.col("prediction").cast(pl.Utf8), pl.col("correct").cast(pl.Boolean)
+        )
+        .unique(subset="question_id", keep="first", maintain_order=True)
+    )
 
 
 def accuracy_comparisons(sweep: Sweep, settings: AnalysisConfig) -> pl.DataFrame:
@@ -232,31 +283,41 @@ def accuracy_comparisons(sweep: Sweep, settings: AnalysisConfig) -> pl.DataFrame
             if precision == settings.baseline:
                 continue
             paired = base.join(candidate, on="question_id", how="inner", suffix="_candidate")
-            test = mcnemar_exact(paired.get_column("correct").to_list(), paired.get_column("correct_candidate").to_list())
+            test = mcnemar_exact(
+                paired.get_column("correct").to_list(), paired.get_column("correct_candidate").to_list()
+            )
             both = int((paired.get_column("correct") & paired.get_column("correct_candidate")).sum())
             low, high = paired_difference_interval(
-                test.only_candidate_correct, test.only_baseline_correct, both,
-                test.n_questions - both - test.only_candidate_correct - test.only_baseline_correct, settings.confidence,
+                test.only_candidate_correct,
+                test.only_baseline_correct,
+                both,
+                test.n_questions - both - test.only_candidate_correct - test.only_baseline_correct,
+                settings.confidence,
             )
             # An unparsed answer (generate mode) agrees with nothing, not even another unparsed one.
             same = paired.get_column("prediction").eq(paired.get_column("prediction_candidate")).fill_null(False)
-            recorded = paired.get_column("prediction").is_not_null().any() or paired.get_column("prediction_candidate").is_not_null().any()
-            rows.append({
-                **group,
-                "precision": precision,
-                "baseline": settings.baseline,
-                "n_questions": test.n_questions,
-                "baseline_accuracy": test.baseline_accuracy,
-                "accuracy": test.candidate_accuracy,
-                "accuracy_difference_points": (test.candidate_accuracy - test.baseline_accuracy) * 100,
-                "accuracy_difference_ci_low_points": low * 100,
-                "accuracy_difference_ci_high_points": high * 100,
-                "answer_agreement": float(same.mean()) if paired.height and recorded else None,
-                "only_baseline_correct": test.only_baseline_correct,
-                "only_candidate_correct": test.only_candidate_correct,
-                "p_value": test.p_value,
-                "significant": test.p_value < settings.alpha,
-            })
+            recorded = (
+                paired.get_column("prediction").is_not_null().any()
+                or paired.get_column("prediction_candidate").is_not_null().any()
+            )
+            rows.append(
+                {
+                    **group,
+                    "precision": precision,
+                    "baseline": settings.baseline,
+                    "n_questions": test.n_questions,
+                    "baseline_accuracy": test.baseline_accuracy,
+                    "accuracy": test.candidate_accuracy,
+                    "accuracy_difference_points": (test.candidate_accuracy - test.baseline_accuracy) * 100,
+                    "accuracy_difference_ci_low_points": low * 100,
+                    "accuracy_difference_ci_high_points": high * 100,
+                    "answer_agreement": float(same.mean()) if paired.height and recorded else None,
+                    "only_baseline_correct": test.only_baseline_correct,
+                    "only_candidate_correct": test.only_candidate_correct,
+                    "p_value": test.p_value,
+                    "significant": test.p_value < settings.alpha,
+                }
+            )
     return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
 
@@ -267,13 +328,19 @@ def interval_note(comparisons: pl.DataFrame, confidence: float) -> str | None:
     kinds = set(comparisons.get_column("interval").drop_nulls().to_list())
     level = round(confidence * 100)
     if kinds == {INTERVAL_REPEATS}:
-        return (f"Intervals: {level}% t-intervals over repeats (bench.repeats; each repeat's rate is one observation), "
-                "which include the variance between runs; `n` counts repeats. The bootstrap over one job's iterations "
-                "(`ci_low_within`, `ci_high_within` in the analysis) is narrower and only a lower bound.")
-    within = (f"Intervals: {level}% bootstrap over the iterations of one job: the noise within a run, not between runs, "
-              "so too narrow to compare sweeps or to trust a small difference; run with bench.repeats=3 for an interval "
-              "over repeats.")
+        return (
+            f"Intervals: {level}% t-intervals over repeats (bench.repeats; each repeat's rate is one observation), "
+            "which include the variance between runs; `n` counts repeats. The bootstrap over one job's iterations "
+            "(`ci_low_within`, `ci_high_within` in the analysis) is narrower and only a lower bound."
+        )
+    within = (
+        f"Intervals: {level}% bootstrap over the iterations of one job: the noise within a run, not between runs, "
+        "so too narrow to compare sweeps or to trust a small difference; run with bench.repeats=3 for an interval "
+        "over repeats."
+    )
     if kinds == {INTERVAL_ITERATIONS}:
         return within
-    return ("Intervals: over repeats where both configurations ran bench.repeats >= 2 times (column `interval` = repeats), "
-            "else " + within[len("Intervals: "):])
+    return (
+        "Intervals: over repeats where both configurations ran bench.repeats >= 2 times (column `interval` = repeats), "
+        "else " + within[len("Intervals: ") :]
+    )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import polars as pl
 
 from quantbench.analysis.analyze import Analysis
-from quantbench.analysis.hardware import HARDWARE_AXIS
 from quantbench.analysis.formatting import fmt_fixed, fmt_interval, fmt_number, fmt_pct, fmt_ratio, fmt_usd, p_phrase
+from quantbench.analysis.hardware_axis import HARDWARE_AXIS
 from quantbench.analysis.serving_findings import serving_findings
 from quantbench.analysis.sweep import column_or_none
 
@@ -59,7 +59,10 @@ def _job_status(analysis: Analysis) -> list[str]:
     if not_ok.height == 0:
         return []
     parts = [
-        f"{row.get('precision')} batch {row.get('batch')}: {row['status']} ({row.get('reason') or 'no reason recorded'})"
+        (
+            f"{row.get('precision')} batch {row.get('batch')}: {row['status']} "
+            f"({row.get('reason') or 'no reason recorded'})"
+        )
         for row in not_ok.iter_rows(named=True)
     ]
     return [f"{not_ok.height} of {summary.height} jobs did not produce measurements: " + "; ".join(parts) + "."]
@@ -77,21 +80,30 @@ def _speed(analysis: Analysis) -> list[str]:
         # One sentence per precision: its overall (geometric-mean) row, or its only batch size.
         overall = tokens.filter(pl.col("batch").is_null() | pl.col("precision").is_in(list(single_batch)))
         for row in overall.iter_rows(named=True):
-            scope = "at batch " + str(row["batch"]) if row["batch"] is not None else "over all batch sizes (geometric mean)"
+            scope = (
+                "at batch " + str(row["batch"]) if row["batch"] is not None else "over all batch sizes (geometric mean)"
+            )
             if row["batch"] is None:
                 per_batch = _in_group_of(
-                    analysis, tokens.filter((pl.col("precision") == row["precision"]) & pl.col("batch").is_not_null()), row
+                    analysis,
+                    tokens.filter((pl.col("precision") == row["precision"]) & pl.col("batch").is_not_null()),
+                    row,
                 )
-                scope += " [" + "; ".join(
-                    f"batch {item['batch']}: {fmt_ratio(item['ratio'])}, {item['direction']}"
-                    for item in per_batch.sort("batch").iter_rows(named=True)
-                ) + "]"
+                scope += (
+                    " ["
+                    + "; ".join(
+                        f"batch {item['batch']}: {fmt_ratio(item['ratio'])}, {item['direction']}"
+                        for item in per_batch.sort("batch").iter_rows(named=True)
+                    )
+                    + "]"
+                )
             verdict = {
                 "faster": f"faster than {baseline}",
                 "slower": f"slower than {baseline}",
             }.get(row["direction"], f"not clearly different from {baseline} (p ≥ {analysis.settings.alpha})")
             lines.append(
-                f"{row['precision']}{_where(analysis, row)} is {verdict} {scope}: {fmt_ratio(row['ratio'])} the tokens/s "
+                f"{row['precision']}{_where(analysis, row)} is {verdict} {scope}: "
+                f"{fmt_ratio(row['ratio'])} the tokens/s "
                 f"({level} {fmt_interval(row['ci_low'], row['ci_high'])}, {p_phrase(row['p_value'])})."
             )
     for batch in analysis.batches:
@@ -100,7 +112,8 @@ def _speed(analysis: Analysis) -> list[str]:
             best = _top_row(at_batch, "tokens_per_s", largest=True)
             lines.append(
                 f"Highest throughput at batch {batch}: {best['precision']}{_where(analysis, best)} with "
-                f"{fmt_number(best['tokens_per_s'])} generated tokens/s and p95 latency {fmt_fixed(best.get('latency_p95_ms'), 1)} ms."
+                f"{fmt_number(best['tokens_per_s'])} generated tokens/s and p95 latency "
+                f"{fmt_fixed(best.get('latency_p95_ms'), 1)} ms."
             )
     return lines
 
@@ -114,26 +127,42 @@ def _hardware(analysis: Analysis) -> list[str]:
     level = f"{round(analysis.settings.confidence * 100)}% CI"
     lines = []
     for machine in analysis.machines[1:]:
-        rows = list(comparisons.filter((pl.col(HARDWARE_AXIS) == machine) & pl.col("ratio").is_not_null()).iter_rows(named=True))
+        rows = list(
+            comparisons.filter((pl.col(HARDWARE_AXIS) == machine) & pl.col("ratio").is_not_null()).iter_rows(named=True)
+        )
         overall = [row for row in rows if row["batch"] is None]
         combined = {_configuration(row) for row in overall}
         overall += [row for row in rows if row["batch"] is not None and _configuration(row) not in combined]
         parts = [
             f"{row['precision']}{_where(analysis, row)} {fmt_ratio(row['ratio'])} ({level} "
             f"{fmt_interval(row['ci_low'], row['ci_high'])}, "
-            + ("geometric mean over batch sizes" if row["batch"] is None else f"batch {row['batch']}") + ")"
+            + ("geometric mean over batch sizes" if row["batch"] is None else f"batch {row['batch']}")
+            + ")"
             for row in overall
         ]
         if parts:
-            lines.append(f"Tokens/s on {machine} relative to {analysis.settings.baseline_hardware}, configuration by "
-                         "configuration: " + "; ".join(parts) + ".")
+            lines.append(
+                f"Tokens/s on {machine} relative to {analysis.settings.baseline_hardware}, configuration by "
+                "configuration: " + "; ".join(parts) + "."
+            )
     return lines
 
 
 def _configuration(row: dict) -> tuple:
     """What a hardware comparison row compares (model, precision, ...), without its batch size."""
-    tested = {"batch", "metric", "baseline", "ratio", "ci_low", "ci_high", "p_value", "direction", "n_baseline",
-              "n_candidate", "note"}
+    tested = {
+        "batch",
+        "metric",
+        "baseline",
+        "ratio",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "direction",
+        "n_baseline",
+        "n_candidate",
+        "note",
+    }
     return tuple(value for key, value in row.items() if key not in tested)
 
 
@@ -145,12 +174,16 @@ def _memory(analysis: Analysis) -> list[str]:
             continue
         smallest = _top_row(table, column)
         base = _in_group_of(
-            analysis, table.filter((pl.col("precision") == analysis.settings.baseline) & (pl.col("batch") == smallest["batch"])), smallest
+            analysis,
+            table.filter((pl.col("precision") == analysis.settings.baseline) & (pl.col("batch") == smallest["batch"])),
+            smallest,
         )
         comparison = ""
         if base.height and base[column][0] and smallest["precision"] != analysis.settings.baseline:
             reduction = (1 - smallest[column] / base[column][0]) * 100
-            comparison = f", {fmt_pct(reduction, 0)} less than {analysis.settings.baseline} ({fmt_number(base[column][0])} GB)"
+            comparison = (
+                f", {fmt_pct(reduction, 0)} less than {analysis.settings.baseline} ({fmt_number(base[column][0])} GB)"
+            )
         where = "" if column == "weight_memory_gb" else f" at batch {smallest['batch']}"
         lines.append(
             f"Smallest {label}: {smallest['precision']}{_where(analysis, smallest)}{where}, "
@@ -162,17 +195,21 @@ def _memory(analysis: Analysis) -> list[str]:
 def _cost(analysis: Analysis) -> list[str]:
     table = analysis.table
     if column_or_none(table, "cost_per_1k_tokens_usd") is None:
-        return ["No price per hour is known for this hardware, so no cost is reported (set hardware.price_per_hour_usd)."]
+        return [
+            "No price per hour is known for this hardware, so no cost is reported (set hardware.price_per_hour_usd)."
+        ]
     cheapest = _top_row(table, "cost_per_1k_tokens_usd")
     savings = cheapest.get("savings_vs_baseline_pct")
     against = (
-        f", {fmt_pct(abs(savings), 0)} {'less' if savings >= 0 else 'more'} than {analysis.settings.baseline} at the same batch size"
+        f", {fmt_pct(abs(savings), 0)} {'less' if savings >= 0 else 'more'} than {analysis.settings.baseline} "
+        "at the same batch size"
         if savings is not None and cheapest["precision"] != analysis.settings.baseline
         else ""
     )
     return [
-        f"Lowest cost per 1k generated tokens: {cheapest['precision']}{_where(analysis, cheapest)} at batch {cheapest['batch']}, "
-        f"{fmt_usd(cheapest['cost_per_1k_tokens_usd'])} ({fmt_number(cheapest['queries_per_dollar'])} queries per dollar "
+        f"Lowest cost per 1k generated tokens: {cheapest['precision']}{_where(analysis, cheapest)} "
+        f"at batch {cheapest['batch']}, {fmt_usd(cheapest['cost_per_1k_tokens_usd'])} "
+        f"({fmt_number(cheapest['queries_per_dollar'])} queries per dollar "
         f"at {fmt_usd(cheapest['price_per_hour_usd'])}/h){against}."
     ]
 
@@ -186,14 +223,17 @@ def _quality(analysis: Analysis) -> list[str]:
             lines.append(
                 f"{row['precision']}{_where(analysis, row)} answers {fmt_pct(row['accuracy'] * 100)} of "
                 f"{row['n_questions']} questions correctly vs {fmt_pct(row['baseline_accuracy'] * 100)} for "
-                f"{row['baseline']} ({row['accuracy_difference_points']:+.1f} points; McNemar {p_phrase(row['p_value'])}: {verdict})."
+                f"{row['baseline']} ({row['accuracy_difference_points']:+.1f} points; "
+                f"McNemar {p_phrase(row['p_value'])}: {verdict})."
             )
     for metric in analysis.quality:
         if metric.column == "pubmedqa_acc" and accuracy.height:
             continue  # already said, with its paired test
         keys = [*analysis.varying_group_columns(), "precision"]
-        values = analysis.table.filter(pl.col(metric.column).is_not_null()).group_by(keys, maintain_order=True).agg(
-            pl.col(metric.column).first()
+        values = (
+            analysis.table.filter(pl.col(metric.column).is_not_null())
+            .group_by(keys, maintain_order=True)
+            .agg(pl.col(metric.column).first())
         )
         ranked = values.sort(metric.column, descending=metric.higher_is_better)
         if ranked.height < 2:
@@ -213,7 +253,8 @@ def _roofline(analysis: Analysis) -> list[str]:
     best = _top_row(table, "roofline_pct", largest=True)
     return [
         f"Decoding reaches at most {fmt_pct(best['roofline_pct'])} of the memory-bandwidth ceiling "
-        f"({best['precision']}{_where(analysis, best)} at batch {best['batch']}: {fmt_number(best['decode_tokens_per_s'])} of "
+        f"({best['precision']}{_where(analysis, best)} at batch {best['batch']}: "
+        f"{fmt_number(best['decode_tokens_per_s'])} of "
         f"{fmt_number(best['ceiling_tokens_per_s'])} tokens/s at {fmt_number(best['memory_bandwidth_gb_s'])} GB/s)."
     ]
 
@@ -225,7 +266,8 @@ def _iterations(analysis: Analysis) -> list[str]:
     if fewest >= analysis.settings.warn_below_iterations:
         return []
     return [
-        f"Some configurations have only {fewest} timed iterations (fewer than {analysis.settings.warn_below_iterations}): "
+        f"Some configurations have only {fewest} timed iterations "
+        f"(fewer than {analysis.settings.warn_below_iterations}): "
         "their intervals and p-values are rough; run with a larger bench.min_iterations."
     ]
 

@@ -1,7 +1,7 @@
 """What a recommendation is made of: the limits, the Pareto frontier of the candidates, the result.
 
-Shared by `recommend` on offline batches (quantbench/recommend.py) and on serving levels
-(quantbench/recommend_serving.py).
+Shared by `recommend` on offline batches (quantbench/report/recommend.py) and on serving levels
+(quantbench/report/recommend_serving.py).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Recommendation:
 
 def _dominates(a: dict[str, Any], b: dict[str, Any], objective: str, memory: str) -> bool:
     """a is at least as good as b on speed, memory and quality, and better on one of them."""
+
     def quality(row: dict[str, Any]) -> float:
         value = row.get("quality_drop")
         return math.inf if value is None else value  # unmeasured quality can never beat measured

@@ -25,7 +25,10 @@ from quantbench.errors import QuantbenchError
 
 GATE_METRICS = ("auto", "pubmedqa", "ppl")
 # metric name -> (summary column, higher is better, label)
-_METRIC_COLUMNS = {"pubmedqa": ("pubmedqa_acc", True, "PubMedQA accuracy"), "ppl": ("ppl", False, "perplexity (inverted: PPL_baseline / PPL)")}
+_METRIC_COLUMNS = {
+    "pubmedqa": ("pubmedqa_acc", True, "PubMedQA accuracy"),
+    "ppl": ("ppl", False, "perplexity (inverted: PPL_baseline / PPL)"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,10 @@ class QualityGate:
 
     def describe(self, baseline: str) -> str:
         if self.metric is None:
-            return f"quality gate {self.fraction:g}: no PubMedQA accuracy or perplexity in this sweep, so no configuration is judged"
+            return (
+                f"quality gate {self.fraction:g}: no PubMedQA accuracy or perplexity in this sweep, "
+                "so no configuration is judged"
+            )
         return f"quality gate: recovers ≥ {self.fraction:.1%} of `{baseline}`'s {self.label}"
 
 
@@ -47,9 +53,13 @@ def _has_values(frame: pl.DataFrame, column: str) -> bool:
 
 def choose_gate(frame: pl.DataFrame, fraction: float, metric: str = "auto") -> QualityGate:
     if metric not in GATE_METRICS:
-        raise QuantbenchError(f"unknown analysis.quality_gate_metric '{metric}'; choose one of: {', '.join(GATE_METRICS)}")
+        raise QuantbenchError(
+            f"unknown analysis.quality_gate_metric '{metric}'; choose one of: {', '.join(GATE_METRICS)}"
+        )
     if not 0 < fraction <= 1:
-        raise QuantbenchError(f"analysis.quality_gate is {fraction}; expected a fraction in (0, 1], e.g. 0.99 (MLPerf) or 0.95")
+        raise QuantbenchError(
+            f"analysis.quality_gate is {fraction}; expected a fraction in (0, 1], e.g. 0.99 (MLPerf) or 0.95"
+        )
     candidates = ["pubmedqa", "ppl"] if metric == "auto" else [metric]
     for name in candidates:
         column, _, label = _METRIC_COLUMNS[name]
@@ -62,11 +72,18 @@ def with_quality_gate(frame: pl.DataFrame, gate: QualityGate, baseline: str, gro
     """Add `quality_recovery` (fraction of the baseline's quality kept) and `passes_quality_gate`."""
     frame = frame.drop([column for column in ("quality_recovery", "passes_quality_gate") if column in frame.columns])
     if gate.column is None or frame.height == 0:
-        return frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("quality_recovery"), pl.lit(None, dtype=pl.Boolean).alias("passes_quality_gate"))
+        return frame.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("quality_recovery"),
+            pl.lit(None, dtype=pl.Boolean).alias("passes_quality_gate"),
+        )
     keys = [column for column in group_columns if column in frame.columns]
     values = against_baseline(frame, gate.column, baseline, keys, "_value", "_baseline_value")
     _, higher_is_better, _ = _METRIC_COLUMNS[gate.metric]
-    recovery = pl.col("_value") / pl.col("_baseline_value") if higher_is_better else pl.col("_baseline_value") / pl.col("_value")
+    recovery = (
+        pl.col("_value") / pl.col("_baseline_value")
+        if higher_is_better
+        else pl.col("_baseline_value") / pl.col("_value")
+    )
     values = values.with_columns(recovery.alias("quality_recovery")).select([*keys, "precision", "quality_recovery"])
     frame = frame.join(values, on=[*keys, "precision"], how="left", nulls_equal=True)
     # The baseline recovers exactly all of itself; a tiny tolerance keeps float noise from failing a tie.

@@ -14,14 +14,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display on servers and in tests
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
-from quantbench.analysis.analyze import Analysis  # noqa: E402
-from quantbench.analysis.hardware import HARDWARE_AXIS  # noqa: E402
-from quantbench.analysis.sweep import column_or_none  # noqa: E402
-from quantbench.analysis.telemetry_plots import NoTelemetry, draw_telemetry  # noqa: E402
+from quantbench.analysis.analyze import Analysis
+from quantbench.analysis.hardware_axis import HARDWARE_AXIS
+from quantbench.analysis.sweep import column_or_none
+from quantbench.analysis.telemetry_plots import NoTelemetry, draw_telemetry
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ def labels(analysis: Analysis, frame: pl.DataFrame) -> list[str]:
     """A configuration's name in plots: the precision, prefixed by whatever else varies."""
     varying = analysis.varying_group_columns()
     return [
-        " ".join([*(str(row[column]) for column in varying), row["precision"]])
-        for row in frame.iter_rows(named=True)
+        " ".join([*(str(row[column]) for column in varying), row["precision"]]) for row in frame.iter_rows(named=True)
     ]
 
 
@@ -48,8 +47,15 @@ def _ordered(analysis: Analysis, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort([*analysis.varying_group_columns(), "_rank", "batch"], nulls_last=True).drop("_rank")
 
 
-def _grouped_bars(ax, analysis: Analysis, frame: pl.DataFrame, value: str, low: str | None = None,
-                  high: str | None = None, annotate: str = "{:.3g}") -> None:
+def _grouped_bars(
+    ax,
+    analysis: Analysis,
+    frame: pl.DataFrame,
+    value: str,
+    low: str | None = None,
+    high: str | None = None,
+    annotate: str = "{:.3g}",
+) -> None:
     """Bars of `value`: one group per configuration, one bar per batch size."""
     frame = _ordered(analysis, frame.filter(pl.col(value).is_not_null()))
     categories = list(dict.fromkeys(labels(analysis, frame)))
@@ -65,10 +71,21 @@ def _grouped_bars(ax, analysis: Analysis, frame: pl.DataFrame, value: str, low: 
             if low and high:
                 errors[0].append(max(0.0, row[value] - row[low]) if row[low] is not None else 0.0)
                 errors[1].append(max(0.0, row[high] - row[value]) if row[high] is not None else 0.0)
-        bars = ax.bar(positions, heights, width, label="all batches (geo. mean)" if batch is None else f"batch {batch}",
-                      yerr=errors if low and high else None, capsize=3)
+        bars = ax.bar(
+            positions,
+            heights,
+            width,
+            label="all batches (geo. mean)" if batch is None else f"batch {batch}",
+            yerr=errors if low and high else None,
+            capsize=3,
+        )
         ax.bar_label(bars, labels=[annotate.format(height) for height in heights], fontsize=7, padding=2)
-    ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 4 else 0, ha="right" if len(categories) > 4 else "center")
+    ax.set_xticks(
+        range(len(categories)),
+        categories,
+        rotation=30 if len(categories) > 4 else 0,
+        ha="right" if len(categories) > 4 else "center",
+    )
     ax.set_xlabel("precision")
     ax.grid(axis="y", alpha=0.3)
     if len(batches) > 1 or batches == [None]:
@@ -116,8 +133,11 @@ _throughput.required = ("tokens_per_s", "qps")
 
 
 def _memory(analysis: Analysis, path: Path) -> str:
-    panels = [(column, label) for column, label in (("peak_memory_gb", "peak memory (GB)"), ("weight_memory_gb", "weight memory (GB)"))
-              if column_or_none(analysis.table, column) is not None]
+    panels = [
+        (column, label)
+        for column, label in (("peak_memory_gb", "peak memory (GB)"), ("weight_memory_gb", "weight memory (GB)"))
+        if column_or_none(analysis.table, column) is not None
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (column, label) in zip(axes[0], panels):
         _grouped_bars(ax, analysis, analysis.table, column, annotate="{:.2f}")
@@ -163,8 +183,15 @@ def _latency_vs_batch(analysis: Analysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label in dict.fromkeys(frame.get_column("_label").to_list()):
         rows = frame.filter(pl.col("_label") == label).sort("batch")
-        line, = ax.plot(rows["batch"], rows["latency_p50_ms"], marker="o", label=f"{label} p50")
-        ax.plot(rows["batch"], rows["latency_p95_ms"], marker="x", linestyle="--", color=line.get_color(), label=f"{label} p95")
+        (line,) = ax.plot(rows["batch"], rows["latency_p50_ms"], marker="o", label=f"{label} p50")
+        ax.plot(
+            rows["batch"],
+            rows["latency_p95_ms"],
+            marker="x",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{label} p95",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(analysis.batches, [str(batch) for batch in analysis.batches])
     ax.set_xlabel("batch size")
@@ -243,17 +270,24 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
         frame = analysis.table.filter(pl.col(metric.column).is_not_null())
         bits = column_or_none(frame, "bits_per_weight") is not None
         frame = frame.group_by([*analysis.varying_group_columns(), "precision"], maintain_order=True).agg(
-            pl.col(memory).median(), pl.col(metric.column).first(), *([pl.col("bits_per_weight").first()] if bits else [])
+            pl.col(memory).median(),
+            pl.col(metric.column).first(),
+            *([pl.col("bits_per_weight").first()] if bits else []),
         )
         names = labels(analysis, frame)
         if bits:  # how much each method shrank the linear weights, beside its name
-            names = [name if value is None else f"{name} ({value:.1f} bits/w)" for name, value in zip(names, frame["bits_per_weight"].to_list())]
+            names = [
+                name if value is None else f"{name} ({value:.1f} bits/w)"
+                for name, value in zip(names, frame["bits_per_weight"].to_list())
+            ]
         xs, ys = frame[memory].to_list(), frame[metric.column].to_list()
         ax.scatter(xs, ys, s=40, zorder=3)
         for x, y, name, offset in zip(xs, ys, names, _stacked_label_offsets(xs, ys)):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=offset, fontsize=8)
         frontier = _pareto_front(xs, ys, metric.higher_is_better)
-        ax.plot([xs[i] for i in frontier], [ys[i] for i in frontier], color="grey", linestyle="--", label="Pareto frontier")
+        ax.plot(
+            [xs[i] for i in frontier], [ys[i] for i in frontier], color="grey", linestyle="--", label="Pareto frontier"
+        )
         ax.set_xlabel(f"{memory.replace('_gb', '').replace('_', ' ')} (GB)")
         ax.set_ylabel(metric.label)
         ax.set_title(f"{metric.label} vs memory ({'higher' if metric.higher_is_better else 'lower'} is better)")
@@ -266,7 +300,9 @@ def _quality_vs_memory(analysis: Analysis, path: Path) -> str:
 _quality_vs_memory.required = ()
 
 
-def _stacked_label_offsets(xs: list[float], ys: list[float], near: float = 0.03, line_points: int = 10) -> list[tuple[int, int]]:
+def _stacked_label_offsets(
+    xs: list[float], ys: list[float], near: float = 0.03, line_points: int = 10
+) -> list[tuple[int, int]]:
     """Label offsets (points) that stack the labels of points lying almost on top of each other.
 
     Points within `near` of each axis' span (e.g. bf16 and fp16: same weight size, nearly the same
@@ -280,7 +316,9 @@ def _stacked_label_offsets(xs: list[float], ys: list[float], near: float = 0.03,
 
     close_x = np.abs(x[:, None] - x[None, :]) <= near * span(x)
     close_y = np.abs(y[:, None] - y[None, :]) <= near * span(y)
-    return [(5, 4 + int((close_x[index, :index] & close_y[index, :index]).sum()) * line_points) for index in range(len(xs))]
+    return [
+        (5, 4 + int((close_x[index, :index] & close_y[index, :index]).sum()) * line_points) for index in range(len(xs))
+    ]
 
 
 def _pareto_front(memory: list[float], quality: list[float], higher_is_better: bool) -> list[int]:
@@ -316,17 +354,47 @@ FIGURES: tuple[tuple[str, str, Callable[[Analysis, Path], str]], ...] = (
     ("latency", "Latency p50/p95 grouped by precision", _latency),
     ("latency_vs_batch", "Latency vs batch size", _latency_vs_batch),
     ("speedup", "Speedup vs baseline", _speedup),
-    ("cost_per_1k_tokens", "Cost per 1k generated tokens",
-     _bar_figure("cost_per_1k_tokens_usd", "USD per 1k generated tokens", "Cost per 1k generated tokens (lower is better)", "${:.3g}")),
-    ("savings", "Savings vs baseline",
-     _bar_figure("savings_vs_baseline_pct", "% cheaper per token than {baseline}", "Savings vs {baseline} per 1k tokens at the same batch size (above 0: cheaper)", "{:.0f}%", reference=0.0)),
-    ("queries_per_dollar", "Queries per dollar",
-     _bar_figure("queries_per_dollar", "queries per USD", "Queries per dollar (higher is better)", "{:,.0f}")),
-    ("roofline", "Decode throughput as % of the memory-bandwidth ceiling",
-     _bar_figure("roofline_pct", "% of bandwidth ceiling", "Decode tokens/s as % of the memory-bandwidth roofline", "{:.1f}%")),
+    (
+        "cost_per_1k_tokens",
+        "Cost per 1k generated tokens",
+        _bar_figure(
+            "cost_per_1k_tokens_usd",
+            "USD per 1k generated tokens",
+            "Cost per 1k generated tokens (lower is better)",
+            "${:.3g}",
+        ),
+    ),
+    (
+        "savings",
+        "Savings vs baseline",
+        _bar_figure(
+            "savings_vs_baseline_pct",
+            "% cheaper per token than {baseline}",
+            "Savings vs {baseline} per 1k tokens at the same batch size (above 0: cheaper)",
+            "{:.0f}%",
+            reference=0.0,
+        ),
+    ),
+    (
+        "queries_per_dollar",
+        "Queries per dollar",
+        _bar_figure("queries_per_dollar", "queries per USD", "Queries per dollar (higher is better)", "{:,.0f}"),
+    ),
+    (
+        "roofline",
+        "Decode throughput as % of the memory-bandwidth ceiling",
+        _bar_figure(
+            "roofline_pct", "% of bandwidth ceiling", "Decode tokens/s as % of the memory-bandwidth roofline", "{:.1f}%"
+        ),
+    ),
     ("quality_vs_memory", "Quality vs memory (Pareto)", _quality_vs_memory),
-    ("energy_per_token", "Energy per generated token",
-     _bar_figure("energy_per_token_j", "joules per generated token", "Energy per generated token (lower is better)", "{:.3g}")),
+    (
+        "energy_per_token",
+        "Energy per generated token",
+        _bar_figure(
+            "energy_per_token_j", "joules per generated token", "Energy per generated token (lower is better)", "{:.3g}"
+        ),
+    ),
     ("telemetry", "Power and clock over time per job", _telemetry),
     ("throughput_by_hardware", "Throughput across hardware", _throughput_by_hardware),
 )

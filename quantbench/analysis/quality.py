@@ -48,8 +48,11 @@ _COMPANION_PREFIXES = ("pubmedqa_", "kld_", "ppl_", "top1_")
 
 def quality_metrics(frame: pl.DataFrame) -> list[QualityMetric]:
     """The quality metrics that have at least one value in `frame`."""
+
     def present(column: str) -> bool:
-        return column in frame.columns and frame.schema[column].is_numeric() and frame[column].null_count() < frame.height
+        return (
+            column in frame.columns and frame.schema[column].is_numeric() and frame[column].null_count() < frame.height
+        )
 
     found = [metric for metric in KNOWN_METRICS if present(metric.column)]
     known = {metric.column for metric in found} | {metric.column for metric in KNOWN_METRICS}
@@ -70,7 +73,9 @@ def metric_by_column(frame: pl.DataFrame, column: str | None) -> QualityMetric |
     return next((metric for metric in metrics if metric.column == column), None)
 
 
-def with_quality_drop(frame: pl.DataFrame, metric: QualityMetric, baseline: str, group_columns: list[str]) -> pl.DataFrame:
+def with_quality_drop(
+    frame: pl.DataFrame, metric: QualityMetric, baseline: str, group_columns: list[str]
+) -> pl.DataFrame:
     """Add `quality` (the metric, filled across batches) and `quality_drop` against the baseline.
 
     A positive drop is worse than the baseline, whichever way the metric points.
@@ -90,12 +95,18 @@ def with_quality_drop(frame: pl.DataFrame, metric: QualityMetric, baseline: str,
     return frame.join(values, on=[*keys, "precision"], how="left", nulls_equal=True)
 
 
-def against_baseline(frame: pl.DataFrame, column: str, baseline: str, keys: list[str], value: str, baseline_value: str) -> pl.DataFrame:
+def against_baseline(
+    frame: pl.DataFrame, column: str, baseline: str, keys: list[str], value: str, baseline_value: str
+) -> pl.DataFrame:
     """One row per (keys, precision): its first measured `column` as `value`, and the baseline
     precision's of the same group as `baseline_value` (null where the group has no baseline)."""
     per_precision = frame.group_by([*keys, "precision"]).agg(pl.col(column).drop_nulls().first().alias(value))
     base = per_precision.filter(pl.col("precision") == baseline).drop("precision").rename({value: baseline_value})
-    return per_precision.join(base, on=keys, how="left", nulls_equal=True) if keys else per_precision.join(base, how="cross")
+    return (
+        per_precision.join(base, on=keys, how="left", nulls_equal=True)
+        if keys
+        else per_precision.join(base, how="cross")
+    )
 
 
 def _is_fraction(series: pl.Series) -> bool:

@@ -24,19 +24,31 @@ import polars as pl
 from quantbench.analysis.cost import cost_per_1k_tokens
 from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
+from quantbench.config.schema import AnalysisConfig
 from quantbench.measure.percentiles import min_samples, n_samples_column
-from quantbench.schema import AnalysisConfig
 
 SERVE = "serve"
 LOAD_UNITS = {"concurrency": "users", "request_rate": "req/s"}
 SLO_PERCENTILE = 95
 MAX_FAILED_SHARE = 1 - SLO_PERCENTILE / 100  # more failed requests than this and a level misses the SLO
 # serve.slo key -> (the level's column judged against it, its name in sentences)
-SLO_OBJECTIVES = {"ttft_ms": ("ttft_p95_ms", "TTFT p95"), "tpot_ms": ("tpot_p95_ms", "TPOT p95"), "e2e_ms": ("e2e_p95_ms", "E2E p95")}
+SLO_OBJECTIVES = {
+    "ttft_ms": ("ttft_p95_ms", "TTFT p95"),
+    "tpot_ms": ("tpot_p95_ms", "TPOT p95"),
+    "e2e_ms": ("e2e_p95_ms", "E2E p95"),
+}
 JOINED_MEMORY = ("weight_memory_gb", "peak_memory_gb")
 # Level columns interpolated between two measured loads (recommend --users).
-INTERPOLATED = ("request_throughput_per_s", "output_tokens_per_s", "ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms",
-                "e2e_p95_ms", "goodput_per_s", "cost_per_1k_output_tokens_usd")
+INTERPOLATED = (
+    "request_throughput_per_s",
+    "output_tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "e2e_p50_ms",
+    "e2e_p95_ms",
+    "goodput_per_s",
+    "cost_per_1k_output_tokens_usd",
+)
 
 
 def under_resolved(column: str, frame: pl.DataFrame) -> bool:
@@ -88,7 +100,11 @@ def _limits(result: dict[str, Any] | None, settings: AnalysisConfig) -> tuple[di
 
 def _differences(served: dict[str, Any], offline: dict[str, Any]) -> list[str]:
     keys = sorted(set(served) | set(offline))
-    return [f"{key} {offline.get(key)!r} offline, {served.get(key)!r} served" for key in keys if served.get(key) != offline.get(key)]
+    return [
+        f"{key} {offline.get(key)!r} offline, {served.get(key)!r} served"
+        for key in keys
+        if served.get(key) != offline.get(key)
+    ]
 
 
 def unknown_weights(served: dict[str, Any]) -> str:
@@ -123,7 +139,9 @@ def same_weights(served: dict[str, Any] | None, offline: dict[str, Any] | None) 
 def _join(sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame) -> pl.DataFrame:
     """Quality and memory columns from the matching offline job, and `quality_join` saying how or why not."""
     quality_columns = [metric.column for metric in quality_metrics(offline)]
-    quality_columns += [f"{c}{end}" for c in list(quality_columns) for end in ("_ci_low", "_ci_high") if f"{c}{end}" in offline.columns]
+    quality_columns += [
+        f"{c}{end}" for c in list(quality_columns) for end in ("_ci_low", "_ci_high") if f"{c}{end}" in offline.columns
+    ]
     carried = [c for c in (*quality_columns, *JOINED_MEMORY) if c in offline.columns]
     joined: list[dict[str, Any]] = []
     for row in serve_rows.iter_rows(named=True):
@@ -132,10 +150,19 @@ def _join(sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame) -> pl.Dat
         if served is not None and unknown_weights(served):
             joined.append({**values, "quality_joined": False, "quality_join": f"not joined: {unknown_weights(served)}"})
             continue
-        candidates = offline.filter((pl.col("model") == row["model"]) & (pl.col("precision") == row["precision"])) if offline.height else offline
+        candidates = (
+            offline.filter((pl.col("model") == row["model"]) & (pl.col("precision") == row["precision"]))
+            if offline.height
+            else offline
+        )
         if candidates.height == 0:
-            joined.append({**values, "quality_joined": False,
-                           "quality_join": f"no offline job of {row['model']} {row['precision']} in this sweep"})
+            joined.append(
+                {
+                    **values,
+                    "quality_joined": False,
+                    "quality_join": f"no offline job of {row['model']} {row['precision']} in this sweep",
+                }
+            )
             continue
         # The same machine first: its memory is the one this server would see.
         candidates = candidates.sort(pl.col("hardware") != row.get("hardware"))
@@ -197,8 +224,11 @@ def capacity_of(levels: list[dict[str, Any]], limits: dict[str, float], unit: st
                 crossings.append(_crossing((previous["load"], before), (row["load"], value), limit))
         failed = any("requests failed" in reason for reason in broken)
         found = previous["load"] if failed or not crossings else min(crossings)
-        how = "the last level that meets it; the next has too many failed requests" if failed and found == previous["load"] \
+        how = (
+            "the last level that meets it; the next has too many failed requests"
+            if failed and found == previous["load"]
             else f"interpolated between {previous['load']:g} and {row['load']:g} {unit}"
+        )
         return found, f"{found:.3g} {unit} ({how}; at {row['load']:g} {unit}: {'; '.join(broken)})"
     top = levels[-1]["load"]
     return top, f"≥ {top:g} {unit} (every measured level meets it; higher loads not measured)"
@@ -210,16 +240,23 @@ def _describe(limits: dict[str, float], source: str) -> str:
     return ", ".join(f"{SLO_OBJECTIVES[key][1]} ≤ {limit:g} ms" for key, limit in limits.items()) + f" ({source})"
 
 
-def analyze_serving(sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame, settings: AnalysisConfig,
-                    precisions: list[str]) -> ServingAnalysis | None:
+def analyze_serving(
+    sweep: Any, serve_rows: pl.DataFrame, offline: pl.DataFrame, settings: AnalysisConfig, precisions: list[str]
+) -> ServingAnalysis | None:
     """The serving analysis of `serve_rows` (ok serving rows with hardware columns); None without any."""
     if serve_rows.height == 0:
         return None
     rows = serve_rows.with_columns(
-        pl.when(pl.col("concurrency").is_not_null()).then(pl.lit("concurrency")).otherwise(pl.lit("request_rate")).alias("load_axis"),
+        pl.when(pl.col("concurrency").is_not_null())
+        .then(pl.lit("concurrency"))
+        .otherwise(pl.lit("request_rate"))
+        .alias("load_axis"),
         pl.coalesce(pl.col("concurrency").cast(pl.Float64), pl.col("request_rate").cast(pl.Float64)).alias("load"),
-        cost_per_1k_tokens(pl.col("price_per_hour_usd"), pl.col("output_tokens_per_s")).alias("cost_per_1k_output_tokens_usd")
-        if "price_per_hour_usd" in serve_rows.columns else pl.lit(None, dtype=pl.Float64).alias("cost_per_1k_output_tokens_usd"),
+        cost_per_1k_tokens(pl.col("price_per_hour_usd"), pl.col("output_tokens_per_s")).alias(
+            "cost_per_1k_output_tokens_usd"
+        )
+        if "price_per_hour_usd" in serve_rows.columns
+        else pl.lit(None, dtype=pl.Float64).alias("cost_per_1k_output_tokens_usd"),
     )
     rows = _join(sweep, rows, offline)
     rank = {precision: index for index, precision in enumerate(precisions)}
@@ -249,7 +286,8 @@ def _token_count_notes(rows: pl.DataFrame) -> list[str]:
         return []  # results from before the count was recorded
     counted = rows.filter(pl.col("n_output_tokens_from_tokenizer").fill_null(0) > 0)
     return [
-        f"{row['precision']} at {row['load_axis']} {row['load']:g}: {int(row['n_output_tokens_from_tokenizer'])} requests' "
+        f"{row['precision']} at {row['load_axis']} {row['load']:g}: "
+        f"{int(row['n_output_tokens_from_tokenizer'])} requests' "
         "output tokens were counted with the model's tokenizer (no usage from the server, and the request did not stop "
         "at max_tokens); tokens/s and TPOT rest on that count"
         for row in counted.iter_rows(named=True)
@@ -259,34 +297,48 @@ def _token_count_notes(rows: pl.DataFrame) -> list[str]:
 def _study(rows: pl.DataFrame, groups: list[str], settings: AnalysisConfig, notes: list[str]) -> pl.DataFrame:
     """Per group: every precision at one load, with its size and speed against the baseline."""
     out = []
-    for key, part in rows.partition_by(groups, as_dict=True, maintain_order=True).items():
+    for part in rows.partition_by(groups, maintain_order=True):
         precisions = part.get_column("precision").unique(maintain_order=True).to_list()
         loads = [set(part.filter(pl.col("precision") == p).get_column("load").to_list()) for p in precisions]
         common = sorted(set.intersection(*loads))
         unit = LOAD_UNITS[part.get_column("load_axis")[0]]
-        load = settings.serve_load if settings.serve_load is not None and settings.serve_load in common else (common[-1] if common else None)
+        load = (
+            settings.serve_load
+            if settings.serve_load is not None and settings.serve_load in common
+            else (common[-1] if common else None)
+        )
         if settings.serve_load is not None and settings.serve_load not in common:
-            notes.append(f"analysis.serve_load={settings.serve_load:g} was not measured by every precision "
-                         f"(common loads: {', '.join(f'{v:g}' for v in common) or 'none'}); the study table uses "
-                         + (f"{load:g} {unit}" if load is not None else "none"))
+            notes.append(
+                f"analysis.serve_load={settings.serve_load:g} was not measured by every precision "
+                f"(common loads: {', '.join(f'{v:g}' for v in common) or 'none'}); the study table uses "
+                + (f"{load:g} {unit}" if load is not None else "none")
+            )
         if load is None:
-            notes.append(f"no load level was measured by every precision of {', '.join(precisions)}: no study table for them")
+            notes.append(
+                f"no load level was measured by every precision of {', '.join(precisions)}: no study table for them"
+            )
             continue
         at_load = part.filter(pl.col("load") == load).unique("precision", keep="first", maintain_order=True)
         baseline = settings.baseline if settings.baseline in precisions else precisions[0]
         if baseline != settings.baseline:
-            notes.append(f"serving: baseline precision '{settings.baseline}' was not served; sizes and speeds are against '{baseline}'")
+            notes.append(
+                f"serving: baseline precision '{settings.baseline}' was not served; "
+                f"sizes and speeds are against '{baseline}'"
+            )
         base = at_load.filter(pl.col("precision") == baseline).row(0, named=True)
         for row in at_load.iter_rows(named=True):
             size, base_size = _size(row), _size(base)
-            out.append({
-                **row,
-                "study_baseline": baseline,
-                "size_gb": size,
-                "size_reduction_pct": (1 - size / base_size) * 100 if size and base_size else None,
-                "speed_vs_baseline": row["output_tokens_per_s"] / base["output_tokens_per_s"]
-                if row.get("output_tokens_per_s") and base.get("output_tokens_per_s") else None,
-            })
+            out.append(
+                {
+                    **row,
+                    "study_baseline": baseline,
+                    "size_gb": size,
+                    "size_reduction_pct": (1 - size / base_size) * 100 if size and base_size else None,
+                    "speed_vs_baseline": row["output_tokens_per_s"] / base["output_tokens_per_s"]
+                    if row.get("output_tokens_per_s") and base.get("output_tokens_per_s")
+                    else None,
+                }
+            )
     return pl.DataFrame(out, infer_schema_length=None) if out else pl.DataFrame()
 
 

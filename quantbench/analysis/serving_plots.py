@@ -49,8 +49,14 @@ def _latency(serving: ServingAnalysis, path: Path) -> str:
                 column = f"{name}_{percentile}_ms"
                 if under_resolved(column, rows):
                     flagged.append(f"{label} {name.upper()} {percentile}")
-                line, = ax.plot(rows["load"], rows[column], linestyle=linestyle, marker=marker, color=color,
-                                label=f"{label} {percentile}")
+                (line,) = ax.plot(
+                    rows["load"],
+                    rows[column],
+                    linestyle=linestyle,
+                    marker=marker,
+                    color=color,
+                    label=f"{label} {percentile}",
+                )
                 color = line.get_color()
         ax.set_xlabel(_xlabel(serving))
         ax.set_ylabel("ms")
@@ -61,7 +67,9 @@ def _latency(serving: ServingAnalysis, path: Path) -> str:
     save(fig, path)
     note = "each point is one load level of one job"
     if flagged:
-        note += "; from fewer requests than the percentile resolves (treat as the maximum): " + ", ".join(dict.fromkeys(flagged))
+        note += "; from fewer requests than the percentile resolves (treat as the maximum): " + ", ".join(
+            dict.fromkeys(flagged)
+        )
     return note
 
 
@@ -72,8 +80,13 @@ def _throughput_latency(serving: ServingAnalysis, path: Path) -> str:
         unit = LOAD_UNITS[rows["load_axis"][0]]
         for row in rows.iter_rows(named=True):
             if row["e2e_p50_ms"] is not None and row["output_tokens_per_s"] is not None:
-                ax.annotate(f"{row['load']:g} {unit}", (row["e2e_p50_ms"], row["output_tokens_per_s"]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+                ax.annotate(
+                    f"{row['load']:g} {unit}",
+                    (row["e2e_p50_ms"], row["output_tokens_per_s"]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                )
     ax.set_xlabel("median end-to-end latency (ms)")
     ax.set_ylabel("output tokens / s")
     ax.set_title("Throughput-latency curve (up and to the left is better)")
@@ -90,8 +103,13 @@ def _goodput(serving: ServingAnalysis, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, part in _series(serving):
         ax.plot(part["load"], part["goodput_per_s"], marker="o", label=f"{label} goodput")
-        ax.plot(part["load"], part["request_throughput_per_s"], linestyle=":", color=ax.lines[-1].get_color(),
-                label=f"{label} all requests")
+        ax.plot(
+            part["load"],
+            part["request_throughput_per_s"],
+            linestyle=":",
+            color=ax.lines[-1].get_color(),
+            label=f"{label} all requests",
+        )
     ax.set_xlabel(_xlabel(serving))
     ax.set_ylabel("requests / s")
     ax.set_title("Goodput: requests/s meeting serve.slo (dotted: every successful request)")

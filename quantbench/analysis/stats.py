@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from quantbench.cache import stable_hash
-from quantbench.schema import AnalysisConfig
+from quantbench.config.schema import AnalysisConfig
 
 # One sample: a 2 x n array; row 0 is the work of each iteration (samples or tokens), row 1 its
 # duration in seconds.
@@ -191,38 +191,6 @@ def mcnemar_exact(baseline_correct: Sequence[bool], candidate_correct: Sequence[
     )
 
 
-@dataclass(frozen=True)
-class RepeatInterval:
-    """The mean of a quantity over repeats (one value per repeat) and its t-interval."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n_repeats: int
-
-
-def repeat_interval(values: Sequence[float], confidence: float = 0.95) -> RepeatInterval:
-    """Student's t-interval over repeats: the repeat is the unit, so the interval holds the
-    variance between runs (machine drift, a neighbour's load), not only the noise within one job.
-    Positive values (rates) get the interval of their logs, exponentiated (around the geometric
-    mean; `mean` is the arithmetic mean the summary shows). NaN bounds for fewer than two repeats:
-    one run says nothing about the next."""
-    data = np.asarray([value for value in values if value is not None and np.isfinite(value)], dtype=float)
-    n = len(data)
-    if n == 0:
-        return RepeatInterval(math.nan, math.nan, math.nan, 0)
-    mean = float(data.mean())
-    if n < 2:
-        return RepeatInterval(mean, math.nan, math.nan, n)
-    t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-    if np.all(data > 0):  # rates: multiplicative noise, so the interval of the log rates, never below 0
-        logs = np.log(data)
-        half = t * float(logs.std(ddof=1)) / math.sqrt(n)
-        return RepeatInterval(mean, math.exp(logs.mean() - half), math.exp(logs.mean() + half), n)
-    half = t * float(data.std(ddof=1)) / math.sqrt(n)
-    return RepeatInterval(mean, mean - half, mean + half, n)
-
-
 def compare_repeat_rates(pairs: list[tuple[Sequence[float], Sequence[float]]], settings: AnalysisConfig) -> RatioTest:
     """The candidate's throughput relative to the baseline's with the repeat as the unit.
 
@@ -250,4 +218,12 @@ def compare_repeat_rates(pairs: list[tuple[Sequence[float], Sequence[float]]], s
     half = float(stats.t.ppf(0.5 + settings.confidence / 2, df)) * math.sqrt(variance)
     statistic = difference / math.sqrt(variance)
     p_two = float(min(1.0, 2 * stats.t.sf(abs(statistic), df)))
-    return RatioTest(ratio, math.exp(difference - half), math.exp(difference + half), p_two, float(stats.t.sf(statistic, df)), n_base, n_cand)
+    return RatioTest(
+        ratio,
+        math.exp(difference - half),
+        math.exp(difference + half),
+        p_two,
+        float(stats.t.sf(statistic, df)),
+        n_base,
+        n_cand,
+    )

@@ -18,10 +18,10 @@ from typing import Any
 
 import polars as pl
 
-from quantbench.collect import SUMMARY_PARQUET, SWEEP_COLUMN, collect_sweep, locate_job_dir, merge_summaries
+from quantbench.collect.sweeps import SUMMARY_PARQUET, SWEEP_COLUMN, collect_sweep, locate_job_dir, merge_summaries
+from quantbench.config.schema import AnalysisConfig
 from quantbench.errors import QuantbenchError, UnreadableResult
 from quantbench.jobdir import ITERATIONS_FILE, RESULT_FILE, read_result
-from quantbench.schema import AnalysisConfig
 
 # Rows that differ only in precision (and batch) are compared with each other; everything else
 # that identifies a job must match its baseline's. A column a sweep lacks (no `engine` before
@@ -65,7 +65,11 @@ class Sweep:
         return ENGINE_COLUMN_LABELLED in self.summary.columns
 
     def group_columns(self) -> list[str]:
-        return [column for column in GROUP_COLUMNS if column in self.summary.columns and not (column == "engine" and self.engines_in_labels)]
+        return [
+            column
+            for column in GROUP_COLUMNS
+            if column in self.summary.columns and not (column == "engine" and self.engines_in_labels)
+        ]
 
     def labelled_precision(self, precision: str) -> str:
         """The name `precision` has in this sweep's tables: `precision · transformers` in a sweep across engines."""
@@ -149,7 +153,9 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     directory = Path(sweep_dir).expanduser()
     if not directory.is_dir():
         raise QuantbenchError(f"sweep directory '{directory}' does not exist; pass the directory a sweep wrote")
-    summary = pl.read_parquet(directory / SUMMARY_PARQUET) if _summary_is_current(directory) else collect_sweep(directory)
+    summary = (
+        pl.read_parquet(directory / SUMMARY_PARQUET) if _summary_is_current(directory) else collect_sweep(directory)
+    )
     if summary.height == 0:
         raise QuantbenchError(f"'{directory}' holds no job results (no result.json below it); run a sweep first")
     missing = [column for column in ("precision", "batch") if column not in summary.columns]
@@ -195,11 +201,7 @@ def precision_order(frame: pl.DataFrame, baseline: str) -> list[str]:
     """Baseline first, then by weight memory from largest to smallest (fp32, bf16, int8, nf4)."""
     precisions = frame.get_column("precision").unique(maintain_order=True).to_list()
     if "weight_memory_gb" in frame.columns:
-        sizes = dict(
-            frame.group_by("precision")
-            .agg(pl.col("weight_memory_gb").median())
-            .iter_rows()
-        )
+        sizes = dict(frame.group_by("precision").agg(pl.col("weight_memory_gb").median()).iter_rows())
         precisions.sort(key=lambda name: -(sizes.get(name) if sizes.get(name) is not None else -1.0))
     precisions.sort(key=lambda name: name != baseline)  # stable: keeps the memory order otherwise
     return precisions

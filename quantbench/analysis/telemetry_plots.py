@@ -34,7 +34,9 @@ def _measured(path: Path) -> pl.DataFrame | None:
 
 def _cpu_cores_busy(frame: pl.DataFrame) -> pl.DataFrame:
     """CPU seconds per wall second between samples: how many cores the process kept busy."""
-    return frame.with_columns((pl.col("cpu_time_s").diff() / pl.col("t_s").diff()).alias("cores_busy")).drop_nulls("cores_busy")
+    return frame.with_columns((pl.col("cpu_time_s").diff() / pl.col("t_s").diff()).alias("cores_busy")).drop_nulls(
+        "cores_busy"
+    )
 
 
 def draw_telemetry(sweep: Sweep, rows: pl.DataFrame, labels: list[str], path: Path) -> str:
@@ -47,8 +49,14 @@ def draw_telemetry(sweep: Sweep, rows: pl.DataFrame, labels: list[str], path: Pa
             series.append((label + (" (throttled)" if row.get("clocks_throttled") else ""), frame))
     if not series:
         raise NoTelemetry(f"no job has a {TELEMETRY_FILE} with samples of its timed phase")
-    gpu = all("power_w" in frame.columns and frame.get_column("power_w").null_count() < frame.height for _, frame in series)
-    panels = (("power_w", "board power (W)"), ("sm_clock_mhz", "SM clock (MHz)")) if gpu else (("cores_busy", "CPU cores busy"), ("rss_gb", "resident memory (GB)"))
+    gpu = all(
+        "power_w" in frame.columns and frame.get_column("power_w").null_count() < frame.height for _, frame in series
+    )
+    panels = (
+        (("power_w", "board power (W)"), ("sm_clock_mhz", "SM clock (MHz)"))
+        if gpu
+        else (("cores_busy", "CPU cores busy"), ("rss_gb", "resident memory (GB)"))
+    )
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for label, frame in series[:MAX_JOBS]:
         frame = frame if gpu else _cpu_cores_busy(frame)
@@ -59,11 +67,18 @@ def draw_telemetry(sweep: Sweep, rows: pl.DataFrame, labels: list[str], path: Pa
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("seconds into the timed phase")
     axes[0].legend(fontsize=7, ncol=2)
-    axes[0].set_title("Power and SM clock over the timed phase" if gpu else "CPU use and memory over the timed phase (no GPU telemetry)")
+    axes[0].set_title(
+        "Power and SM clock over the timed phase"
+        if gpu
+        else "CPU use and memory over the timed phase (no GPU telemetry)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     left = f"; the first {MAX_JOBS} of {len(series)} jobs" if len(series) > MAX_JOBS else ""
-    return ("GPU board power and SM clock, sampled ~10/s; '(throttled)': a power or thermal limit held the clocks down" if gpu
-            else "CPU seconds per second of the job's process and its resident memory, sampled ~10/s") + left
+    return (
+        "GPU board power and SM clock, sampled ~10/s; '(throttled)': a power or thermal limit held the clocks down"
+        if gpu
+        else "CPU seconds per second of the job's process and its resident memory, sampled ~10/s"
+    ) + left

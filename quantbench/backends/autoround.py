@@ -13,21 +13,21 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from quantbench.backends.base import Requirement, missing_package_reason
-from quantbench.backends.dtypes import torch_dtype
-from quantbench.backends.gptqmodel_engine import (
+from quantbench.backends.gptq_awq import (
     SUPPORTED_FAMILY,
     CalibratedBackend,
     prequantized_method,
     quantized_with,
     transformers_config,
 )
+from quantbench.runtime.dtypes import torch_dtype
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 
 REQUIREMENT = Requirement("auto-round", module="auto_round")
@@ -41,10 +41,10 @@ class AutoRoundBackend(CalibratedBackend):
     engine = "auto-round"
     quantize_module = "quantbench.backends.autoround_quantize"
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         return missing_package_reason(REQUIREMENT)
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         if family.name != SUPPORTED_FAMILY:
             return f"autoround quantizes decoder-only language models here; family '{family.name}' is not one"
         if model is None:
@@ -70,11 +70,11 @@ class AutoRoundBackend(CalibratedBackend):
     def engine_environment(self) -> dict[str, str]:
         return {}
 
-    def knobs(self, precision: "DictConfig") -> dict[str, Any]:
+    def knobs(self, precision: DictConfig) -> dict[str, Any]:
         return {"sym": bool(precision.sym), "iters": int(precision.iters), "batch_size": int(precision.batch_size)}
 
     # ---- inference -------------------------------------------------------------------------------
-    def _load_cached(self, path: str, device: "Device", dtype: str) -> tuple[Any, str]:
+    def _load_cached(self, path: str, device: Device, dtype: str) -> tuple[Any, str]:
         """transformers loads the checkpoint (its quantization_config names auto-round); the kernel is
         the module auto-round put in place of each Linear layer, e.g. qlinear_torch_zp.QuantLinear."""
         from transformers import AutoModelForCausalLM

@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 T = TypeVar("T")
 
 
 @dataclass
 class LoadRequest:
-    model: "ModelSpec"
-    family: "ModelFamily"
-    precision: "DictConfig"
-    device: "Device"
+    model: ModelSpec
+    family: ModelFamily
+    precision: DictConfig
+    device: Device
     cache_dir: Path
 
 
@@ -40,10 +40,10 @@ class Backend(Protocol):
     name: str
     description: str
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         """Why this backend cannot run on `device` (missing package, too old a GPU), or None."""
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         """Why this backend cannot handle this family (or this model), or None."""
 
     def load(self, request: LoadRequest) -> LoadedModel:
@@ -81,7 +81,7 @@ def module_missing(module: str) -> bool:
 
     try:
         return importlib.util.find_spec(module) is None
-    except Exception:  # noqa: BLE001 - ModuleNotFoundError for a missing parent, anything from a broken one
+    except Exception:
         return True
 
 

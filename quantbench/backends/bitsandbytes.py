@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest
-from quantbench.backends.dtypes import compute_dtype_name, torch_dtype
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
+from quantbench.config.schema import BnbFourBitPrecisionConfig, BnbInt8PrecisionConfig
 from quantbench.errors import JobSkipped
-from quantbench.schema import BnbFourBitPrecisionConfig, BnbInt8PrecisionConfig
+from quantbench.runtime.dtypes import compute_dtype_name, torch_dtype
 
 if TYPE_CHECKING:
     from torch import nn
@@ -18,11 +18,11 @@ class _BitsAndBytesBackend(QuantizerConfigBackend):
     requires = ("bitsandbytes",)
 
     def load(self, request: LoadRequest) -> LoadedModel:
-        # Quiet bitsandbytes' per-call CPU warnings (see quantbench.logs); importing it first
+        # Quiet bitsandbytes' per-call CPU warnings (see quantbench.runtime.logs); importing it first
         # creates the module loggers the filter goes on.
         import bitsandbytes  # noqa: F401
 
-        from quantbench.logs import quiet_repeated_warnings
+        from quantbench.runtime.logs import quiet_repeated_warnings
 
         quiet_repeated_warnings()
         return super().load(request)
@@ -50,7 +50,7 @@ CPU_4BIT_INPUT_MULTIPLE = 64
 CPU_4BIT_OUTPUT_MULTIPLE = 32
 
 
-def cpu_4bit_misfits(model: "nn.Module") -> list[tuple[str, int, int]]:
+def cpu_4bit_misfits(model: nn.Module) -> list[tuple[str, int, int]]:
     """(name, input width, output width) of each 4-bit layer the CPU kernels cannot multiply."""
     import bitsandbytes as bnb
 

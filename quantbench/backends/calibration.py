@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from quantbench.config.compose import compose_option
 from quantbench.errors import QuantbenchError
-from quantbench.overrides import compose_option
 
 if TYPE_CHECKING:
     from quantbench.data.base import Sample
@@ -62,7 +62,9 @@ def calibration_source(calibration: DictConfig) -> dict[str, Any]:
     if is_text_file_setting(dataset):
         path = Path(dataset).expanduser().resolve()
         if not path.is_file():
-            raise CalibrationError(f"calibration text file not found: {path}; set precision.calibration.dataset to an existing .txt file")
+            raise CalibrationError(
+                f"calibration text file not found: {path}; set precision.calibration.dataset to an existing .txt file"
+            )
         stat = path.stat()
         return {"file": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return {"option": dataset, "config": OmegaConf.to_container(dataset_config(calibration), resolve=True)}
@@ -72,7 +74,7 @@ def calibration_texts(source: dict[str, Any]) -> list[str]:
     if "file" in source:
         text = Path(source["file"]).read_text(encoding="utf-8", errors="replace")
         return [text]
-    from quantbench import registry
+    from quantbench.config import registry
 
     config = OmegaConf.create(source["config"])
     samples: list[Sample] = registry.datasets().get(config.loader).load(config)
@@ -104,6 +106,9 @@ def calibration_windows(texts: list[str], tokenizer: Any, n_samples: int, seq_le
         log.warning(
             "calibration text has only %d tokens: %d windows of %d tokens instead of %d; for a real model calibrate "
             "on more text (precision.calibration.dataset=<a dataset option or a .txt file>, see docs/quantization.md)",
-            len(stream), len(chosen), seq_len, n_samples,
+            len(stream),
+            len(chosen),
+            seq_len,
+            n_samples,
         )
     return [stream[index * seq_len : (index + 1) * seq_len] for index in chosen]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
+    from quantbench.runtime.device import Device
 
 # FP8 tensor cores (e4m3/e5m2 matmuls): Ada (8.9) and Hopper (9.0) onwards.
 FP8_CAPABILITY = (8, 9)
@@ -13,14 +13,14 @@ FP8_CAPABILITY = (8, 9)
 AMPERE_CAPABILITY = (8, 0)
 
 
-def describe_device(device: "Device") -> str:
+def describe_device(device: Device) -> str:
     if not device.is_cuda:
         return device.type
     capability = f" ({device.capability[0]}.{device.capability[1]})" if device.capability else ""
     return f"{device.name}{capability}"
 
 
-def capability_reason(method: str, minimum: tuple[int, int], device: "Device") -> str | None:
+def capability_reason(method: str, minimum: tuple[int, int], device: Device) -> str | None:
     """'fp8 needs compute capability >= 8.9; this device: cpu', or None where the device has it."""
     if device.is_cuda and device.capability is not None and device.capability >= minimum:
         return None

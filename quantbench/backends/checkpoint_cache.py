@@ -3,9 +3,10 @@
 The key hashes everything that changes the checkpoint (the model's weights and revision, the
 method and its settings, the calibration text and how it is cut, the quantizing library's version:
 gptqmodel for gptq/awq, auto-round for autoround), so every later job and sweep that asks for the
-same checkpoint finds it. Each entry holds the checkpoint the library saved plus `quantbench.json`, the manifest: what it was built from, how long
-it took, and the key's inputs (what `quantbench cache list` shows). The entry mechanism (key,
-manifest, atomic build) is the cache's own, quantbench/cache.py, shared with the GGUF files.
+same checkpoint finds it. Each entry holds the checkpoint the library saved plus `quantbench.json`,
+the manifest: what it was built from, how long it took, and the key's inputs (what
+`quantbench cache list` shows). The entry mechanism (key, manifest, atomic build) is the cache's
+own, quantbench/cache.py, shared with the GGUF files.
 """
 
 from __future__ import annotations

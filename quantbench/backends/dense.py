@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest
-from quantbench.backends.dtypes import torch_dtype
 from quantbench.backends.transformers_loading import load_with_transformers
+from quantbench.runtime.dtypes import torch_dtype
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 
 class DenseBackend:
@@ -19,12 +19,15 @@ class DenseBackend:
     name = "fp32"
     description = "dense torch weights"
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         if self.dtype == "bfloat16" and device.is_cuda and device.capability and device.capability < (8, 0):
-            return f"bfloat16 needs compute capability >= 8.0; {device.name} has {device.capability[0]}.{device.capability[1]}"
+            return (
+                "bfloat16 needs compute capability >= 8.0; "
+                f"{device.name} has {device.capability[0]}.{device.capability[1]}"
+            )
         return None
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         return None
 
     def load(self, request: LoadRequest) -> LoadedModel:

@@ -10,7 +10,7 @@ from typing import Any
 from quantbench.backends.base import LoadRequest
 from quantbench.backends.capability import FP8_CAPABILITY
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
-from quantbench.schema import Fp8PrecisionConfig
+from quantbench.config.schema import Fp8PrecisionConfig
 
 
 class Fp8Backend(QuantizerConfigBackend):
@@ -26,7 +26,9 @@ class Fp8Backend(QuantizerConfigBackend):
     def quantizer_config(self, settings: Fp8PrecisionConfig, request: LoadRequest) -> Any:
         from transformers import FineGrainedFP8Config
 
-        return FineGrainedFP8Config(activation_scheme="dynamic", weight_block_size=tuple(int(size) for size in settings.weight_block_size))
+        return FineGrainedFP8Config(
+            activation_scheme="dynamic", weight_block_size=tuple(int(size) for size in settings.weight_block_size)
+        )
 
     def metrics(self, settings: Fp8PrecisionConfig, request: LoadRequest) -> dict[str, Any]:
         return {"fp8_weight_block_size": "x".join(str(size) for size in settings.weight_block_size)}

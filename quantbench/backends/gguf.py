@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest
 from quantbench.gguf.binding import unavailable_reason
-from quantbench.threads import job_threads
+from quantbench.runtime.threads import job_threads
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 ENGINE = "llama.cpp"
 
@@ -37,7 +37,7 @@ class GgufBackend:
     description = "GGUF types made with llama.cpp's converter and quantizer, run by llama.cpp"
     engine = ENGINE
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         reason = unavailable_reason()
         if reason is None and device.is_cuda:
             from quantbench.gguf.binding import import_binding
@@ -49,7 +49,7 @@ class GgufBackend:
                 )
         return reason
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         if family.name != "decoder":
             return f"GGUF types run decoder-only language models through llama.cpp; family '{family.name}' is not one"
         return None
@@ -63,7 +63,9 @@ class GgufBackend:
         spec = request.model
         threads = job_threads({})
         path, built = gguf_file(spec, file_type, request.cache_dir, threads)
-        processor = request.family.load_processor(spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code)
+        processor = request.family.load_processor(
+            spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
+        )
         metrics = {
             **built,
             **describe_file(path),

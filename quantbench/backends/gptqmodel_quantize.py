@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 from quantbench.errors import QuantbenchError
-from quantbench.processes import die_with_parent
-
+from quantbench.runtime.processes import die_with_parent
 
 
 class QuantizationFailed(QuantbenchError):

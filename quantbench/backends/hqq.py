@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quantbench.backends.base import LoadedModel, LoadRequest, missing_package_reason, read_settings
-from quantbench.backends.dtypes import compute_dtype_name, torch_dtype
 from quantbench.backends.group_size import check_group_size, quantized_input_widths, resolve_group_size
 from quantbench.backends.transformers_loading import load_with_transformers
+from quantbench.config.schema import HqqPrecisionConfig
 from quantbench.errors import JobSkipped
-from quantbench.schema import HqqPrecisionConfig
+from quantbench.runtime.dtypes import compute_dtype_name, torch_dtype
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 
 SUPPORTED_FAMILY = "decoder"
@@ -36,8 +36,10 @@ def hqq_group_size(settings: HqqPrecisionConfig, request: LoadRequest) -> int:
     """The configured group size, else the model's quant_group_size, else 64; JobSkipped where it does
     not divide a quantized layer's input width (checked from the config, before any weights load)."""
     spec = request.model
-    group_size = resolve_group_size(settings.group_size, spec.config.get("quant_group_size"), default=DEFAULT_GROUP_SIZE)
-    from quantbench.backends.gptqmodel_engine import transformers_config
+    group_size = resolve_group_size(
+        settings.group_size, spec.config.get("quant_group_size"), default=DEFAULT_GROUP_SIZE
+    )
+    from quantbench.backends.gptq_awq import transformers_config
 
     widths = quantized_input_widths(transformers_config(spec), trust_remote_code=bool(spec.config.trust_remote_code))
     check_group_size(group_size, widths, spec.name, engine="hqq")
@@ -55,10 +57,10 @@ class HqqBackend:
     name = "hqq"
     description = "HQQ half-quadratic weight quantization (hqq library), calibration-free"
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         return missing_package_reason("hqq")
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         if family.name != SUPPORTED_FAMILY:
             # hqq's model patcher walks `model.model.layers`: decoder-only language models.
             return f"hqq quantizes decoder-only language models (model.model.layers); family '{family.name}' is not one"
@@ -68,7 +70,8 @@ class HqqBackend:
         settings = read_settings(HqqPrecisionConfig, request.precision)
         if settings.bits not in SUPPORTED_BITS:
             raise JobSkipped(
-                f"hqq quantizes to {', '.join(map(str, SUPPORTED_BITS))} bits, not {settings.bits}; set precision.bits to one of those"
+                f"hqq quantizes to {', '.join(map(str, SUPPORTED_BITS))} bits, not {settings.bits}; "
+                "set precision.bits to one of those"
             )
         group_size = hqq_group_size(settings, request)
         dtype = compute_dtype_name(settings.compute_dtype, request.device)

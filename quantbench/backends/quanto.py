@@ -9,9 +9,9 @@ import importlib.metadata
 from typing import Any, Callable
 
 from quantbench.backends.base import LoadedModel, LoadRequest, Requirement
-from quantbench.backends.dtypes import compute_dtype_name
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
-from quantbench.schema import QuantoPrecisionConfig
+from quantbench.config.schema import QuantoPrecisionConfig
+from quantbench.runtime.dtypes import compute_dtype_name
 
 QUANTO_WEIGHTS = ("int8", "int4", "int2", "float8")
 # quanto's packed (int4/int2) weights transpose themselves in every forward pass, which fails under
@@ -49,7 +49,9 @@ class QuantoBackend(QuantizerConfigBackend):
 
     def compute_dtype(self, settings: QuantoPrecisionConfig, request: LoadRequest) -> str:
         if settings.weights not in QUANTO_WEIGHTS:
-            raise ValueError(f"unknown precision.weights '{settings.weights}' for quanto; choose one of: {', '.join(QUANTO_WEIGHTS)}")
+            raise ValueError(
+                f"unknown precision.weights '{settings.weights}' for quanto; choose one of: {', '.join(QUANTO_WEIGHTS)}"
+            )
         return compute_dtype_name(settings.dtype, request.device)
 
     def quantizer_config(self, settings: QuantoPrecisionConfig, request: LoadRequest) -> Any:

@@ -20,9 +20,9 @@ from typing import Any
 
 from quantbench.backends.base import LoadRequest
 from quantbench.backends.capability import AMPERE_CAPABILITY, FP8_CAPABILITY
-from quantbench.backends.dtypes import compute_dtype_name
 from quantbench.backends.transformers_loading import QuantizerConfigBackend
-from quantbench.schema import TorchAoPrecisionConfig
+from quantbench.config.schema import TorchAoPrecisionConfig
+from quantbench.runtime.dtypes import compute_dtype_name
 
 
 def torchao_method(settings: TorchAoPrecisionConfig) -> Any:
@@ -40,7 +40,9 @@ def torchao_method(settings: TorchAoPrecisionConfig) -> Any:
         "int8_dynamic": Int8DynamicActivationInt8WeightConfig,
         # tile_packed_to_4d is the layout of torch's own int4 CUDA kernel; torchao's default
         # layout needs the separate mslk package.
-        "int4_weight_only": lambda: Int4WeightOnlyConfig(group_size=int(settings.group_size), int4_packing_format="tile_packed_to_4d"),
+        "int4_weight_only": lambda: Int4WeightOnlyConfig(
+            group_size=int(settings.group_size), int4_packing_format="tile_packed_to_4d"
+        ),
         "float8_dynamic": lambda: Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
     }
     return methods[settings.method]()

@@ -23,22 +23,20 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from quantbench.backends.base import LoadedModel, LoadRequest, Requirement, missing_package_reason, read_settings
 from quantbench.backends.capability import capability_reason
-from quantbench.backends.dtypes import torch_dtype
-from quantbench.schema import PrecisionConfig
+from quantbench.config.schema import PrecisionConfig
+from quantbench.runtime.dtypes import torch_dtype
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 
 def load_with_transformers(request: LoadRequest, **kwargs: Any) -> LoadedModel:
     """Load through the family's Auto class onto the request's device (shared by HF-native backends)."""
     spec = request.model
     common = {"revision": spec.revision, "trust_remote_code": spec.config.trust_remote_code}
-    model = request.family.from_pretrained(
-        spec.load_path, device_map=request.device.torch_device, **common, **kwargs
-    )
+    model = request.family.from_pretrained(spec.load_path, device_map=request.device.torch_device, **common, **kwargs)
     model.eval()
     processor = request.family.load_processor(spec.load_path, **common)
     return LoadedModel(model=model, processor=processor)
@@ -69,11 +67,11 @@ class QuantizerConfigBackend:
         """Extra result columns (which method, which library version): units in the names."""
         return {}
 
-    def unavailable_reason(self, device: "Device") -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         missing = missing_package_reason(*self.requires)
         return missing or (capability_reason(self.needs[0], self.needs[1], device) if self.needs else None)
 
-    def unsupported_reason(self, family: "ModelFamily", model: "ModelSpec | None") -> str | None:
+    def unsupported_reason(self, family: ModelFamily, model: ModelSpec | None) -> str | None:
         return None  # a quantization config applies to whatever from_pretrained loads: every family
 
     def load(self, request: LoadRequest) -> LoadedModel:

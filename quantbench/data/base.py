@@ -24,7 +24,7 @@ class Dataset(Protocol):
     name: str
     description: str
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         """Read the samples the config asks for; raise DatasetError naming the file on bad input."""
 
 

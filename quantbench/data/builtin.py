@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import TYPE_CHECKING
 
 from quantbench.data.base import Sample
-from quantbench.models.tokenizer import builtin_corpus
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+
+
+def builtin_corpus() -> list[str]:
+    text = resources.files("quantbench.data").joinpath("builtin_prompts.json").read_text()
+    return list(json.loads(text)["prompts"])
 
 
 class BuiltinPrompts:
     name = "builtin"
     description = "64 short, varied prompts shipped with quantbench"
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         prompts = builtin_corpus()
         if config.limit is not None:
             prompts = prompts[: int(config.limit)]

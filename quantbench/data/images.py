@@ -62,7 +62,7 @@ def check_image_file(path: Path, where: str = "") -> None:
         raise _unreadable(path, error, where) from None
 
 
-def open_image(image: Any) -> "Image.Image":
+def open_image(image: Any) -> Image.Image:
     """An RGB image from a path or a PIL image, fully decoded; DatasetError naming a bad file."""
     from PIL import Image
 
@@ -81,10 +81,14 @@ def open_image(image: Any) -> "Image.Image":
 def _record(entry: Any, line_number: int, jsonl: Path, image_dir: Path) -> Sample:
     where = f"{jsonl}, line {line_number}"
     if not isinstance(entry, dict):
-        raise DatasetError(f"{where}: expected a JSON object like {{\"image\": \"a.png\", \"prompt\": \"...\"}}, got {type(entry).__name__}")
+        raise DatasetError(
+            f'{where}: expected a JSON object like {{"image": "a.png", "prompt": "..."}}, got {type(entry).__name__}'
+        )
     missing = [key for key in ("image", "prompt") if not isinstance(entry.get(key), str) or not entry.get(key)]
     if missing:
-        raise DatasetError(f"{where}: missing or empty {', '.join(missing)}; every line needs \"image\" and \"prompt\" strings")
+        raise DatasetError(
+            f'{where}: missing or empty {", ".join(missing)}; every line needs "image" and "prompt" strings'
+        )
     image_path = Path(entry["image"]).expanduser()
     if not image_path.is_absolute():
         image_path = image_dir / image_path
@@ -103,11 +107,11 @@ class ImageFolder:
     name = "images"
     description = "a local folder of images with a JSONL of prompts (and answers when known)"
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         if not config.path:
             raise DatasetError(
                 f"dataset '{config.name}' needs a JSONL file of prompts: set dataset.path=FILE.jsonl "
-                "(one {\"image\": ..., \"prompt\": ..., \"answer\": ...} object a line)"
+                '(one {"image": ..., "prompt": ..., "answer": ...} object a line)'
             )
         jsonl = expand_path(config.path)
         if not jsonl.is_file():
@@ -124,14 +128,16 @@ class ImageFolder:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise DatasetError(f"{jsonl}, line {line_number}: not valid JSON ({error.msg}); expected one object a line") from None
+                    raise DatasetError(
+                        f"{jsonl}, line {line_number}: not valid JSON ({error.msg}); expected one object a line"
+                    ) from None
                 samples.append(_record(entry, line_number, jsonl, image_dir))
         if not samples:
             raise DatasetError(f"prompts file {jsonl} has no prompts; expected one JSON object a line")
         return samples
 
 
-def synthetic_image(rng: random.Random, size_px: int) -> tuple["Image.Image", str]:
+def synthetic_image(rng: random.Random, size_px: int) -> tuple[Image.Image, str]:
     """One shape in a random named colour at a random place; returns the image and the colour name."""
     from PIL import Image, ImageDraw
 
@@ -155,7 +161,7 @@ class SyntheticImages:
     name = "synthetic-images"
     description = "coloured shapes drawn with Pillow (answer: the colour), for tests and speed studies"
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         count = int(config.num_samples)
         if config.limit is not None:
             count = min(count, int(config.limit))
@@ -170,6 +176,12 @@ class SyntheticImages:
         for index in range(count):
             image, colour = synthetic_image(rng, size_px)
             samples.append(
-                Sample(id=f"synthetic-{index}", text=str(config.prompt), image=image, answer=colour, meta={"colour": colour})
+                Sample(
+                    id=f"synthetic-{index}",
+                    text=str(config.prompt),
+                    image=image,
+                    answer=colour,
+                    meta={"colour": colour},
+                )
             )
         return samples

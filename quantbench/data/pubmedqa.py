@@ -36,7 +36,9 @@ def read_json_file(path: Path, what: str) -> Any:
         with open(path) as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
-        raise DatasetError(f"{what} file {path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+        raise DatasetError(
+            f"{what} file {path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
     except UnicodeDecodeError as error:
         raise DatasetError(f"{what} file {path} is not UTF-8 text ({error.reason})") from None
 
@@ -47,14 +49,17 @@ def _record(pmid: str, entry: Any, source: str) -> Sample:
     missing = [key for key in ("QUESTION", "CONTEXTS", "final_decision") if key not in entry]
     if missing:
         raise DatasetError(
-            f"PubMedQA file {source}: entry '{pmid}' lacks {', '.join(missing)}; expected the PQA-L ori_pqal.json format"
+            f"PubMedQA file {source}: entry '{pmid}' lacks {', '.join(missing)}; "
+            "expected the PQA-L ori_pqal.json format"
         )
     contexts = entry["CONTEXTS"]
     if not isinstance(contexts, list) or not all(isinstance(text, str) for text in contexts):
         raise DatasetError(f"PubMedQA file {source}: entry '{pmid}' has CONTEXTS that is not a list of strings")
     answer = str(entry["final_decision"]).strip().lower()
     if answer not in CHOICES:
-        raise DatasetError(f"PubMedQA file {source}: entry '{pmid}' has final_decision '{answer}', expected yes, no or maybe")
+        raise DatasetError(
+            f"PubMedQA file {source}: entry '{pmid}' has final_decision '{answer}', expected yes, no or maybe"
+        )
     return Sample(
         id=str(pmid),
         text=pubmedqa_prompt(contexts, entry["QUESTION"]),
@@ -90,11 +95,13 @@ def _from_hub(hub_id: str, split: str | None) -> dict[str, Any]:
     }
 
 
-def _test_ids(config: "DictConfig") -> set[str]:
+def _test_ids(config: DictConfig) -> set[str]:
     ids_path = config.get("test_ids_path")
     if ids_path is None:
         if not config.path:
-            raise DatasetError("PubMedQA split=test needs dataset.test_ids_path (test_ground_truth.json) when reading from the hub")
+            raise DatasetError(
+                "PubMedQA split=test needs dataset.test_ids_path (test_ground_truth.json) when reading from the hub"
+            )
         ids_path = expand_path(config.path).parent / TEST_IDS_FILE
     data = read_json_file(expand_path(ids_path), "PubMedQA test-split")
     if not isinstance(data, dict):
@@ -106,7 +113,7 @@ class PubMedQA:
     name = "pubmedqa"
     description = "PubMedQA PQA-L yes/no/maybe questions (local ori_pqal.json or the hub)"
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         split = config.split or "test"
         if split not in SPLITS:
             raise DatasetError(f"unknown PubMedQA split '{split}'; choose one of: {', '.join(SPLITS)}")

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 ARTICLE_HEADING = re.compile(r"^ = [^=].* = $", re.MULTILINE)
 
 
-def wikitext_text(config: "DictConfig") -> str:
+def wikitext_text(config: DictConfig) -> str:
     """The whole text, exactly as the file (or the hub's lines joined) has it."""
     if config.path:
         path = expand_path(config.path)
         if not path.is_file():
-            raise DatasetError(f"WikiText file not found: {path}; set the path to a text file such as wikitext-2/test.txt")
+            raise DatasetError(
+                f"WikiText file not found: {path}; set the path to a text file such as wikitext-2/test.txt"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
@@ -38,7 +40,7 @@ def wikitext_text(config: "DictConfig") -> str:
     return text
 
 
-def _from_hub(config: "DictConfig") -> str:
+def _from_hub(config: DictConfig) -> str:
     hub_config = config.get("hub_config")
     try:
         from datasets import load_dataset
@@ -72,7 +74,7 @@ class WikiText2:
     name = "wikitext2"
     description = "WikiText-2 test text, one sample per article (local text file or the hub)"
 
-    def load(self, config: "DictConfig") -> list[Sample]:
+    def load(self, config: DictConfig) -> list[Sample]:
         articles = split_articles(wikitext_text(config))
         samples = [
             Sample(id=f"article-{index}", text=article, meta={"title": article_title(article)})

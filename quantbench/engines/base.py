@@ -4,7 +4,7 @@ A precision says what the weights are, an engine says who runs them. Two kinds o
 a `ServerEngine` whose server quantbench starts for each job (transformers serve, vLLM, llama.cpp),
 and an engine with an `endpoint(engine_cfg)` method for a server already running somewhere
 (engine=openai). What a server accepts (usage in the stream, the engine's request fields) is probed
-at its start (quantbench.serve.capabilities), not declared here. `engine=auto` is the precision's own
+at its start (quantbench.loadgen.capabilities), not declared here. `engine=auto` is the precision's own
 engine: the precision option's `engine` key where it has one (GGUF types name llama.cpp), else
 transformers.
 """
@@ -19,7 +19,7 @@ from quantbench.errors import JobSkipped
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
+    from quantbench.runtime.device import Device
 
 AUTO = "auto"
 # The engine of every precision that does not name one (fp32 ... awq load through transformers).
@@ -31,9 +31,9 @@ class ServerRequest:
     """Everything an engine needs to write its server's command line."""
 
     weights: str  # the directory the server loads (a materialised model or a quantized checkpoint)
-    precision: "DictConfig"
-    engine: "DictConfig"
-    device: "Device"
+    precision: DictConfig
+    engine: DictConfig
+    device: Device
     host: str
     port: int
     seed: int
@@ -68,10 +68,10 @@ class Engine(Protocol):
 
 @runtime_checkable
 class ServerEngine(Engine, Protocol):
-    def unavailable_reason(self, engine: "DictConfig") -> str | None:
+    def unavailable_reason(self, engine: DictConfig) -> str | None:
         """Why this engine's server cannot start here (executable or package missing), or None."""
 
-    def unsupported_reason(self, precision: "DictConfig", device: "Device") -> str | None:
+    def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
         """Why this engine cannot serve this precision as configured, or None."""
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
@@ -82,7 +82,7 @@ class ServerEngine(Engine, Protocol):
         of sequence ignored); offered to the server at its start, each dropped if it refuses it."""
 
 
-def engine_name(cfg: "DictConfig") -> str:
+def engine_name(cfg: DictConfig) -> str:
     """The engine this job uses: engine.name, with `auto` resolved to the precision's engine."""
     name = str(cfg.engine.name)
     if name != AUTO:
@@ -90,9 +90,9 @@ def engine_name(cfg: "DictConfig") -> str:
     return str(cfg.precision.get("engine") or DEFAULT_ENGINE)
 
 
-def resolve_engine(cfg: "DictConfig") -> tuple[str, Any]:
+def resolve_engine(cfg: DictConfig) -> tuple[str, Any]:
     """(name, plugin) of the job's engine; JobSkipped when no installed package registers it."""
-    from quantbench import registry
+    from quantbench.config import registry
     from quantbench.errors import UnknownPluginError
 
     name = engine_name(cfg)
@@ -102,8 +102,10 @@ def resolve_engine(cfg: "DictConfig") -> tuple[str, Any]:
         raise JobSkipped(str(error)) from None
 
 
-def check_precision_engine(cfg: "DictConfig", name: str) -> None:
+def check_precision_engine(cfg: DictConfig, name: str) -> None:
     """A precision that names its own engine runs only there (a GGUF file is not a transformers model)."""
     own = cfg.precision.get("engine")
     if own and own != name:
-        raise JobSkipped(f"precision '{cfg.precision.name}' runs on the {own} engine, not {name}; use engine={own} or engine=auto")
+        raise JobSkipped(
+            f"precision '{cfg.precision.name}' runs on the {own} engine, not {name}; use engine={own} or engine=auto"
+        )

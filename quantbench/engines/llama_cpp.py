@@ -25,9 +25,9 @@ from quantbench.measure.memory import GB
 if TYPE_CHECKING:
     from quantbench.backends.base import LoadedModel
     from quantbench.data.base import Sample
-    from quantbench.device import Device
     from quantbench.engines.base import ServerLaunch, ServerRequest
     from quantbench.measure.timing import FirstTokenClock
+    from quantbench.runtime.device import Device
 
 ENGINE = "llama.cpp"
 
@@ -65,13 +65,13 @@ class LlamaCppRunner:
         self.job = job
         # llama.cpp's threads and torch's (the fp32 reference of the quality metrics): hardware.threads.
         self.loading = f"llama.cpp, {job.threads} threads"
-        self.loaded: "LoadedModel | None" = None
+        self.loaded: LoadedModel | None = None
         self.llm: Any = None
         self.decoder: Any = None
         self.prompts: list[list[int]] = []
         self.n_input_tokens = 0
 
-    def load(self, samples: Sequence["Sample"]) -> "LoadedModel":
+    def load(self, samples: Sequence[Sample]) -> LoadedModel:
         """The file (made on a cache miss), the prompts tokenized and a context sized to them."""
         from quantbench.gguf.decode import BatchDecoder, DecodeShape
 
@@ -81,22 +81,35 @@ class LlamaCppRunner:
         use_template = bool(cfg.dataset.chat_template) and bool(getattr(tokenizer, "chat_template", None))
         texts = job.family.prompt_texts(samples, tokenizer, bool(cfg.dataset.chat_template))
         self.prompts = [
-            list(tokenizer(text, truncation=True, max_length=int(cfg.bench.max_input_tokens), add_special_tokens=not use_template)["input_ids"])
+            list(
+                tokenizer(
+                    text,
+                    truncation=True,
+                    max_length=int(cfg.bench.max_input_tokens),
+                    add_special_tokens=not use_template,
+                )["input_ids"]
+            )
             for text in texts
         ]
         self.n_input_tokens = sum(map(len, self.prompts))
-        shape = DecodeShape(n_seq=len(self.prompts), prompt_tokens=max(map(len, self.prompts)), new_tokens=int(cfg.bench.max_new_tokens))
+        shape = DecodeShape(
+            n_seq=len(self.prompts), prompt_tokens=max(map(len, self.prompts)), new_tokens=int(cfg.bench.max_new_tokens)
+        )
         self.llm = open_llama(
-            self.loaded.model.path, n_ctx=shape.tokens_per_seq, threads=job.threads, logits_all=False,
-            seed=int(cfg.bench.seed), gpu=job.device.is_cuda,
+            self.loaded.model.path,
+            n_ctx=shape.tokens_per_seq,
+            threads=job.threads,
+            logits_all=False,
+            seed=int(cfg.bench.seed),
+            gpu=job.device.is_cuda,
         )
         self.decoder = BatchDecoder(self.llama_cpp, self.llm.model, shape, threads=job.threads)
         return self.loaded
 
-    def prepare(self, samples: Sequence["Sample"]) -> None:
+    def prepare(self, samples: Sequence[Sample]) -> None:
         """Nothing: the prompts were tokenized in `load`, which sizes the context to them."""
 
-    def generate(self, max_new_tokens: int, first_token: "FirstTokenClock") -> Generation:
+    def generate(self, max_new_tokens: int, first_token: FirstTokenClock) -> Generation:
         generated = self.decoder.generate(self.prompts, max_new_tokens, first_token.mark)
         return Generation(
             tokens=generated,
@@ -125,9 +138,18 @@ class LlamaCppRunner:
         cfg, path = self.job.cfg, self.loaded.model.path
         n_ctx_train = context_length(path)
         n_ctx = scoring_context_tokens(cfg.quality, n_ctx_train)
-        llm = open_llama(path, n_ctx=n_ctx, threads=self.job.threads, logits_all=True, seed=int(cfg.bench.seed), gpu=self.job.device.is_cuda)
+        llm = open_llama(
+            path,
+            n_ctx=n_ctx,
+            threads=self.job.threads,
+            logits_all=True,
+            seed=int(cfg.bench.seed),
+            gpu=self.job.device.is_cuda,
+        )
         max_tokens = cfg.quality.get("max_tokens")
-        scorer = LlamaCppScorer(llm, self.job.family, self.loaded.processor, n_ctx_train, None if max_tokens is None else int(max_tokens))
+        scorer = LlamaCppScorer(
+            llm, self.job.family, self.loaded.processor, n_ctx_train, None if max_tokens is None else int(max_tokens)
+        )
         metrics = evaluate(scorer)
         # Texts llama.cpp's tokenizer cuts differently into the same text (scored on the model's tokens all the same).
         return {**metrics, "gguf_texts_cut_differently": scorer.processor.texts_cut_differently}
@@ -147,7 +169,11 @@ def engine_rates(samples: list[IterationSample]) -> dict[str, float | None]:
     import numpy as np
 
     pp = [s.n_input_tokens / (s.ttft_ms / 1e3) for s in samples if s.ttft_ms]
-    tg = [(s.n_generated_tokens - s.batch) / ((s.latency_ms - s.ttft_ms) / 1e3) for s in samples if s.ttft_ms and s.n_generated_tokens > s.batch]
+    tg = [
+        (s.n_generated_tokens - s.batch) / ((s.latency_ms - s.ttft_ms) / 1e3)
+        for s in samples
+        if s.ttft_ms and s.n_generated_tokens > s.batch
+    ]
     return {
         "prompt_tokens_per_s": float(np.median(pp)) if pp else None,
         "generation_tokens_per_s": float(np.median(tg)) if tg else None,
@@ -155,7 +181,14 @@ def engine_rates(samples: list[IterationSample]) -> dict[str, float | None]:
 
 
 # What llama-cpp-python[server] adds to the binding (its pyproject's `server` extra).
-SERVER_PACKAGES = {"uvicorn": "uvicorn", "fastapi": "fastapi", "pydantic_settings": "pydantic-settings", "sse_starlette": "sse-starlette", "starlette_context": "starlette-context", "yaml": "PyYAML"}
+SERVER_PACKAGES = {
+    "uvicorn": "uvicorn",
+    "fastapi": "fastapi",
+    "pydantic_settings": "pydantic-settings",
+    "sse_starlette": "sse-starlette",
+    "starlette_context": "starlette-context",
+    "yaml": "PyYAML",
+}
 SERVED_MODEL_NAME = "quantbench"  # --model_alias: what requests name as `model`
 ONE_AT_A_TIME = (
     "llama-cpp-python's server runs one request at a time (one llama.cpp context behind a lock; no "
@@ -189,15 +222,21 @@ class LlamaCppEngine:
             return missing_executable_reason(command)
         missing = [package for module, package in SERVER_PACKAGES.items() if importlib.util.find_spec(module) is None]
         if missing:
-            return f"llama-cpp-python's server needs {', '.join(missing)} (pip install 'llama-cpp-python[server]=={PINNED_VERSION}')"
+            return (
+                f"llama-cpp-python's server needs {', '.join(missing)} "
+                f"(pip install 'llama-cpp-python[server]=={PINNED_VERSION}')"
+            )
         return unavailable_reason()
 
-    def unsupported_reason(self, precision: DictConfig, device: "Device") -> str | None:
+    def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
         if precision.get("engine") != ENGINE:
-            return f"llama.cpp serves GGUF files; precision '{precision.name}' is not a GGUF type (use gguf-q8_0, gguf-q4_k_m, ...)"
+            return (
+                f"llama.cpp serves GGUF files; precision '{precision.name}' is not a GGUF type "
+                "(use gguf-q8_0, gguf-q4_k_m, ...)"
+            )
         return None
 
-    def launch(self, request: "ServerRequest") -> "ServerLaunch":
+    def launch(self, request: ServerRequest) -> ServerLaunch:
         import sys
 
         from quantbench.engines.base import ServerLaunch
@@ -205,16 +244,24 @@ class LlamaCppEngine:
 
         command = [
             *(configured_executable(request.engine) or [sys.executable, "-m", "llama_cpp.server"]),
-            "--model", request.weights,
-            "--model_alias", SERVED_MODEL_NAME,
-            "--host", request.host,
-            "--port", str(request.port),
-            "--n_ctx", "0",  # the model's own context length
-            "--n_gpu_layers", "-1" if request.device.is_cuda else "0",
-            "--seed", str(request.seed),
+            "--model",
+            request.weights,
+            "--model_alias",
+            SERVED_MODEL_NAME,
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
+            "--n_ctx",
+            "0",  # the model's own context length
+            "--n_gpu_layers",
+            "-1" if request.device.is_cuda else "0",
+            "--seed",
+            str(request.seed),
             # By default a new request ends the one streaming (it gets [DONE] early): with several
             # users every answer but the last would be cut short.
-            "--interrupt_requests", "false",
+            "--interrupt_requests",
+            "false",
         ]
         if request.threads is not None:
             command += ["--n_threads", str(request.threads), "--n_threads_batch", str(request.threads)]

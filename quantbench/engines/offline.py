@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
     from quantbench.backends.base import Backend, LoadedModel, LoadRequest
     from quantbench.data.base import Sample
-    from quantbench.device import Device
     from quantbench.families.base import ModelFamily
     from quantbench.measure.loop import IterationSample
     from quantbench.measure.timing import FirstTokenClock
+    from quantbench.runtime.device import Device
 
 # evaluate(scorer): quantbench.quality.evaluate_quality on the loaded model, scored by `scorer` (an
 # engine's own TokenScorer), or by quantbench's TokenScorer on the transformers model when None.
@@ -35,12 +35,12 @@ Evaluate = Callable[[Any], dict[str, Any]]
 class OfflineJob:
     """What a runner is made from: the job's config, device and plugins, resolved by the scenario."""
 
-    cfg: "DictConfig"  # bench (seed, max_input_tokens, max_new_tokens), dataset, quality settings
-    device: "Device"
-    family: "ModelFamily"
-    backend: "Backend"  # the precision's backend: it loads (and quantizes, or makes the file of) the weights
-    request: "LoadRequest"  # what backend.load gets; request.model is the resolved model
-    threads: int  # hardware.threads, already set for torch (quantbench/threads.py)
+    cfg: DictConfig  # bench (seed, max_input_tokens, max_new_tokens), dataset, quality settings
+    device: Device
+    family: ModelFamily
+    backend: Backend  # the precision's backend: it loads (and quantizes, or makes the file of) the weights
+    request: LoadRequest  # what backend.load gets; request.model is the resolved model
+    threads: int  # hardware.threads, already set for torch (quantbench/runtime/threads.py)
 
 
 @dataclass(frozen=True)
@@ -58,24 +58,26 @@ class OfflineRunner(Protocol):
     """One job's model on one engine, driven by the offline scenario. Made right before the load:
     making it imports the engine's and the model's code, so that load_s does not carry imports."""
 
-    clock_device: str  # whose queued work every timestamp waits for: the job's device type, or "cpu" where the engine's calls return when done
+    # Whose queued work every timestamp waits for: the job's device type, or "cpu" where the engine's
+    # calls return when done.
+    clock_device: str
     loading: str  # how the load step names the engine: "bnb-nf4 on cuda:0", "llama.cpp, 8 threads"
 
-    def load(self, samples: Sequence["Sample"]) -> "LoadedModel":
+    def load(self, samples: Sequence[Sample]) -> LoadedModel:
         """The weights into memory, ready to generate for `samples` (the batch every iteration
         generates for); timed as load_s, less the quantize_s in the result's metrics. An engine that
         sizes itself to the prompts (llama.cpp's context) tokenizes them here."""
 
-    def prepare(self, samples: Sequence["Sample"]) -> None:
+    def prepare(self, samples: Sequence[Sample]) -> None:
         """The batch's inputs, built outside every timed region (nothing where `load` built them)."""
 
-    def generate(self, max_new_tokens: int, first_token: "FirstTokenClock") -> Generation:
+    def generate(self, max_new_tokens: int, first_token: FirstTokenClock) -> Generation:
         """Greedy generation of exactly max_new_tokens for every prompt of the batch (end of sequence
         never stops one). `first_token` marks when the first new token of every prompt exists (the
         end of the prefill): transformers calls it as a stopping criterion, another engine calls
         its `mark()`."""
 
-    def facts(self, samples: list["IterationSample"]) -> dict[str, Any]:
+    def facts(self, samples: list[IterationSample]) -> dict[str, Any]:
         """This engine's own columns, read after the timed iterations: the weights as it holds them
         (weight_memory_gb, bits_per_weight, kernel, activation_dtype, ...) and its own rates and build."""
 
@@ -90,4 +92,3 @@ class OfflineRunner(Protocol):
     def close(self) -> None:
         """Release what the runner holds beside the loaded model (llama.cpp's contexts); called once
         the job's measurement ends, also when it fails."""
-

@@ -39,10 +39,12 @@ class OpenAIEndpoint:
     offline = False
     starts_server = False
 
-    def endpoint(self, engine: "DictConfig") -> Endpoint:
+    def endpoint(self, engine: DictConfig) -> Endpoint:
         url = engine.get("url")
         if not url:
-            raise JobSkipped("engine=openai needs engine.url, the endpoint to load (e.g. engine.url=http://127.0.0.1:8000)")
+            raise JobSkipped(
+                "engine=openai needs engine.url, the endpoint to load (e.g. engine.url=http://127.0.0.1:8000)"
+            )
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise JobSkipped(f"engine.url '{url}' is not an http(s) URL; give e.g. http://127.0.0.1:8000")
@@ -51,7 +53,9 @@ class OpenAIEndpoint:
         if variable:
             key = os.environ.get(str(variable))
             if not key:
-                raise JobSkipped(f"engine.api_key_env names {variable}, which is not set in the environment; export it first")
+                raise JobSkipped(
+                    f"engine.api_key_env names {variable}, which is not set in the environment; export it first"
+                )
             headers["Authorization"] = f"Bearer {key}"
         extra = engine.get("extra_body") or {}
         from omegaconf import OmegaConf

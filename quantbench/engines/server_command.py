@@ -14,7 +14,7 @@ DENSE_BACKENDS = ("fp32", "fp16", "bf16")
 CHECKPOINT_BACKENDS = ("gptq", "awq")  # served from their cached quantized checkpoint (weights.py)
 
 
-def configured_executable(engine: "DictConfig") -> list[str] | None:
+def configured_executable(engine: DictConfig) -> list[str] | None:
     """`engine.command` split like a shell would, or None when the engine's own is used."""
     command = engine.get("command")
     return shlex.split(str(command)) if command else None
@@ -28,7 +28,7 @@ def missing_executable_reason(command: list[str]) -> str | None:
     return f"engine.command '{program}' was not found (not a file, not on PATH); give the path of the executable"
 
 
-def prefix_caching_flag(engine: "DictConfig", on: str, off: str) -> tuple[list[str], str | None]:
+def prefix_caching_flag(engine: DictConfig, on: str, off: str) -> tuple[list[str], str | None]:
     """The flag for engine.prefix_caching (none when null) and how it is recorded."""
     setting = engine.get("prefix_caching")
     if setting is None:
@@ -36,7 +36,7 @@ def prefix_caching_flag(engine: "DictConfig", on: str, off: str) -> tuple[list[s
     return ([on], "on") if setting else ([off], "off")
 
 
-def dtype_arguments(precision: "DictConfig") -> list[str] | None:
+def dtype_arguments(precision: DictConfig) -> list[str] | None:
     """`--dtype` (both servers' flag) for a dense precision, or a checkpoint with a dtype other than
     auto; [] for a checkpoint's own dtype; None for a backend that needs more than a dtype."""
     backend = str(precision.backend)
@@ -48,7 +48,7 @@ def dtype_arguments(precision: "DictConfig") -> list[str] | None:
     return None
 
 
-def precision_arguments(precision: "DictConfig", quantization: dict[str, list[str]]) -> list[str]:
+def precision_arguments(precision: DictConfig, quantization: dict[str, list[str]]) -> list[str]:
     """The server's arguments for a precision: its dtype, or the engine's `quantization` arguments
     for the backend (call only where the engine's unsupported_reason is None)."""
     dtypes = dtype_arguments(precision)

@@ -22,16 +22,22 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from quantbench.backends.dtypes import compute_dtype_name
+from quantbench.config.schema import TransformersEngineConfig
 from quantbench.engines.base import ServerLaunch, ServerRequest
-from quantbench.engines.server_command import DENSE_BACKENDS, configured_executable, dtype_arguments, missing_executable_reason, precision_arguments
-from quantbench.schema import TransformersEngineConfig
+from quantbench.engines.server_command import (
+    DENSE_BACKENDS,
+    configured_executable,
+    dtype_arguments,
+    missing_executable_reason,
+    precision_arguments,
+)
+from quantbench.runtime.dtypes import compute_dtype_name
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
     from quantbench.engines.offline import OfflineJob, OfflineRunner
+    from quantbench.runtime.device import Device
 
 SERVING_PACKAGES = ("fastapi", "uvicorn", "openai")  # what transformers[serving] adds
 # The server's fixed bitsandbytes configs (transformers/cli/serving/model_manager.py).
@@ -43,6 +49,7 @@ def _mismatch(wanted: dict[str, Any], given: dict[str, Any]) -> str | None:
     differing = [f"{key}={given[key]!r} (server: {value!r})" for key, value in wanted.items() if given[key] != value]
     return ", ".join(differing) or None
 
+
 # The arguments of the quantizations the server runs itself.
 QUANTIZATION = {"bnb-nf4": ["--quantization", "bnb-4bit"], "bnb-int8": ["--quantization", "bnb-8bit"]}
 
@@ -53,12 +60,12 @@ class TransformersEngine:
     offline = True
     starts_server = True
 
-    def offline_runner(self, job: "OfflineJob") -> "OfflineRunner":
+    def offline_runner(self, job: OfflineJob) -> OfflineRunner:
         from quantbench.engines.transformers_offline import TransformersRunner
 
         return TransformersRunner(job)
 
-    def unavailable_reason(self, engine: "DictConfig") -> str | None:
+    def unavailable_reason(self, engine: DictConfig) -> str | None:
         fraction = engine.get("kv_cache_memory_fraction")
         if fraction is not None and not 0 < float(fraction) <= 1:
             return f"engine.kv_cache_memory_fraction must be in (0, 1], a share of the device's memory; got {fraction}"
@@ -72,7 +79,7 @@ class TransformersEngine:
             return f"`transformers serve` needs {', '.join(missing)} (pip install 'transformers[serving]')"
         return None
 
-    def unsupported_reason(self, precision: "DictConfig", device: "Device") -> str | None:
+    def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
         if dtype_arguments(precision) is not None:
             return None
         backend = str(precision.backend)
@@ -84,27 +91,44 @@ class TransformersEngine:
                 "skip_modules": list(precision.skip_modules),
             }
             differing = _mismatch(SERVER_4BIT, given)
-            return differing and f"`transformers serve --quantization bnb-4bit` is NF4, double quant, float32 compute, lm_head kept; {precision.name} asks {differing}"
+            return (
+                differing
+                and "`transformers serve --quantization bnb-4bit` is NF4, double quant, float32 compute, lm_head kept; "
+                f"{precision.name} asks {differing}"
+            )
         if backend == "bnb-int8":
             given = {"threshold": float(precision.threshold), "skip_modules": list(precision.skip_modules)}
             differing = _mismatch(SERVER_8BIT, given)
-            return differing and f"`transformers serve --quantization bnb-8bit` is LLM.int8() with threshold 6.0, lm_head kept; {precision.name} asks {differing}"
-        return f"`transformers serve` cannot load precision '{precision.name}' (backend {backend}); it serves {', '.join(DENSE_BACKENDS)}, nf4, int8, gptq and awq"
+            return (
+                differing
+                and "`transformers serve --quantization bnb-8bit` is LLM.int8() with threshold 6.0, lm_head kept; "
+                f"{precision.name} asks {differing}"
+            )
+        return (
+            f"`transformers serve` cannot load precision '{precision.name}' (backend {backend}); "
+            f"it serves {', '.join(DENSE_BACKENDS)}, nf4, int8, gptq and awq"
+        )
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
         executable = configured_executable(request.engine) or [sys.executable, "-m", "transformers.cli.transformers"]
         # engine=auto's config has no key of its own: the schema's default.
-        kv_cache_fraction = request.engine.get("kv_cache_memory_fraction", TransformersEngineConfig.kv_cache_memory_fraction)
+        kv_cache_fraction = request.engine.get(
+            "kv_cache_memory_fraction", TransformersEngineConfig.kv_cache_memory_fraction
+        )
         command = [
             *executable,
             "serve",
             request.weights,
             "--continuous-batching",  # off by default; a server without it runs one request at a time
-            "--host", request.host,
-            "--port", str(request.port),
-            "--device", request.device.torch_device,
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
+            "--device",
+            request.device.torch_device,
             *([] if kv_cache_fraction is None else ["--cb-max-memory-percent", str(float(kv_cache_fraction))]),
-            "--default-seed", str(request.seed),
+            "--default-seed",
+            str(request.seed),
             *precision_arguments(request.precision, QUANTIZATION),
         ]
         if request.trust_remote_code:

@@ -31,14 +31,14 @@ class TransformersRunner:
         self.job = job
         self.clock_device = job.device.type
         self.loading = f"{job.backend.name} on {job.device.torch_device}"
-        self.loaded: "LoadedModel | None" = None
-        self.prepared: "PreparedBatch | None" = None
+        self.loaded: LoadedModel | None = None
+        self.prepared: PreparedBatch | None = None
 
-    def load(self, samples: Sequence["Sample"]) -> "LoadedModel":
+    def load(self, samples: Sequence[Sample]) -> LoadedModel:
         self.loaded = self.job.backend.load(self.job.request)
         return self.loaded
 
-    def prepare(self, samples: Sequence["Sample"]) -> None:
+    def prepare(self, samples: Sequence[Sample]) -> None:
         cfg = self.job.cfg
         self.prepared = self.job.family.prepare_batch(
             samples,
@@ -48,8 +48,10 @@ class TransformersRunner:
             chat_template=bool(cfg.dataset.chat_template),
         )
 
-    def generate(self, max_new_tokens: int, first_token: "FirstTokenClock") -> Generation:
-        generated = self.job.family.generate(self.loaded.model, self.prepared, max_new_tokens=max_new_tokens, clock=first_token)
+    def generate(self, max_new_tokens: int, first_token: FirstTokenClock) -> Generation:
+        generated = self.job.family.generate(
+            self.loaded.model, self.prepared, max_new_tokens=max_new_tokens, clock=first_token
+        )
         return Generation(
             tokens=generated,
             n_input_tokens=self.prepared.n_input_tokens,
@@ -57,7 +59,7 @@ class TransformersRunner:
             new_tokens_per_prompt=generated.new_tokens.shape[1],
         )
 
-    def facts(self, samples: list["IterationSample"]) -> dict[str, Any]:
+    def facts(self, samples: list[IterationSample]) -> dict[str, Any]:
         model = self.loaded.model
         return {
             # weight_memory_gb, bits_per_weight, kernel: measured from the model, or the backend's

@@ -18,14 +18,21 @@ from __future__ import annotations
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from quantbench.backends.dtypes import compute_dtype_name
 from quantbench.engines.base import ServerLaunch, ServerRequest
-from quantbench.engines.server_command import DENSE_BACKENDS, configured_executable, dtype_arguments, missing_executable_reason, precision_arguments, prefix_caching_flag
+from quantbench.engines.server_command import (
+    DENSE_BACKENDS,
+    configured_executable,
+    dtype_arguments,
+    missing_executable_reason,
+    precision_arguments,
+    prefix_caching_flag,
+)
+from quantbench.runtime.dtypes import compute_dtype_name
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
+    from quantbench.runtime.device import Device
 
 SERVED_MODEL_NAME = "quantbench"  # --served-model-name: what requests name as `model`
 
@@ -39,15 +46,18 @@ class VllmEngine:
     offline = False
     starts_server = True
 
-    def unavailable_reason(self, engine: "DictConfig") -> str | None:
+    def unavailable_reason(self, engine: DictConfig) -> str | None:
         command = configured_executable(engine)
         if command is not None:
             return missing_executable_reason(command)
         if shutil.which("vllm") is None:
-            return "vllm is not installed here (no `vllm` on PATH); install it, or set engine.command=/path/to/venv/bin/vllm"
+            return (
+                "vllm is not installed here (no `vllm` on PATH); "
+                "install it, or set engine.command=/path/to/venv/bin/vllm"
+            )
         return None
 
-    def unsupported_reason(self, precision: "DictConfig", device: "Device") -> str | None:
+    def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
         if dtype_arguments(precision) is not None:
             return None
         backend = str(precision.backend)
@@ -61,8 +71,14 @@ class VllmEngine:
                 )
             return None
         if backend == "bnb-int8":
-            return "vLLM quantizes with bitsandbytes in flight to 4-bit only; 8-bit needs a checkpoint quantized beforehand"
-        return f"vLLM cannot serve precision '{precision.name}' (backend {backend}); it serves {', '.join(DENSE_BACKENDS)}, nf4, gptq and awq"
+            return (
+                "vLLM quantizes with bitsandbytes in flight to 4-bit only; "
+                "8-bit needs a checkpoint quantized beforehand"
+            )
+        return (
+            f"vLLM cannot serve precision '{precision.name}' (backend {backend}); "
+            f"it serves {', '.join(DENSE_BACKENDS)}, nf4, gptq and awq"
+        )
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
         engine = request.engine
@@ -71,12 +87,17 @@ class VllmEngine:
             *(configured_executable(engine) or ["vllm"]),
             "serve",
             request.weights,
-            "--host", request.host,
-            "--port", str(request.port),
-            "--served-model-name", SERVED_MODEL_NAME,
-            "--seed", str(request.seed),
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
+            "--served-model-name",
+            SERVED_MODEL_NAME,
+            "--seed",
+            str(request.seed),
             # Sampling defaults from vLLM, not from the model's generation_config.json: requests are greedy.
-            "--generation-config", "vllm",
+            "--generation-config",
+            "vllm",
             *precision_arguments(request.precision, QUANTIZATION),
             *prefix_flag,
         ]

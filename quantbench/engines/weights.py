@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from quantbench.backends.base import LoadRequest
 
 
-def served_weights(request: "LoadRequest", backend: Any) -> tuple[Path, dict[str, Any]]:
+def served_weights(request: LoadRequest, backend: Any) -> tuple[Path, dict[str, Any]]:
     """(directory or GGUF file, facts for the result row) of what a server loads for this request."""
     from quantbench.backends.checkpoint_cache import checkpoint_bytes
-    from quantbench.backends.gptqmodel_engine import CalibratedBackend, prequantized_method
+    from quantbench.backends.gptq_awq import CalibratedBackend, prequantized_method
     from quantbench.cache import entry_path, is_usable
 
     spec = request.model

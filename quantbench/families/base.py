@@ -27,7 +27,7 @@ class PreparedBatch:
 
 @dataclass
 class GeneratedBatch:
-    new_tokens: "torch.Tensor"  # [batch, new tokens]: generated tokens only, no prompt
+    new_tokens: torch.Tensor  # [batch, new tokens]: generated tokens only, no prompt
     n_generated_tokens: int  # over the batch; equals batch * max_new_tokens with min == max
 
 
@@ -48,7 +48,7 @@ class ModelFamily(Protocol):
 
     def prepare_batch(
         self,
-        samples: Sequence["Sample"],
+        samples: Sequence[Sample],
         processor: Any,
         *,
         device: str,
@@ -58,7 +58,7 @@ class ModelFamily(Protocol):
         """Tokenize (pad, truncate, move to device). Never called inside a timed region."""
 
     def generate(
-        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: "FirstTokenClock | None"
+        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: FirstTokenClock | None
     ) -> GeneratedBatch:
         """Greedy generation of exactly max_new_tokens per sample; `clock` marks the first token."""
 

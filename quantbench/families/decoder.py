@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from quantbench.measure.timing import FirstTokenClock
 
 
-def greedy_generation_kwargs(max_new_tokens: int, clock: "FirstTokenClock | None") -> dict[str, Any]:
+def greedy_generation_kwargs(max_new_tokens: int, clock: FirstTokenClock | None) -> dict[str, Any]:
     """Greedy decoding of exactly max_new_tokens: min == max, so end-of-sequence cannot stop a
     sample early and every precision generates the same number of tokens. Sampling settings that a
     model's generation_config may carry are cleared so they neither apply nor warn."""
@@ -57,13 +57,15 @@ class DecoderFamily:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from quantbench.backends.dtypes import torch_dtype
         from quantbench.models.random_init import materialise_dtype, pad_tokenizer_vocab
         from quantbench.models.tokenizer import train_sentencepiece_tokenizer
+        from quantbench.runtime.dtypes import torch_dtype
 
         architecture = dict(architecture)  # the caller's copy keys the cache: leave it as it was
         # SentencePiece, so llama.cpp's converter can make GGUF files of the tiny models too.
-        tokenizer = train_sentencepiece_tokenizer(directory, vocab_size=int(architecture.pop("tokenizer_vocab_size", 512)))
+        tokenizer = train_sentencepiece_tokenizer(
+            directory, vocab_size=int(architecture.pop("tokenizer_vocab_size", 512))
+        )
         # A real model's vocabulary size (llama-1b-random: 128256) pads the small tokenizer up to it.
         vocab_size = int(architecture.pop("vocab_size", len(tokenizer)))
         config = AutoConfig.for_model(
@@ -81,7 +83,7 @@ class DecoderFamily:
         if vocab_size > len(tokenizer):
             pad_tokenizer_vocab(directory, vocab_size)
 
-    def prompt_texts(self, samples: Sequence["Sample"], tokenizer: Any, chat_template: bool) -> list[str]:
+    def prompt_texts(self, samples: Sequence[Sample], tokenizer: Any, chat_template: bool) -> list[str]:
         texts = [sample.text for sample in samples]
         if chat_template and getattr(tokenizer, "chat_template", None):
             texts = [
@@ -94,7 +96,7 @@ class DecoderFamily:
 
     def prepare_batch(
         self,
-        samples: Sequence["Sample"],
+        samples: Sequence[Sample],
         processor: Any,
         *,
         device: str,
@@ -120,7 +122,7 @@ class DecoderFamily:
         )
 
     def generate(
-        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: "FirstTokenClock | None"
+        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: FirstTokenClock | None
     ) -> GeneratedBatch:
         import torch
 

@@ -61,7 +61,7 @@ class EncoderDecoderFamily(DecoderFamily):
         tokenizer.save_pretrained(directory)
 
     def generate(
-        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: "FirstTokenClock | None"
+        self, model: Any, batch: PreparedBatch, *, max_new_tokens: int, clock: FirstTokenClock | None
     ) -> GeneratedBatch:
         import torch
 
@@ -84,5 +84,7 @@ class EncoderDecoderFamily(DecoderFamily):
         """
         import torch
 
-        encoder_ids = torch.full((input_ids.shape[0], 1), processor.eos_token_id, dtype=torch.long, device=input_ids.device)
+        encoder_ids = torch.full(
+            (input_ids.shape[0], 1), processor.eos_token_id, dtype=torch.long, device=input_ids.device
+        )
         return model(input_ids=encoder_ids, decoder_input_ids=input_ids, use_cache=False).logits

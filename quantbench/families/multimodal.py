@@ -35,7 +35,7 @@ IMAGE_TOKEN = "<image>"
 BLANK_IMAGE_GREY = (128, 128, 128)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
 # Processors already warned about substituted images: once per loaded model, not once per batch.
-_warned_blank: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_warned_blank: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class MultimodalFamily(DecoderFamily):
@@ -110,7 +110,7 @@ class MultimodalFamily(DecoderFamily):
 
     def prepare_batch(
         self,
-        samples: Sequence["Sample"],
+        samples: Sequence[Sample],
         processor: Any,
         *,
         device: str,
@@ -176,7 +176,7 @@ class MultimodalFamily(DecoderFamily):
         return logits[:, n_prefix:]
 
 
-def blank_image(processor: Any) -> "Image.Image":
+def blank_image(processor: Any) -> Image.Image:
     """A plain grey image at the processor's input size (so resizing it is a no-op)."""
     from PIL import Image
 

@@ -13,7 +13,8 @@ PACKAGE = "llama-cpp-python"
 MODULE = "llama_cpp"
 PINNED_VERSION = "0.3.36"
 INSTALL_HINT = (
-    f"pip install '{PACKAGE}=={PINNED_VERSION}' sentencepiece (or pip install 'quantbench[gguf]'; it compiles llama.cpp, "
+    f"pip install '{PACKAGE}=={PINNED_VERSION}' sentencepiece "
+    "(or pip install 'quantbench[gguf]'; it compiles llama.cpp, "
     "several minutes; docs/gguf.md gives the CMAKE_ARGS of a portable build)"
 )
 
@@ -24,8 +25,11 @@ def unavailable_reason() -> str | None:
         return f"the llama.cpp engine requires the '{PACKAGE}' package, which is not installed ({INSTALL_HINT})"
     try:
         import_binding()
-    except Exception as error:  # noqa: BLE001 - a broken build raises anything from OSError to AttributeError
-        return f"the '{PACKAGE}' package is installed but does not load ({type(error).__name__}: {error}); reinstall it: {INSTALL_HINT}"
+    except Exception as error:
+        return (
+            f"the '{PACKAGE}' package is installed but does not load ({type(error).__name__}: {error}); "
+            f"reinstall it: {INSTALL_HINT}"
+        )
     return None
 
 

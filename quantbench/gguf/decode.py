@@ -47,7 +47,9 @@ class BatchDecoder:
         self._shape = shape
         self._ctx = llama_cpp.llama_init_from_model(model, params)
         if not self._ctx:
-            raise RuntimeError(f"llama.cpp could not make a context for {shape.n_seq} sequences of {shape.tokens_per_seq} tokens")
+            raise RuntimeError(
+                f"llama.cpp could not make a context for {shape.n_seq} sequences of {shape.tokens_per_seq} tokens"
+            )
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
 
@@ -57,24 +59,41 @@ class BatchDecoder:
             self._llama_cpp.llama_free(self._ctx)
             self._ctx = None
 
-    def generate(self, prompts: Sequence[Sequence[int]], new_tokens: int, on_first_tokens: Callable[[], None] | None = None) -> list[list[int]]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], new_tokens: int, on_first_tokens: Callable[[], None] | None = None
+    ) -> list[list[int]]:
         """Exactly `new_tokens` greedy tokens per prompt (end of sequence never stops a sequence)."""
-        if len(prompts) > self._shape.n_seq or max(map(len, prompts)) > self._shape.prompt_tokens or new_tokens > self._shape.new_tokens:
-            raise ValueError(f"{len(prompts)} prompts of up to {max(map(len, prompts))} tokens + {new_tokens} new do not fit the context's {self._shape}")
+        if (
+            len(prompts) > self._shape.n_seq
+            or max(map(len, prompts)) > self._shape.prompt_tokens
+            or new_tokens > self._shape.new_tokens
+        ):
+            raise ValueError(
+                f"{len(prompts)} prompts of up to {max(map(len, prompts))} tokens + {new_tokens} new "
+                f"do not fit the context's {self._shape}"
+            )
         llama_cpp = self._llama_cpp
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        entries = [(seq, position, token, position == len(prompt) - 1) for seq, prompt in enumerate(prompts) for position, token in enumerate(prompt)]
+        entries = [
+            (seq, position, token, position == len(prompt) - 1)
+            for seq, prompt in enumerate(prompts)
+            for position, token in enumerate(prompt)
+        ]
         generated = [[token] for token in self._decode(entries)]
         if on_first_tokens is not None:
             on_first_tokens()
         for step in range(1, new_tokens):
-            entries = [(seq, len(prompt) + step - 1, tokens[-1], True) for seq, (prompt, tokens) in enumerate(zip(prompts, generated))]
+            entries = [
+                (seq, len(prompt) + step - 1, tokens[-1], True)
+                for seq, (prompt, tokens) in enumerate(zip(prompts, generated))
+            ]
             for tokens, token in zip(generated, self._decode(entries)):
                 tokens.append(token)
         return generated
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> list[int]:
-        """One llama_decode of (sequence, position, token, wants logits) entries; the argmax at each entry that wants logits, in order."""
+        """One llama_decode of (sequence, position, token, wants logits) entries; the argmax at each entry
+        that wants logits, in order."""
         import numpy as np
 
         llama_cpp, batch = self._llama_cpp, self._batch
@@ -90,8 +109,12 @@ class BatchDecoder:
         batch.n_tokens = len(entries)
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
-            raise RuntimeError(f"llama_decode returned {status} for {len(entries)} tokens (1: no room in the KV cache; <0: an error)")
+            raise RuntimeError(
+                f"llama_decode returned {status} for {len(entries)} tokens (1: no room in the KV cache; <0: an error)"
+            )
         return [
-            int(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)).argmax())
+            int(
+                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)).argmax()
+            )
             for index in outputs
         ]

@@ -57,4 +57,3 @@ def context_length(path: Path) -> int:
     fields = GGUFReader(str(path)).fields
     architecture = fields["general.architecture"].contents()
     return int(fields[f"{architecture}.context_length"].contents())
-

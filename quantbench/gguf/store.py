@@ -57,14 +57,16 @@ class GgufRecipe(CacheRecipe):
         return f"{self.model_name}-{self.file_type}"
 
 
-def recipe_for(spec: "ModelSpec", file_type: str) -> GgufRecipe:
+def recipe_for(spec: ModelSpec, file_type: str) -> GgufRecipe:
     return GgufRecipe(spec.name, spec.fingerprint, spec.revision, file_type, binding_version())
 
 
-def gguf_file(spec: "ModelSpec", file_type: str, cache_dir: Path, threads: int) -> tuple[Path, dict[str, Any]]:
+def gguf_file(spec: ModelSpec, file_type: str, cache_dir: Path, threads: int) -> tuple[Path, dict[str, Any]]:
     """The cached GGUF file of this model and type (made on a miss) and quantize_s / cache_hit."""
     if not spec.is_local:
-        raise JobSkipped(f"model '{spec.name}' is a hub id; the llama.cpp converter needs a local checkpoint (model=local)")
+        raise JobSkipped(
+            f"model '{spec.name}' is a hub id; the llama.cpp converter needs a local checkpoint (model=local)"
+        )
     recipe = recipe_for(spec, file_type)
     entry = entry_path(cache_dir, recipe)
     if is_usable(entry):
@@ -74,14 +76,30 @@ def gguf_file(spec: "ModelSpec", file_type: str, cache_dir: Path, threads: int) 
     source = None if file_type == CONVERTED_TYPE else gguf_file(spec, CONVERTED_TYPE, cache_dir, threads)[0]
     with atomic_directory(entry) as directory:
         if source is None:
-            log.info("converting %s to an f32 GGUF with llama.cpp's converter (once; later jobs reuse %s)", spec.name, entry)
-            convert_to_gguf(converter_dir(cache_dir, recipe.llama_cpp_version), Path(spec.load_path), directory / GGUF_FILE, directory / "convert.log")
+            log.info(
+                "converting %s to an f32 GGUF with llama.cpp's converter (once; later jobs reuse %s)", spec.name, entry
+            )
+            convert_to_gguf(
+                converter_dir(cache_dir, recipe.llama_cpp_version),
+                Path(spec.load_path),
+                directory / GGUF_FILE,
+                directory / "convert.log",
+            )
         else:
-            log.info("quantizing %s to GGUF %s with llama.cpp's quantizer (once; later jobs reuse %s)", spec.name, file_type, entry)
+            log.info(
+                "quantizing %s to GGUF %s with llama.cpp's quantizer (once; later jobs reuse %s)",
+                spec.name,
+                file_type,
+                entry,
+            )
             quantize_gguf(source, directory / GGUF_FILE, file_type, threads)
         # What the person waiting pays for this file: the f32 conversion too, when this job made it.
         quantize_s = time.perf_counter() - started
-        built = {"quantize_s": quantize_s, "source": None if source is None else str(source), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        built = {
+            "quantize_s": quantize_s,
+            "source": None if source is None else str(source),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         write_manifest(directory, recipe, built)  # last: a manifest means a complete file
     return entry / GGUF_FILE, {"quantize_s": quantize_s, "cache_hit": False}
 

@@ -26,7 +26,14 @@ POWERCAP_ROOT = Path("/sys/class/powercap")
 J_PER_KWH = 3.6e6
 # Every energy column a job writes, empty where no counter exists (the collector and the report
 # read these names).
-ENERGY_COLUMNS = ("energy_j", "energy_per_token_j", "avg_power_w", "tokens_per_kwh", "energy_source", "energy_unavailable_reason")
+ENERGY_COLUMNS = (
+    "energy_j",
+    "energy_per_token_j",
+    "avg_power_w",
+    "tokens_per_kwh",
+    "energy_source",
+    "energy_unavailable_reason",
+)
 
 
 class EnergyCounter(Protocol):
@@ -123,7 +130,9 @@ def open_rapl(root: Path = POWERCAP_ROOT) -> RaplEnergyCounter:
     raise ValueError(f"{root} has no readable RAPL domain (energy_uj is root-only since Linux 5.10)")
 
 
-def open_energy_counter(device_type: str, device_index: int | None = None, powercap_root: Path = POWERCAP_ROOT) -> tuple[EnergyCounter | None, str | None]:
+def open_energy_counter(
+    device_type: str, device_index: int | None = None, powercap_root: Path = POWERCAP_ROOT
+) -> tuple[EnergyCounter | None, str | None]:
     """The counter for a job on this device, or (None, why there is none).
 
     A GPU job reads the GPU's NVML counter (the host CPU's RAPL would measure the wrong chip); a
@@ -139,7 +148,9 @@ def open_energy_counter(device_type: str, device_index: int | None = None, power
         return None, f"no NVML device (the job runs on the {device_type}) and {rapl_error}"
 
 
-def energy_metrics(energy_j: float | None, seconds: float, tokens: int, counter: EnergyCounter | None, reason: str | None) -> dict[str, Any]:
+def energy_metrics(
+    energy_j: float | None, seconds: float, tokens: int, counter: EnergyCounter | None, reason: str | None
+) -> dict[str, Any]:
     """The energy columns of a timed phase (or a load level): joules, per token, mean power,
     tokens per kWh; all None with the reason where there was no counter."""
     if counter is None or energy_j is None:

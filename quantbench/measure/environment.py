@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from quantbench.device import Device, cpu_model_name
+from quantbench.runtime.device import Device, cpu_model_name
 
 PACKAGES = ("torch", "transformers", "bitsandbytes", "accelerate", "optimum", "gptqmodel", "hydra-core", "quantbench")
 
@@ -31,7 +31,12 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+    dirty = subprocess.run(
+        ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
     return output.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 

@@ -43,7 +43,10 @@ def other_gpu_processes(device_index: int) -> list[dict[str, Any]]:
     handle = nvml_handle(device_index)
     ours = {os.getpid(), os.getppid()}
     found: dict[int, dict[str, Any]] = {}
-    for kind, read in (("compute", pynvml.nvmlDeviceGetComputeRunningProcesses), ("graphics", pynvml.nvmlDeviceGetGraphicsRunningProcesses)):
+    for kind, read in (
+        ("compute", pynvml.nvmlDeviceGetComputeRunningProcesses),
+        ("graphics", pynvml.nvmlDeviceGetGraphicsRunningProcesses),
+    ):
         try:
             processes = read(handle)
         except nvml_error_types():
@@ -51,9 +54,14 @@ def other_gpu_processes(device_index: int) -> list[dict[str, Any]]:
         for process in processes:
             if process.pid in ours:
                 continue
-            entry = found.setdefault(process.pid, {"pid": process.pid, "name": _process_name(pynvml, process.pid), "kinds": [], "used_memory_gb": None})
+            entry = found.setdefault(
+                process.pid,
+                {"pid": process.pid, "name": _process_name(pynvml, process.pid), "kinds": [], "used_memory_gb": None},
+            )
             entry["kinds"].append(kind)
-            if process.usedGpuMemory is not None:  # None where the driver hides it (e.g. under MIG or without permission)
+            if (
+                process.usedGpuMemory is not None
+            ):  # None where the driver hides it (e.g. under MIG or without permission)
                 entry["used_memory_gb"] = max(entry["used_memory_gb"] or 0.0, process.usedGpuMemory / GB)
     return sorted(found.values(), key=lambda entry: entry["pid"])
 
@@ -77,10 +85,18 @@ def check_exclusive_gpu(mode: str, device_type: str, device_index: int | None) -
     try:
         processes = other_gpu_processes(index)
     except NvmlUnavailable as error:
-        return {"other_gpu_processes": None, "other_gpu_process_count": None, "other_gpu_processes_note": f"not checked: {error}"}
+        return {
+            "other_gpu_processes": None,
+            "other_gpu_process_count": None,
+            "other_gpu_processes_note": f"not checked: {error}",
+        }
     if processes:
         message = f"GPU {index} is shared with {len(processes)} other process(es): {describe(processes)}"
         if mode == "error":
             raise JobSkipped(f"{message}; bench.exclusive_gpu=error (set bench.exclusive_gpu=warn to run anyway)")
         log.warning("%s; its speed, memory and energy numbers are affected (bench.exclusive_gpu=warn)", message)
-    return {"other_gpu_processes": processes, "other_gpu_process_count": len(processes), "other_gpu_processes_note": None}
+    return {
+        "other_gpu_processes": processes,
+        "other_gpu_process_count": len(processes),
+        "other_gpu_processes_note": None,
+    }

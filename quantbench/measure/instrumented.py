@@ -13,8 +13,9 @@ from quantbench.measure.loop import IterationRun, IterationSample, Step, Tick, r
 from quantbench.measure.telemetry import TelemetrySampler
 
 
-def run_instrumented(step: Step, bench: Any, job_dir: Path, device_type: str, device_index: int | None,
-                     tick: Tick) -> tuple[IterationRun, dict[str, Any]]:
+def run_instrumented(
+    step: Step, bench: Any, job_dir: Path, device_type: str, device_index: int | None, tick: Tick
+) -> tuple[IterationRun, dict[str, Any]]:
     """`run_bench(step, bench, tick)`, each iteration's joules in its sample's `energy_j`, the
     telemetry written to the job directory; the run and its energy and telemetry metrics.
 

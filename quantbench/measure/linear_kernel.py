@@ -20,14 +20,14 @@ def _library(kind: type) -> str:
     return kind.__module__.split(".")[0]
 
 
-def _is_torch_dense(module: "nn.Module") -> bool:
+def _is_torch_dense(module: nn.Module) -> bool:
     import torch
 
     weight = getattr(module, "weight", None)
     return type(module) is torch.nn.Linear and type(weight) in (torch.Tensor, torch.nn.Parameter)
 
 
-def _weight_format(module: "nn.Module", weight: Any) -> str | None:
+def _weight_format(module: nn.Module, weight: Any) -> str | None:
     """The weight's own format where the library says it: bnb quant type, quanto qtype."""
     quant_state = getattr(weight, "quant_state", None) or getattr(module, "quant_state", None)
     if getattr(quant_state, "quant_type", None):
@@ -40,9 +40,10 @@ def _weight_format(module: "nn.Module", weight: Any) -> str | None:
     return None
 
 
-def describe_linear(module: "nn.Module") -> str:
-    """'torch.nn.Linear float32', 'bitsandbytes Linear4bit nf4', 'torchao Int8Tensor, dynamic int8 activations, on torch.nn.Linear float32',
-    'optimum QLinear qint8', 'gptqmodel TorchQuantLinear', 'torch DynamicQuantizedLinear qint8'."""
+def describe_linear(module: nn.Module) -> str:
+    """'torch.nn.Linear float32', 'bitsandbytes Linear4bit nf4',
+    'torchao Int8Tensor, dynamic int8 activations, on torch.nn.Linear float32', 'optimum QLinear qint8',
+    'gptqmodel TorchQuantLinear', 'torch DynamicQuantizedLinear qint8'."""
     import torch
 
     weight = getattr(module, "weight", None)
@@ -60,8 +61,15 @@ def describe_linear(module: "nn.Module") -> str:
         activations = getattr(weight, "act_quant_kwargs", None)
         dynamic = ""
         if activations is not None:
-            dynamic = ", dynamic " + type(activations).__name__.removeprefix("QuantizeTensorTo").removesuffix("Kwargs").lower() + " activations,"
-        return f"{_library(type(weight))} {type(weight).__name__}{dynamic} on torch.nn.Linear {str(weight.dtype).removeprefix('torch.')}"
+            dynamic = (
+                ", dynamic "
+                + type(activations).__name__.removeprefix("QuantizeTensorTo").removesuffix("Kwargs").lower()
+                + " activations,"
+            )
+        return (
+            f"{_library(type(weight))} {type(weight).__name__}{dynamic} "
+            f"on torch.nn.Linear {str(weight.dtype).removeprefix('torch.')}"
+        )
     parts = [_library(type(module)), type(module).__name__]
     weight_format = _weight_format(module, weight)
     if weight_format:
@@ -69,7 +77,7 @@ def describe_linear(module: "nn.Module") -> str:
     return " ".join(parts)
 
 
-def linear_kernel(model: "nn.Module") -> str | None:
+def linear_kernel(model: nn.Module) -> str | None:
     """The description of the first quantized block linear layer (else the first one), or None."""
     layers = [module for _, module in block_linear_layers(model)]
     if not layers:

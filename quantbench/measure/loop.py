@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class IterationSample:
 
 Step = Callable[[int], IterationSample]
 # (phase, iterations done, iterations planned, ~seconds left in warm-up and timed phases, None: unknown)
-Tick = Callable[[str, int, int, Optional[float]], None]
+Tick = Callable[[str, int, int, float | None], None]
 Clock = Callable[[], float]
 
 

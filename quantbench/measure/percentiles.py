@@ -50,7 +50,9 @@ def n_samples_column(metric: str) -> str:
     return f"n_{metric}_samples"
 
 
-def percentile_metrics(metric: str, values: Sequence[float], percentiles: Sequence[int], seed: int = 0) -> dict[str, float | int | None]:
+def percentile_metrics(
+    metric: str, values: Sequence[float], percentiles: Sequence[int], seed: int = 0
+) -> dict[str, float | int | None]:
     """`<metric>_p<q>_ms` for each q, `n_<metric>_samples`, and for p95/p99 the percentile
     bootstrap interval `<metric>_p<q>_ms_ci_low/_ci_high` (resampling the samples; NaN below 2)."""
     data = np.asarray([value for value in values if value is not None], dtype=float)

@@ -38,7 +38,7 @@ def spawn_environment(environment: dict[str, str]) -> dict[str, str]:
     return {**environment, SPAWNED_AT_ENV: repr(time.time())}
 
 
-def take_spawn_time(environment: "os._Environ[str] | dict[str, str]" = os.environ) -> float | None:
+def take_spawn_time(environment: os._Environ[str] | dict[str, str] = os.environ) -> float | None:
     """The spawn time the parent left, removed so that the job's own subprocesses do not inherit it."""
     value = environment.pop(SPAWNED_AT_ENV, None)
     try:
@@ -61,7 +61,7 @@ def startup_s(materialise_s: float = 0.0) -> float:
     return max(0.0, _process_startup_s + since_job - materialise_s)
 
 
-def import_model_code(spec: "ModelSpec") -> None:
+def import_model_code(spec: ModelSpec) -> None:
     """Import the libraries and the model's own modelling code before the load is timed, so that a
     process's first load does not carry imports another job's load does not (the job that
     materialised the model has them imported already)."""
@@ -72,12 +72,12 @@ def import_model_code(spec: "ModelSpec") -> None:
         config = transformers.AutoConfig.from_pretrained(
             spec.load_path, revision=spec.revision, trust_remote_code=bool(spec.config.get("trust_remote_code", False))
         )
-    except Exception:  # noqa: BLE001 - not a transformers checkpoint (a GGUF engine's): nothing more to import
+    except Exception:
         return
     model_type = str(getattr(config, "model_type", "") or "").replace("-", "_")
     try:
         importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
-    except Exception:  # noqa: BLE001 - a model type whose module is named otherwise: the load imports it
+    except Exception:
         pass
     try:
         # transformers compiles its table of checkpoint renamings (~1000 regular expressions, about
@@ -85,7 +85,7 @@ def import_model_code(spec: "ModelSpec") -> None:
         from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
         get_checkpoint_conversion_mapping(model_type)
-    except Exception:  # noqa: BLE001 - a transformers without the table: nothing to prepare
+    except Exception:
         pass
 
 

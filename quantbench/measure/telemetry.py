@@ -52,7 +52,10 @@ class GpuProbe:
         self.handle = nvml_handle(index)
         self.errors = nvml_error_types()
         # nvidia-ml-py before 12.535 names it ...ClocksThrottleReasons: the same bit mask.
-        self.clock_reasons = getattr(self.pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or self.pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        self.clock_reasons = (
+            getattr(self.pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or self.pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
 
     def _read(self, read: Callable[[], Any]) -> Any:
         try:
@@ -94,7 +97,10 @@ class ProcessProbe:
                 rss = self.process.memory_info().rss
         except psutil.Error:  # the process ended (a server that exited): no values, not a crash
             return {"cpu_time_s": None, "rss_gb": None}
-        return {"cpu_time_s": times.user + times.system + times.children_user + times.children_system, "rss_gb": rss / GB}
+        return {
+            "cpu_time_s": times.user + times.system + times.children_user + times.children_system,
+            "rss_gb": rss / GB,
+        }
 
 
 class TelemetrySampler:
@@ -104,8 +110,15 @@ class TelemetrySampler:
     `energy`: a counter this sampler alone reads (cumulative joules per row), for energy over
     windows the caller does not bracket itself (a serving job's load levels)."""
 
-    def __init__(self, device_type: str, device_index: int | None = None, *, pid: int | None = None,
-                 energy: EnergyCounter | None = None, interval_s: float = SAMPLE_INTERVAL_S):
+    def __init__(
+        self,
+        device_type: str,
+        device_index: int | None = None,
+        *,
+        pid: int | None = None,
+        energy: EnergyCounter | None = None,
+        interval_s: float = SAMPLE_INTERVAL_S,
+    ):
         self.interval_s = interval_s
         self.energy = energy
         self.rows: list[dict[str, Any]] = []
@@ -142,13 +155,13 @@ class TelemetrySampler:
         while not self._stop.is_set():
             try:
                 self._sample()
-            except Exception as error:  # noqa: BLE001 - telemetry must never break the measurement
+            except Exception as error:
                 log.warning("telemetry sampling stopped: %s", error)
                 return
             ticks += 1
             self._stop.wait(max(0.0, self.started_at + ticks * self.interval_s - time.perf_counter()))
 
-    def __enter__(self) -> "TelemetrySampler":
+    def __enter__(self) -> TelemetrySampler:
         self.started_at = time.perf_counter()
         self._thread.start()
         return self
@@ -173,8 +186,13 @@ class TelemetrySampler:
     def summary(self) -> dict[str, Any]:
         """What result.json records: how many samples, the clocks reached and whether a power or
         thermal limit held them down (NVML's clock-event reasons; None without a GPU reading)."""
+
         def values(column: str) -> list[Any]:
-            return [row[column] for row in self.rows if row.get(column) is not None and row["phase"] not in UNMEASURED_PHASES]
+            return [
+                row[column]
+                for row in self.rows
+                if row.get(column) is not None and row["phase"] not in UNMEASURED_PHASES
+            ]
 
         masks = values("clock_event_reasons")
         reasons = sorted({name for mask in masks for name in throttle_names(mask)})
@@ -185,7 +203,9 @@ class TelemetrySampler:
             "telemetry_gpu_note": self.gpu_note,
             "clocks_throttled": bool(reasons) if masks else None,
             "throttle_reasons": ", ".join(reasons) or None,
-            "throttled_sample_fraction": sum(1 for mask in masks if mask & THROTTLE_MASK) / len(masks) if masks else None,
+            "throttled_sample_fraction": sum(1 for mask in masks if mask & THROTTLE_MASK) / len(masks)
+            if masks
+            else None,
             "sm_clock_min_mhz": min(sm_clocks) if sm_clocks else None,
             "sm_clock_max_mhz": max(sm_clocks) if sm_clocks else None,
             "power_max_w": max(power) if power else None,

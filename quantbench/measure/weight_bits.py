@@ -54,7 +54,7 @@ def in_block(name: str) -> bool:
 WIDTH_ATTRIBUTES = (("in_features", "out_features"), ("infeatures", "outfeatures"))
 
 
-def linear_widths(module: "nn.Module") -> tuple[int, int] | None:
+def linear_widths(module: nn.Module) -> tuple[int, int] | None:
     """(input width, output width) of a linear layer, or None for a module that is not one."""
     for width_in, width_out in WIDTH_ATTRIBUTES:
         widths = getattr(module, width_in, None), getattr(module, width_out, None)
@@ -63,11 +63,11 @@ def linear_widths(module: "nn.Module") -> tuple[int, int] | None:
     return None
 
 
-def is_linear_layer(module: "nn.Module") -> bool:
+def is_linear_layer(module: nn.Module) -> bool:
     return linear_widths(module) is not None
 
 
-def block_linear_layers(model: "nn.Module") -> list[tuple[str, "nn.Module"]]:
+def block_linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of each linear layer inside the blocks; a linear module nested inside another
     (a wrapper around nn.Linear) counts once, as the outer one."""
     layers: list[tuple[str, Any]] = []
@@ -80,7 +80,7 @@ def block_linear_layers(model: "nn.Module") -> list[tuple[str, "nn.Module"]]:
     return layers
 
 
-def _plain_tensors(tensor: "torch.Tensor") -> Iterator["torch.Tensor"]:
+def _plain_tensors(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
     """The plain tensors holding a tensor's bytes: itself, or a subclass's inner tensors (recursively)."""
     flatten = getattr(tensor, "__tensor_flatten__", None)
     if flatten is None:
@@ -90,7 +90,7 @@ def _plain_tensors(tensor: "torch.Tensor") -> Iterator["torch.Tensor"]:
         yield from _plain_tensors(getattr(tensor, inner))
 
 
-def _owned_tensors(value: Any, depth: int = 0) -> Iterator["torch.Tensor"]:
+def _owned_tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
     """Tensors reachable from a module's attribute value: tensors (and what hangs off them, like
     bitsandbytes' quant_state and SCB), dicts, lists and plain objects, a few levels deep."""
     import torch
@@ -102,7 +102,11 @@ def _owned_tensors(value: Any, depth: int = 0) -> Iterator["torch.Tensor"]:
         for key, item in extras.items():
             if depth < MAX_ATTRIBUTE_DEPTH and not key.startswith("__"):
                 yield from _owned_tensors(item, depth + 1)
-    elif depth >= MAX_ATTRIBUTE_DEPTH or value is None or isinstance(value, (str, bytes, int, float, bool, type, torch.dtype, torch.device, nn.Module)):
+    elif (
+        depth >= MAX_ATTRIBUTE_DEPTH
+        or value is None
+        or isinstance(value, (str, bytes, int, float, bool, type, torch.dtype, torch.device, nn.Module))
+    ):
         return
     elif isinstance(value, dict):
         for item in value.values():
@@ -115,7 +119,7 @@ def _owned_tensors(value: Any, depth: int = 0) -> Iterator["torch.Tensor"]:
             yield from _owned_tensors(item, depth + 1)
 
 
-def layer_tensors(module: "nn.Module") -> Iterator["torch.Tensor"]:
+def layer_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
     """Every tensor a linear layer owns for its weight: parameters, buffers and attributes of it and
     of its submodules (a QuantLinear's qweight/scales/qzeros/g_idx, HQQLinear's meta), bias excluded."""
     for owner in module.modules():
@@ -126,7 +130,7 @@ def layer_tensors(module: "nn.Module") -> Iterator["torch.Tensor"]:
                 yield from _owned_tensors(value)
 
 
-def storage_bytes(tensors: Iterable["torch.Tensor"]) -> int:
+def storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """The bytes of the distinct storages behind these tensors (a subclass's through its inner
     tensors), each storage counted once (tied weights, shared codebooks); meta tensors hold none."""
     seen: set[tuple[str, int]] = set()
@@ -143,7 +147,7 @@ def storage_bytes(tensors: Iterable["torch.Tensor"]) -> int:
     return total
 
 
-def hides_its_weight(module: "nn.Module") -> bool:
+def hides_its_weight(module: nn.Module) -> bool:
     """Whether a module holds no parameter or buffer and hands its weight out through a `weight()`
     method instead: torch.ao's quantized layers, whose weight is packed into a C++ object."""
     import torch
@@ -154,7 +158,7 @@ def hides_its_weight(module: "nn.Module") -> bool:
     return next(module.parameters(), None) is None and next(module.buffers(), None) is None
 
 
-def unpacked_weight_bytes(module: "nn.Module", with_bias: bool = False) -> int:
+def unpacked_weight_bytes(module: nn.Module, with_bias: bool = False) -> int:
     """The bytes a layer that hides its weight keeps for it, sized from the copy `weight()` unpacks:
     the values in the dtype they are stored in (torch.ao unpacks float16 weights as float32), and
     per-channel scales and zero points; its `bias()` too where asked. 0 for any other module."""
@@ -179,8 +183,8 @@ def unpacked_weight_bytes(module: "nn.Module", with_bias: bool = False) -> int:
 
 
 def unseen_linear_layers(
-    model: "nn.Module", layers: list[tuple[str, "nn.Module"]] | None = None
-) -> list[tuple[str, "nn.Module"]]:
+    model: nn.Module, layers: list[tuple[str, nn.Module]] | None = None
+) -> list[tuple[str, nn.Module]]:
     """The linear layers (the block ones, or `layers`) whose weight no tensor and no `weight()`
     method shows: their bytes cannot be counted."""
     if layers is None:
@@ -192,7 +196,7 @@ def unseen_linear_layers(
     ]
 
 
-def linear_weight_bytes(layers: list[tuple[str, "nn.Module"]]) -> int:
+def linear_weight_bytes(layers: list[tuple[str, nn.Module]]) -> int:
     """The bytes stored for these layers' weights (packed ones through `weight()`)."""
     # Each unpacked copy is sized on its own and dropped: a fresh copy may reuse a freed one's
     # address, which the storage de-duplication would take for a shared storage.
@@ -201,7 +205,7 @@ def linear_weight_bytes(layers: list[tuple[str, "nn.Module"]]) -> int:
     )
 
 
-def bits_per_weight(model: "nn.Module") -> float | None:
+def bits_per_weight(model: nn.Module) -> float | None:
     """Bits stored per weight of the block linear layers (see the module docstring); None without
     any, or where a layer's weight cannot be seen (unseen_linear_layers)."""
     layers = block_linear_layers(model)

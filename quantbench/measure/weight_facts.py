@@ -27,7 +27,7 @@ BACKEND_FIGURES = ("weight_memory_gb", "bits_per_weight", "kernel")
 log = logging.getLogger("quantbench")
 
 
-def _unseen_warning(column: str, unseen: list[tuple[str, "nn.Module"]]) -> str:
+def _unseen_warning(column: str, unseen: list[tuple[str, nn.Module]]) -> str:
     kinds = ", ".join(sorted({type(module).__name__ for _, module in unseen}))
     if len(unseen) > 1:
         layers = f"{len(unseen)} linear layers ({unseen[0][0]}, ...: {kinds})"
@@ -40,7 +40,7 @@ def _unseen_warning(column: str, unseen: list[tuple[str, "nn.Module"]]) -> str:
     )
 
 
-def weight_metrics(model: "nn.Module", reported: dict[str, Any]) -> dict[str, Any]:
+def weight_metrics(model: nn.Module, reported: dict[str, Any]) -> dict[str, Any]:
     """The three weight columns: the backend's own figure (`reported`) where it gives one, else measured."""
     metrics: dict[str, Any] = {}
     if "weight_memory_gb" not in reported:

@@ -23,7 +23,7 @@ from quantbench.errors import JobSkipped
 from quantbench.measure.memory import GB, proc_field_bytes
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
+    from quantbench.runtime.device import Device
 
 # Keys of `model.architecture` that are quantbench's, not the transformers config's.
 TOKENIZER_VOCAB_KEY = "tokenizer_vocab_size"
@@ -70,7 +70,9 @@ def pad_tokenizer_vocab(directory: Path, vocab_size: int) -> None:
     data = json.loads(path.read_text())
     vocab = data["model"]["vocab"]
     if len(vocab) > vocab_size:
-        raise ValueError(f"the trained tokenizer has {len(vocab)} entries, more than the model's vocab_size {vocab_size}")
+        raise ValueError(
+            f"the trained tokenizer has {len(vocab)} entries, more than the model's vocab_size {vocab_size}"
+        )
     for token_id in range(len(vocab), vocab_size):
         vocab[f"<unused_{token_id}>"] = token_id
     path.write_text(json.dumps(data, ensure_ascii=False))
@@ -86,7 +88,7 @@ def bytes_per_parameter(precision: DictConfig) -> float:
     return BYTES_PER_PARAMETER.get(str(precision.get("dtype")), LOWEST_BYTES_PER_PARAMETER)
 
 
-def check_fits(model: DictConfig, precision: DictConfig, device: "Device") -> None:
+def check_fits(model: DictConfig, precision: DictConfig, device: Device) -> None:
     """JobSkipped, before anything is built, when a random-init model's weights cannot fit: the
     checkpoint is built in host memory in its own dtype, then loaded at the job's precision."""
     if model.source != "random_init" or not model.architecture:
@@ -98,10 +100,25 @@ def check_fits(model: DictConfig, precision: DictConfig, device: "Device") -> No
     host_gb = (available_host_memory_bytes() or 0) / GB
     built = materialise_dtype(architecture)
     load_gb = count * bytes_per_parameter(precision) / GB
-    load_room = (device.total_memory_gb or 0.0, f"{device.name}'s memory") if device.is_cuda else (host_gb, "available host memory")
+    load_room = (
+        (device.total_memory_gb or 0.0, f"{device.name}'s memory")
+        if device.is_cuda
+        else (host_gb, "available host memory")
+    )
     needs = [  # (GB needed, for what, GB there, where, what to do)
-        (count * BYTES_PER_PARAMETER.get(built, 4.0) / GB, f"building its {built} checkpoint", host_gb, "available host memory", "use a machine with more memory"),
-        (load_gb, f"its {precision.name} weights", *load_room, "use a lower precision, a smaller model or a larger machine"),
+        (
+            count * BYTES_PER_PARAMETER.get(built, 4.0) / GB,
+            f"building its {built} checkpoint",
+            host_gb,
+            "available host memory",
+            "use a machine with more memory",
+        ),
+        (
+            load_gb,
+            f"its {precision.name} weights",
+            *load_room,
+            "use a lower precision, a smaller model or a larger machine",
+        ),
     ]
     for need_gb, what, have_gb, where, advice in needs:
         if have_gb and need_gb > have_gb:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from quantbench.cache import atomic_directory, is_complete, stable_hash
 from quantbench.errors import ModelSourceError
-from quantbench.progress import job_step
+from quantbench.runtime.progress import job_step
 
 if TYPE_CHECKING:
     from quantbench.families.base import ModelFamily
@@ -44,7 +44,7 @@ class ModelSpec:
 
 def resolve_model(
     model_cfg: DictConfig,
-    family: "ModelFamily",
+    family: ModelFamily,
     cache_dir: Path,
     step: Step | None = None,
 ) -> ModelSpec:
@@ -124,14 +124,17 @@ def gguf_file_path(model_cfg: DictConfig) -> Path:
     return path
 
 
-def _gguf(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, step: Step) -> ModelSpec:
+def _gguf(model_cfg: DictConfig, family: ModelFamily, cache_dir: Path, step: Step) -> ModelSpec:
     gguf_path = gguf_file_path(model_cfg)
     stat = gguf_path.stat()
     fingerprint = stable_hash(["gguf", gguf_path.name, stat.st_size, MATERIALISE_VERSION])
     entry = cache_dir / "models" / f"{model_cfg.name}-{fingerprint}"
     started = time.perf_counter()
     if not is_complete(entry):
-        with step(f"materialising {gguf_path.name} into {entry} (once; later jobs reuse it)"), atomic_directory(entry) as directory:
+        with (
+            step(f"materialising {gguf_path.name} into {entry} (once; later jobs reuse it)"),
+            atomic_directory(entry) as directory,
+        ):
             materialise_gguf(gguf_path, family, directory)
         return _materialised(_spec(model_cfg, str(entry), True, fingerprint), started)
     return _spec(model_cfg, str(entry), True, fingerprint)
@@ -142,7 +145,7 @@ def _materialised(spec: ModelSpec, started: float) -> ModelSpec:
     return spec
 
 
-def materialise_gguf(gguf_path: Path, family: "ModelFamily", directory: Path) -> None:
+def materialise_gguf(gguf_path: Path, family: ModelFamily, directory: Path) -> None:
     """Dequantize a GGUF file into a plain safetensors checkpoint plus its tokenizer.
 
     transformers refuses to save a model it loaded from GGUF, so the weights are copied into a
@@ -163,7 +166,7 @@ def materialise_gguf(gguf_path: Path, family: "ModelFamily", directory: Path) ->
     tokenizer.save_pretrained(directory)
 
 
-def _random_init(model_cfg: DictConfig, family: "ModelFamily", cache_dir: Path, step: Step) -> ModelSpec:
+def _random_init(model_cfg: DictConfig, family: ModelFamily, cache_dir: Path, step: Step) -> ModelSpec:
     architecture = OmegaConf.to_container(model_cfg.architecture, resolve=True)
     if not architecture:
         raise ModelSourceError(f"model '{model_cfg.name}' has source=random_init but an empty architecture")

@@ -8,17 +8,12 @@ decoders use the SentencePiece one: llama.cpp's converter recognises a SentenceP
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from quantbench.data.builtin import builtin_corpus
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-
-
-def builtin_corpus() -> list[str]:
-    text = resources.files("quantbench.data").joinpath("builtin_prompts.json").read_text()
-    return list(json.loads(text)["prompts"])
 
 
 def train_tokenizer(
@@ -78,8 +73,14 @@ def train_sentencepiece_tokenizer(directory: Path, texts: Iterable[str] | None =
         split_digits=True,
         allow_whitespace_only_pieces=True,
         character_coverage=1.0,
-        pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-        pad_piece=PAD, bos_piece=BOS, eos_piece=EOS, unk_piece=UNK,
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        pad_piece=PAD,
+        bos_piece=BOS,
+        eos_piece=EOS,
+        unk_piece=UNK,
         num_threads=1,  # for the same model on every machine
         minloglevel=2,
     )

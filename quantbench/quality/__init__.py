@@ -22,9 +22,9 @@ from quantbench.quality.scoring import QualityUnavailable, TokenScorer
 
 if TYPE_CHECKING:
     from quantbench.backends.base import LoadedModel
-    from quantbench.device import Device
     from quantbench.models.source import ModelSpec
-    from quantbench.progress import JobProgress
+    from quantbench.runtime.device import Device
+    from quantbench.runtime.progress import JobProgress
 
 METRICS = ("ppl", "kld", "pubmedqa")
 
@@ -36,12 +36,12 @@ def selected_metrics(cfg: DictConfig) -> list[str]:
 
 def evaluate_quality(
     cfg: DictConfig,
-    loaded: "LoadedModel",
+    loaded: LoadedModel,
     family: Any,
-    spec: "ModelSpec",
-    device: "Device",
+    spec: ModelSpec,
+    device: Device,
     job_dir: Path,
-    progress: "JobProgress | None" = None,
+    progress: JobProgress | None = None,
     scorer: Any = None,
 ) -> dict[str, Any]:
     """`scorer`: an engine's own TokenScorer (llama.cpp's logits); by default the loaded transformers model."""
@@ -52,9 +52,9 @@ def evaluate_quality(
         from quantbench.models.random_init import speed_only_reason
 
         return {"quality_skipped": f"{', '.join(selected)}: {speed_only_reason(cfg.model)}"}
+    from quantbench.atomic import write_parquet_atomic
     from quantbench.quality.pubmedqa import evaluate_pubmedqa
     from quantbench.quality.text import evaluate_text_metrics
-    from quantbench.atomic import write_parquet_atomic
 
     quality = cfg.quality
     tick = progress.tick if progress is not None else None
@@ -66,7 +66,9 @@ def evaluate_quality(
         return {"quality_skipped": f"{', '.join(selected)}: {reason}"}
     if "ppl" in selected or "kld" in selected:
         if progress is not None:
-            progress.status(f"quality: {' and '.join(name for name in selected if name != 'pubmedqa')} on {quality.text.name}")
+            progress.status(
+                f"quality: {' and '.join(name for name in selected if name != 'pubmedqa')} on {quality.text.name}"
+            )
         try:
             metrics.update(
                 evaluate_text_metrics(

@@ -32,14 +32,20 @@ class ReferenceDistribution:
     def n_tokens(self) -> int:
         return int(self.top_indices.shape[0])
 
-    def rows(self, start: int, stop: int) -> "ReferenceDistribution":
+    def rows(self, start: int, stop: int) -> ReferenceDistribution:
         return ReferenceDistribution(
-            self.top_indices[start:stop], self.top_log_probs[start:stop], self.rest_log_prob[start:stop], self.target_log_prob[start:stop]
+            self.top_indices[start:stop],
+            self.top_log_probs[start:stop],
+            self.rest_log_prob[start:stop],
+            self.target_log_prob[start:stop],
         )
 
-    def to(self, device: Any) -> "ReferenceDistribution":
+    def to(self, device: Any) -> ReferenceDistribution:
         return ReferenceDistribution(
-            self.top_indices.to(device), self.top_log_probs.to(device), self.rest_log_prob.to(device), self.target_log_prob.to(device)
+            self.top_indices.to(device),
+            self.top_log_probs.to(device),
+            self.rest_log_prob.to(device),
+            self.target_log_prob.to(device),
         )
 
 
@@ -59,7 +65,9 @@ def target_log_probs(log_probs: Any, targets: Any) -> Any:
 def top_k_reference(log_probs: Any, top_k: int, targets: Any) -> ReferenceDistribution:
     k = min(top_k, log_probs.shape[-1])
     top_log_probs, top_indices = log_probs.topk(k, dim=-1)
-    return ReferenceDistribution(top_indices, top_log_probs, rest_log_prob(log_probs, top_indices), target_log_probs(log_probs, targets))
+    return ReferenceDistribution(
+        top_indices, top_log_probs, rest_log_prob(log_probs, top_indices), target_log_probs(log_probs, targets)
+    )
 
 
 def kl_divergence(reference: ReferenceDistribution, log_probs: Any) -> Any:
@@ -73,7 +81,9 @@ def kl_divergence(reference: ReferenceDistribution, log_probs: Any) -> Any:
     rest_probability = reference.rest_log_prob.exp()
     # 0 * log(0 / q) is 0: a reference that keeps all of its mass in the top k has no rest term.
     rest_terms = torch.where(
-        rest_probability > 0, rest_probability * (reference.rest_log_prob - candidate_rest), torch.zeros_like(rest_probability)
+        rest_probability > 0,
+        rest_probability * (reference.rest_log_prob - candidate_rest),
+        torch.zeros_like(rest_probability),
     )
     # Rounding in float32 log-probs can leave -1e-9 where the true value is 0.
     return (top_terms + rest_terms).clamp_min(0.0)
@@ -91,7 +101,9 @@ class FidelityAccumulator:
         self.n_tokens += int(log_probs.shape[0])
 
     def metrics(self, *, confidence: float) -> dict[str, Any]:
-        mean = clustered_mean_interval([float(window.sum()) for window in self.token_kld], [len(window) for window in self.token_kld], confidence)
+        mean = clustered_mean_interval(
+            [float(window.sum()) for window in self.token_kld], [len(window) for window in self.token_kld], confidence
+        )
         agree_low, agree_high = wilson_interval(self.top1_matches, self.n_tokens, confidence)
         every_token = np.concatenate(self.token_kld)
         p50, p90, p99 = np.percentile(every_token, [50, 90, 99])

@@ -54,9 +54,11 @@ class CheckedTokenizer:
             if expected != got[: self._max_tokens]:
                 check_same_text(expected, got, self._llm.detokenize, whole=self._max_tokens is None)
                 if self.texts_cut_differently == 0:
-                    log.warning("the GGUF file's tokenizer cuts some evaluation texts differently from the model's "
-                                "tokenizer into the same text; llama.cpp is fed the model's tokens (counted as "
-                                "gguf_texts_cut_differently)")
+                    log.warning(
+                        "the GGUF file's tokenizer cuts some evaluation texts differently from the model's "
+                        "tokenizer into the same text; llama.cpp is fed the model's tokens (counted as "
+                        "gguf_texts_cut_differently)"
+                    )
                 self.texts_cut_differently += 1
         return encoded
 
@@ -90,14 +92,18 @@ def check_same_text(expected: Sequence[int], got: Sequence[int], detokenize: Cal
     at = next((index for index, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
     raise TokenizerMismatch(
         f"the GGUF file's tokenizer reads the model's tokens as other text than the evaluation text, from token {at} "
-        f"(model: {list(expected[at:at + 5])}, GGUF: {list(got[at:at + 5])}; {len(expected)} vs {len(got)} tokens); "
-        "the file was not made from this model's tokenizer: convert the model again (quantbench cache clear --kind gguf)"
+        f"(model: {list(expected[at : at + 5])}, GGUF: {list(got[at : at + 5])}; "
+        f"{len(expected)} vs {len(got)} tokens); "
+        "the file was not made from this model's tokenizer: "
+        "convert the model again (quantbench cache clear --kind gguf)"
     )
 
 
 class _GenerationUnsupported:
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        raise QualityUnavailable("PubMedQA's generate mode is not implemented for llama.cpp; use quality.pubmedqa.mode=loglikelihood")
+        raise QualityUnavailable(
+            "PubMedQA's generate mode is not implemented for llama.cpp; use quality.pubmedqa.mode=loglikelihood"
+        )
 
 
 class LlamaCppScorer:

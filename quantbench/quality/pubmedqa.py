@@ -88,9 +88,13 @@ def choice_log_likelihoods(
     return scores, truncated
 
 
-def answer_by_loglikelihood(scorer: TokenScorer, samples: Sequence[Sample], max_prompt_tokens: int, tick: Tick | None) -> list[Answer]:
+def answer_by_loglikelihood(
+    scorer: TokenScorer, samples: Sequence[Sample], max_prompt_tokens: int, tick: Tick | None
+) -> list[Answer]:
     if not scorer.is_causal:
-        raise QualityUnavailable("PubMedQA log-likelihood scoring needs a decoder-only model; use quality.pubmedqa.mode=generate")
+        raise QualityUnavailable(
+            "PubMedQA log-likelihood scoring needs a decoder-only model; use quality.pubmedqa.mode=generate"
+        )
     tokenizer = text_tokenizer(scorer.processor)
     limit = context_limit_tokens(scorer.model)
     max_tokens = min(max_prompt_tokens, limit) if limit else max_prompt_tokens
@@ -120,7 +124,13 @@ def parse_answer(text: str) -> str | None:
 
 
 def answer_by_generation(
-    family: Any, model: Any, processor: Any, samples: Sequence[Sample], settings: DictConfig, device: str, tick: Tick | None
+    family: Any,
+    model: Any,
+    processor: Any,
+    samples: Sequence[Sample],
+    settings: DictConfig,
+    device: str,
+    tick: Tick | None,
 ) -> list[Answer]:
     answers = []
     for done, sample in enumerate(samples):
@@ -162,7 +172,7 @@ def accuracy_metrics(answers: Sequence[Answer], confidence: float) -> dict[str, 
     }
 
 
-def predictions_frame(answers: Sequence[Answer]) -> "pl.DataFrame":
+def predictions_frame(answers: Sequence[Answer]) -> pl.DataFrame:
     import polars as pl
 
     return pl.DataFrame(
@@ -172,20 +182,23 @@ def predictions_frame(answers: Sequence[Answer]) -> "pl.DataFrame":
             "prediction": [answer.prediction for answer in answers],
             "correct": [answer.correct for answer in answers],
             **{
-                f"loglik_{choice}": [answer.log_likelihoods[choice] if answer.log_likelihoods else None for answer in answers]
+                f"loglik_{choice}": [
+                    answer.log_likelihoods[choice] if answer.log_likelihoods else None for answer in answers
+                ]
                 for choice in CHOICES
             },
             "generated_text": [answer.generated_text for answer in answers],
             "n_prompt_tokens": [answer.n_prompt_tokens for answer in answers],
             "truncated": [answer.truncated for answer in answers],
         },
-        schema_overrides={f"loglik_{choice}": pl.Float64 for choice in CHOICES} | {"generated_text": pl.String, "prediction": pl.String},
+        schema_overrides={f"loglik_{choice}": pl.Float64 for choice in CHOICES}
+        | {"generated_text": pl.String, "prediction": pl.String},
     )
 
 
 def evaluate_pubmedqa(
     quality: DictConfig, scorer: TokenScorer, *, device: str, tick: Tick | None = None
-) -> tuple[dict[str, Any], "pl.DataFrame"]:
+) -> tuple[dict[str, Any], pl.DataFrame]:
     settings = quality.pubmedqa
     if settings.mode not in MODES:
         raise QuantbenchError(f"unknown quality.pubmedqa.mode '{settings.mode}'; choose one of: {', '.join(MODES)}")

@@ -22,8 +22,8 @@ from quantbench.quality.scoring import QualityUnavailable
 
 if TYPE_CHECKING:
     from quantbench.backends.base import LoadedModel
-    from quantbench.device import Device
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 log = logging.getLogger("quantbench")
 
@@ -34,7 +34,7 @@ META_FILE = "reference.json"
 REFERENCE_VERSION = 2
 
 
-def reference_precision_name(setting: str, device: "Device") -> str:
+def reference_precision_name(setting: str, device: Device) -> str:
     """auto: fp32 on CPU, bf16 on GPU (fp32 costs twice the memory there for no useful accuracy)."""
     if setting == "auto":
         return "bf16" if device.is_cuda else "fp32"
@@ -45,16 +45,18 @@ def compose_precision(name: str) -> DictConfig:
     """The `precision=<name>` config node as the app composes it (plugins' options included)."""
     from hydra.errors import HydraException
 
-    from quantbench.overrides import compose_option
+    from quantbench.config.compose import compose_option
 
     try:
         return compose_option("precision", name)
     except HydraException as error:
-        raise QualityUnavailable(f"reference precision '{name}' is not a precision option ({error}); set quality.kld.reference") from None
+        raise QualityUnavailable(
+            f"reference precision '{name}' is not a precision option ({error}); set quality.kld.reference"
+        ) from None
 
 
 def reference_entry(
-    cache_dir: Path, spec: "ModelSpec", windows_digest: str, precision: DictConfig, top_k: int, device: "Device"
+    cache_dir: Path, spec: ModelSpec, windows_digest: str, precision: DictConfig, top_k: int, device: Device
 ) -> Path:
     key = stable_hash(
         [
@@ -105,14 +107,16 @@ def save_reference(entry: Path, reference: ReferenceDistribution, meta: dict[str
 
 
 def load_reference_model(
-    precision: DictConfig, family: Any, spec: "ModelSpec", device: "Device", cache_dir: Path
-) -> "LoadedModel":
+    precision: DictConfig, family: Any, spec: ModelSpec, device: Device, cache_dir: Path
+) -> LoadedModel:
     """The model at the reference precision, through the backend registry like any job's."""
-    from quantbench import registry
     from quantbench.backends.base import LoadRequest
+    from quantbench.config import registry
 
     backend = registry.backends().get(precision.backend)
     reason = backend.unavailable_reason(device) or backend.unsupported_reason(family, spec)
     if reason:
-        raise QualityUnavailable(f"reference precision '{precision.name}' cannot run here: {reason}; set quality.kld.reference")
+        raise QualityUnavailable(
+            f"reference precision '{precision.name}' cannot run here: {reason}; set quality.kld.reference"
+        )
     return backend.load(LoadRequest(model=spec, family=family, precision=precision, device=device, cache_dir=cache_dir))

@@ -54,7 +54,7 @@ class TokenScorer:
         """Whether the sequence is the whole conditioning (decoder-only): needed for prompt scoring."""
         return not getattr(getattr(self.model, "config", None), "is_encoder_decoder", False)
 
-    def log_probs(self, token_ids: Sequence[int], last: int | None = None) -> "Any":
+    def log_probs(self, token_ids: Sequence[int], last: int | None = None) -> Any:
         """float32 log-softmax, [len(token_ids), vocab]; row t is the distribution of token t + 1.
 
         `last=n` keeps only the last n rows; a decoder then computes only those logits (the output

@@ -14,12 +14,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from quantbench import registry
+from quantbench.config import registry
 from quantbench.data.base import Sample, expand_path
 from quantbench.errors import DatasetError
 
 log = logging.getLogger("quantbench")
-DATA_VARIABLE = "QUANTBENCH_DATA"  # moves quality.data_dir (quantbench/schema.py)
+DATA_VARIABLE = "QUANTBENCH_DATA"  # moves quality.data_dir (quantbench/config/schema/quality.py)
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 HUB_PROBE_TIMEOUT_S = 5.0
 
@@ -32,20 +32,26 @@ def _hub_unusable() -> str | None:
     session (its endpoint, its proxies): an unreachable hub is one line here instead of half a
     minute of the loader's retry warnings.
     """
-    offline = next((name for name in OFFLINE_VARIABLES if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")), None)
+    offline = next(
+        (name for name in OFFLINE_VARIABLES if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")),
+        None,
+    )
     if offline:
         return f"{offline} is set"
     from huggingface_hub import constants, get_session
 
     try:
         get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - whatever keeps us from the hub: DNS, refused, proxy, timeout
+    except Exception as error:
         return f"{constants.ENDPOINT} is out of reach ({type(error).__name__})"
     return None
 
 
 def _missing(path: str) -> str:
-    return f"no file at {expand_path(path)} (set {DATA_VARIABLE} to the folder holding pubmedqa/ and wikitext-2/, or give the path)"
+    return (
+        f"no file at {expand_path(path)} "
+        f"(set {DATA_VARIABLE} to the folder holding pubmedqa/ and wikitext-2/, or give the path)"
+    )
 
 
 def read_samples(node: DictConfig, **overrides: Any) -> list[Sample]:

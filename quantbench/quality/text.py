@@ -32,8 +32,8 @@ from quantbench.quality.sources import read_samples
 from quantbench.quality.windows import TextWindows, text_windows
 
 if TYPE_CHECKING:
-    from quantbench.device import Device
     from quantbench.models.source import ModelSpec
+    from quantbench.runtime.device import Device
 
 log = logging.getLogger("quantbench")
 
@@ -52,7 +52,9 @@ def evaluation_windows(quality: DictConfig, tokenizer: Any) -> TextWindows:
     )
 
 
-def scored_log_probs(scorer: TokenScorer, windows: TextWindows, tick: Tick | None = None, phase: str = "quality") -> Iterator[tuple[Any, Any]]:
+def scored_log_probs(
+    scorer: TokenScorer, windows: TextWindows, tick: Tick | None = None, phase: str = "quality"
+) -> Iterator[tuple[Any, Any]]:
     """(log_probs [scored, vocab], targets [scored]) per window, in order."""
     import torch
 
@@ -77,8 +79,13 @@ def concatenate(parts: list[ReferenceDistribution]) -> ReferenceDistribution:
     )
 
 
-def compute_reference(scorer: TokenScorer, windows: TextWindows, top_k: int, tick: Tick | None = None) -> ReferenceDistribution:
-    parts = [top_k_reference(log_probs, top_k, targets) for log_probs, targets in scored_log_probs(scorer, windows, tick, "reference")]
+def compute_reference(
+    scorer: TokenScorer, windows: TextWindows, top_k: int, tick: Tick | None = None
+) -> ReferenceDistribution:
+    parts = [
+        top_k_reference(log_probs, top_k, targets)
+        for log_probs, targets in scored_log_probs(scorer, windows, tick, "reference")
+    ]
     return concatenate(parts)
 
 
@@ -87,8 +94,8 @@ def evaluate_text_metrics(
     scorer: TokenScorer,
     *,
     job_precision: DictConfig,
-    spec: "ModelSpec",
-    device: "Device",
+    spec: ModelSpec,
+    device: Device,
     cache_dir: Path,
     tick: Tick | None = None,
 ) -> dict[str, Any]:
@@ -107,7 +114,9 @@ def evaluate_text_metrics(
             build_top_k = top_k
         elif reference is None:
             log.info("computing the %s reference distributions of %s (once; cached in %s)", name, spec.name, entry)
-            reference = _reference_from_other_precision(precision, scorer, windows, top_k, spec, device, cache_dir, tick)
+            reference = _reference_from_other_precision(
+                precision, scorer, windows, top_k, spec, device, cache_dir, tick
+            )
             save_reference(entry, reference, _reference_meta(spec, windows, precision, top_k, device))
         metrics.update({"kld_reference": name, "kld_top_k": top_k})
 
@@ -134,7 +143,9 @@ def evaluate_text_metrics(
 
     confidence = float(quality.confidence)
     if perplexity is not None:
-        metrics.update(perplexity.metrics(confidence=confidence, context_tokens=windows.context_tokens, stride=windows.stride))
+        metrics.update(
+            perplexity.metrics(confidence=confidence, context_tokens=windows.context_tokens, stride=windows.stride)
+        )
     if fidelity is not None:
         metrics.update(fidelity.metrics(confidence=confidence))
         metrics.update(paired.metrics(confidence=confidence))
@@ -150,22 +161,26 @@ def _reference_from_other_precision(
     scorer: TokenScorer,
     windows: TextWindows,
     top_k: int,
-    spec: "ModelSpec",
-    device: "Device",
+    spec: ModelSpec,
+    device: Device,
     cache_dir: Path,
     tick: Tick | None,
 ) -> ReferenceDistribution:
     from quantbench.measure.memory import release_memory
 
     loaded = load_reference_model(precision, scorer.family, spec, device, cache_dir)
-    reference = compute_reference(TokenScorer(scorer.family, loaded.model, loaded.processor, scorer.device), windows, top_k, tick)
+    reference = compute_reference(
+        TokenScorer(scorer.family, loaded.model, loaded.processor, scorer.device), windows, top_k, tick
+    )
     # Free the reference model before this job's own pass: the two are in memory together only briefly.
     del loaded
     release_memory()
     return reference
 
 
-def _reference_meta(spec: "ModelSpec", windows: TextWindows, precision: DictConfig, top_k: int, device: "Device") -> dict[str, Any]:
+def _reference_meta(
+    spec: ModelSpec, windows: TextWindows, precision: DictConfig, top_k: int, device: Device
+) -> dict[str, Any]:
     return {
         "model": spec.name,
         "fingerprint": spec.fingerprint,

@@ -52,7 +52,9 @@ class TextWindows:
 
 def make_windows(n_tokens: int, context_tokens: int, stride: int, limit: int | None = None) -> list[TextWindow]:
     if context_tokens < 2:
-        raise QuantbenchError(f"quality.context_tokens is {context_tokens}; expected at least 2 (one to condition on, one to score)")
+        raise QuantbenchError(
+            f"quality.context_tokens is {context_tokens}; expected at least 2 (one to condition on, one to score)"
+        )
     if not 1 <= stride <= context_tokens:
         raise QuantbenchError(f"quality.stride is {stride}; expected 1 <= stride <= context_tokens ({context_tokens})")
     windows: list[TextWindow] = []

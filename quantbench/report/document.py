@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Image:
     caption: str = ""
 
 
-Block = Union[Heading, Paragraph, Bullets, Table, Image]
+Block = Heading | Paragraph | Bullets | Table | Image
 
 
 @dataclass

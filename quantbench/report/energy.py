@@ -12,7 +12,7 @@ from quantbench.analysis.formatting import fmt_fixed, fmt_number
 from quantbench.analysis.sweep import column_or_none
 from quantbench.report.document import Bullets, Paragraph, Table
 
-# (column, header, formatter), as build.py's per-configuration tables.
+# (column, header, formatter), as quantbench.report.config_tables' per-configuration tables.
 ENERGY_TABLE_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("energy_per_token_j", "J per token", lambda v: fmt_fixed(v, 4)),
     ("tokens_per_kwh", "tokens per kWh", fmt_number),
@@ -35,8 +35,8 @@ def _unavailable(frame: pl.DataFrame) -> list[str]:
 
 
 def energy_blocks(analysis: Analysis, table: Table | None, statistics: Table | None) -> list:
-    """The Energy section; `table` and `statistics` are build.py's per-configuration table of
-    ENERGY_TABLE_COLUMNS and its tokens-per-kWh ratios against the baseline."""
+    """The Energy section; `table` and `statistics` are the per-configuration table of
+    ENERGY_TABLE_COLUMNS and its tokens-per-kWh ratios against the baseline (report/offline.py)."""
     frame = analysis.table
     reasons = _unavailable(frame)
     if column_or_none(frame, "energy_j") is None:
@@ -44,7 +44,12 @@ def energy_blocks(analysis: Analysis, table: Table | None, statistics: Table | N
         return [Paragraph(f"Not measured: {why}. Energy is never estimated from a TDP.")]
     blocks: list = [table] if table is not None else []
     if statistics is not None:
-        blocks += [Paragraph(f"Tokens per kWh vs {analysis.settings.baseline} (per-iteration energy, same statistics as throughput):"), statistics]
+        blocks += [
+            Paragraph(
+                f"Tokens per kWh vs {analysis.settings.baseline} (per-iteration energy, same statistics as throughput):"
+            ),
+            statistics,
+        ]
     if reasons:
         blocks.append(Paragraph("Jobs without a counter: " + "; ".join(reasons)))
     return blocks
@@ -58,18 +63,35 @@ def telemetry_blocks(analysis: Analysis) -> list:
     """Jobs whose clocks a power or thermal limit held down, and jobs that shared their GPU."""
     frame = analysis.sweep.ok
     flags: list[str] = []
-    throttled = frame.filter(pl.col("clocks_throttled").fill_null(False)) if "clocks_throttled" in frame.columns else frame.clear()
+    throttled = (
+        frame.filter(pl.col("clocks_throttled").fill_null(False))
+        if "clocks_throttled" in frame.columns
+        else frame.clear()
+    )
     for row in throttled.iter_rows(named=True):
         share = row.get("throttled_sample_fraction")
         part = f" in {share:.0%} of the samples" if share is not None else ""
-        flags.append(f"**clocks throttled**: {_job_label(row)} ({row.get('throttle_reasons')}{part}; SM clock "
-                     f"{row.get('sm_clock_min_mhz')}–{row.get('sm_clock_max_mhz')} MHz): its speed is the limit's, not the precision's")
-    shared = frame.filter(pl.col("other_gpu_process_count").fill_null(0) > 0) if "other_gpu_process_count" in frame.columns else frame.clear()
+        flags.append(
+            f"**clocks throttled**: {_job_label(row)} ({row.get('throttle_reasons')}{part}; SM clock "
+            f"{row.get('sm_clock_min_mhz')}–{row.get('sm_clock_max_mhz')} MHz): "
+            "its speed is the limit's, not the precision's"
+        )
+    shared = (
+        frame.filter(pl.col("other_gpu_process_count").fill_null(0) > 0)
+        if "other_gpu_process_count" in frame.columns
+        else frame.clear()
+    )
     for row in shared.iter_rows(named=True):
-        flags.append(f"**shared GPU**: {_job_label(row)} ran beside {row['other_gpu_process_count']} other process(es) (result.json other_gpu_processes)")
+        flags.append(
+            f"**shared GPU**: {_job_label(row)} ran beside {row['other_gpu_process_count']} other process(es) "
+            "(result.json other_gpu_processes)"
+        )
     judged = column_or_none(frame, "clocks_throttled")
     if judged is None:
         flags.append("No GPU clock readings (CPU jobs, or no NVML): the telemetry figure shows CPU time and memory.")
     elif not throttled.height:
-        flags.append(f"No job's clocks were held down by a power or thermal limit ({judged.len() - judged.null_count()} jobs with GPU readings).")
+        flags.append(
+            "No job's clocks were held down by a power or thermal limit "
+            f"({judged.len() - judged.null_count()} jobs with GPU readings)."
+        )
     return [Bullets(tuple(flags))]

@@ -29,10 +29,12 @@ def _table(table: Table) -> str:
     numeric = table.numeric or (False,) * len(table.headers)
     head = "".join(f"<th>{_inline(header)}</th>" for header in table.headers)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="number">{_inline(cell)}</td>' if is_number else f"<td>{_inline(cell)}</td>"
             for cell, is_number in zip(row, numeric)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for row in table.rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -50,14 +52,17 @@ def _block(block: Block) -> str:
         return _table(block)
     if isinstance(block, Image):
         caption = f"<figcaption>{_inline(block.caption)}</figcaption>" if block.caption else ""
-        return f'<figure><img src="{escape(block.link, quote=True)}" alt="{escape(block.alt, quote=True)}">{caption}</figure>'
+        return (
+            f'<figure><img src="{escape(block.link, quote=True)}" alt="{escape(block.alt, quote=True)}">'
+            f"{caption}</figure>"
+        )
     raise TypeError(f"unknown report block {type(block).__name__}")
 
 
 def render_html(document: Document) -> str:
     body = "\n".join(_block(block) for block in document.blocks)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{escape(document.title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{_inline(document.title)}</h1>\n{body}\n</body>\n</html>\n"
     )

@@ -56,15 +56,30 @@ def _header(template: str, column: str, frame: pl.DataFrame, flagged: set[str], 
     return template.format(baseline=baseline, **{percentile: f"{percentile}{mark}"} if percentile else {})
 
 
-def _table(serving: ServingAnalysis, frame: pl.DataFrame, columns: tuple[Column, ...], flagged: set[str],
-           leading: tuple[tuple[str, str], ...], baseline: str = "", extra: tuple[Column, ...] = ()) -> Table:
-    columns = tuple(c for c in (*columns, *extra) if c[0] in frame.columns and frame.get_column(c[0]).null_count() < frame.height)
+def _table(
+    serving: ServingAnalysis,
+    frame: pl.DataFrame,
+    columns: tuple[Column, ...],
+    flagged: set[str],
+    leading: tuple[tuple[str, str], ...],
+    baseline: str = "",
+    extra: tuple[Column, ...] = (),
+) -> Table:
+    columns = tuple(
+        c for c in (*columns, *extra) if c[0] in frame.columns and frame.get_column(c[0]).null_count() < frame.height
+    )
     varying = serving.varying()
-    headers = (*(c.capitalize() for c in varying), *(header for _, header in leading),
-               *(_header(header, column, frame, flagged, baseline) for column, header, _ in columns))
+    headers = (
+        *(c.capitalize() for c in varying),
+        *(header for _, header in leading),
+        *(_header(header, column, frame, flagged, baseline) for column, header, _ in columns),
+    )
     rows = tuple(
-        (*(str(row[c]) for c in varying), *(_lead(row, name) for name, _ in leading),
-         *(formatter(row[column]) if row[column] is not None else "–" for column, _, formatter in columns))
+        (
+            *(str(row[c]) for c in varying),
+            *(_lead(row, name) for name, _ in leading),
+            *(formatter(row[column]) if row[column] is not None else "–" for column, _, formatter in columns),
+        )
         for row in frame.iter_rows(named=True)
     )
     numeric = (*(False for _ in varying), *(name == "load" for name, _ in leading), *(True for _ in columns))
@@ -85,14 +100,23 @@ def _joins(analysis: Analysis, serving: ServingAnalysis) -> list:
     """One row per served precision (and group): quality and memory of the same weights, or why not."""
     keys = [*serving.varying(), "precision"]
     frame = serving.rows.unique(keys, keep="first", maintain_order=True)
-    columns = (*_quality_columns(analysis), ("weight_memory_gb", "weights GB", fmt_number),
-               ("peak_memory_gb", "offline peak GB", fmt_number))
-    table = _table(serving, frame, columns, set(), (("precision", "Precision"), ("quality_join", "joined with the offline job")))
-    return [Paragraph(
-        "Quality and memory come from the offline job of the same model and precision, where it ran the same weights "
-        "as the server (the same checkpoint, or the same model and quantization settings); otherwise the row says why not. "
-        "Cost is each level's own: the hardware's price over its output tokens/s."
-    ), table]
+    columns = (
+        *_quality_columns(analysis),
+        ("weight_memory_gb", "weights GB", fmt_number),
+        ("peak_memory_gb", "offline peak GB", fmt_number),
+    )
+    table = _table(
+        serving, frame, columns, set(), (("precision", "Precision"), ("quality_join", "joined with the offline job"))
+    )
+    return [
+        Paragraph(
+            "Quality and memory come from the offline job of the same model and precision, "
+            "where it ran the same weights as the server "
+            "(the same checkpoint, or the same model and quantization settings); otherwise the row says why not. "
+            "Cost is each level's own: the hardware's price over its output tokens/s."
+        ),
+        table,
+    ]
 
 
 def serving_blocks(analysis: Analysis) -> list:
@@ -101,35 +125,64 @@ def serving_blocks(analysis: Analysis) -> list:
         return []
     flagged: set[str] = set()
     rows = serving.rows
-    engines = ", ".join(rows.get_column("engine").unique(maintain_order=True).to_list()) if "engine" in rows.columns else "?"
-    blocks: list = [Paragraph(
-        f"{rows.get_column('job_dir').n_unique()} serving jobs (engine {engines}), {rows.height} load levels, each "
-        "driving an OpenAI-compatible server; one row per job and level."
-    )]
+    engines = (
+        ", ".join(rows.get_column("engine").unique(maintain_order=True).to_list()) if "engine" in rows.columns else "?"
+    )
+    blocks: list = [
+        Paragraph(
+            f"{rows.get_column('job_dir').n_unique()} serving jobs (engine {engines}), {rows.height} load levels, each "
+            "driving an OpenAI-compatible server; one row per job and level."
+        )
+    ]
     study = serving.study
     if study.height:
         loads = ", ".join(dict.fromkeys(_lead(row, "load") for row in study.iter_rows(named=True)))
         baseline = study.get_column("study_baseline")[0]
-        blocks += [Heading(3, f"End-to-end latency per precision at {loads}"),
-                   _table(serving, study, STUDY_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load")), baseline,
-                          extra=_quality_columns(analysis))]
+        blocks += [
+            Heading(3, f"End-to-end latency per precision at {loads}"),
+            _table(
+                serving,
+                study,
+                STUDY_COLUMNS,
+                flagged,
+                (("precision", "Precision"), ("load", "Load")),
+                baseline,
+                extra=_quality_columns(analysis),
+            ),
+        ]
     blocks += [Heading(3, "Highest load under the SLO")]
-    blocks.append(Table(
-        (*(c.capitalize() for c in serving.varying()), "Precision", "SLO", "highest load that meets it"),
-        tuple((*(str(v) for v, c in zip(key[:-1], serving.group_columns) if c in serving.varying()), key[-1],
-               capacity.limits, capacity.text) for key, capacity in serving.capacity.items()),
-        (*(False for _ in serving.varying()), False, False, False),
-    ))
-    blocks += [Heading(3, "Every load level"),
-               _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load")))]
+    blocks.append(
+        Table(
+            (*(c.capitalize() for c in serving.varying()), "Precision", "SLO", "highest load that meets it"),
+            tuple(
+                (
+                    *(str(v) for v, c in zip(key[:-1], serving.group_columns) if c in serving.varying()),
+                    key[-1],
+                    capacity.limits,
+                    capacity.text,
+                )
+                for key, capacity in serving.capacity.items()
+            ),
+            (*(False for _ in serving.varying()), False, False, False),
+        )
+    )
+    blocks += [
+        Heading(3, "Every load level"),
+        _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load"))),
+    ]
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
-        needed = ", ".join(f"{p} needs {min_samples(float(p[1:]))}" for p in sorted(flagged, key=lambda p: float(p[1:])))
-        blocks.append(Paragraph(
-            f"\\* A percentile marked `*` comes, in at least one row, from fewer requests than it resolves ({needed}): "
-            "it is close to the largest value measured and its interval is wide. Send more requests per level "
-            "(`serve.requests_per_level`) to resolve it."
-        ))
+        needed = ", ".join(
+            f"{p} needs {min_samples(float(p[1:]))}" for p in sorted(flagged, key=lambda p: float(p[1:]))
+        )
+        blocks.append(
+            Paragraph(
+                "\\* A percentile marked `*` comes, in at least one row, "
+                f"from fewer requests than it resolves ({needed}): "
+                "it is close to the largest value measured and its interval is wide. Send more requests per level "
+                "(`serve.requests_per_level`) to resolve it."
+            )
+        )
     if serving.notes:
         blocks.append(Bullets(tuple(serving.notes)))
     return blocks

@@ -56,7 +56,8 @@ def footnote(flagged: dict[str, tuple[float, int]]) -> str | None:
     for q, n in flagged.values():
         by_q[q] = min(n, by_q.get(q, n))
     parts = [
-        f"{_label(q)} from as few as {n} samples (it needs at least {min_samples(q)}: below that no sample lies beyond it, "
+        f"{_label(q)} from as few as {n} samples "
+        f"(it needs at least {min_samples(q)}: below that no sample lies beyond it, "
         "so it is interpolated between the largest ones)"
         for q, n in sorted(by_q.items())
     ]

@@ -13,18 +13,20 @@ from quantbench.errors import JobSkipped
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
-    from quantbench.progress import JobProgress
+    from quantbench.runtime.device import Device
+    from quantbench.runtime.progress import JobProgress
 
 SCENARIOS = ("offline", "serve")
 
 
-def scenario_name(cfg: "DictConfig") -> str:
+def scenario_name(cfg: DictConfig) -> str:
     scenario = cfg.get("scenario")
     return "offline" if scenario is None else str(scenario.name)
 
 
-def measure_scenario(cfg: "DictConfig", device: "Device", job_dir: Path, progress: "JobProgress") -> tuple[dict[str, Any], list[str]]:
+def measure_scenario(
+    cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
+) -> tuple[dict[str, Any], list[str]]:
     """The job's metrics and sample outputs, measured the way `scenario` says, by the job's engine."""
     name = scenario_name(cfg)
     if name == "serve":

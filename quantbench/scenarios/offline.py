@@ -19,7 +19,6 @@ import polars as pl
 from quantbench.atomic import write_parquet_atomic
 from quantbench.engines.offline import Generation, OfflineJob, OfflineRunner
 from quantbench.errors import JobSkipped
-from quantbench.job_setup import JobSetup, prepare_job
 from quantbench.jobdir import ITERATIONS_FILE
 from quantbench.measure.instrumented import run_instrumented
 from quantbench.measure.loop import IterationSample, speed_metrics
@@ -27,39 +26,46 @@ from quantbench.measure.memory import MemoryTracker
 from quantbench.measure.phases import startup_s, without_quantize_s
 from quantbench.measure.timing import DeviceClock, FirstTokenClock
 from quantbench.quality import evaluate_quality, selected_metrics
-from quantbench.threads import set_torch_threads
+from quantbench.runtime.threads import set_torch_threads
+from quantbench.scenarios.setup import JobSetup, prepare_job
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
-    from quantbench.progress import JobProgress
+    from quantbench.runtime.device import Device
+    from quantbench.runtime.progress import JobProgress
 
 
-def measure_offline(cfg: "DictConfig", device: "Device", job_dir: Path, progress: "JobProgress") -> tuple[dict[str, Any], list[str]]:
+def measure_offline(
+    cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
+) -> tuple[dict[str, Any], list[str]]:
     """The job's metrics and sample outputs, measured on the job's engine (engine=auto: the
     precision's own, llama.cpp for GGUF types, else transformers)."""
-    from quantbench import registry
+    from quantbench.config import registry
     from quantbench.engines.base import DEFAULT_ENGINE, check_precision_engine, resolve_engine
 
     if cfg.get("engine") is None:  # a config from before engines existed: the transformers path
         return run_offline(cfg, device, job_dir, progress, registry.engines().get(DEFAULT_ENGINE))
     engine_name, engine = resolve_engine(cfg)
     if not engine.offline:
-        raise JobSkipped(f"engine {engine_name} only serves; use scenario=serve, or engine=auto for the offline measurement")
+        raise JobSkipped(
+            f"engine {engine_name} only serves; use scenario=serve, or engine=auto for the offline measurement"
+        )
     check_precision_engine(cfg, engine_name)
     metrics, outputs = run_offline(cfg, device, job_dir, progress, engine)
     # Every offline row names its engine: a sweep across engines labels its rows "precision · engine".
     return {"engine": engine_name, **metrics}, outputs
 
 
-def run_offline(cfg: "DictConfig", device: "Device", job_dir: Path, progress: "JobProgress", engine: Any) -> tuple[dict[str, Any], list[str]]:
+def run_offline(
+    cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress, engine: Any
+) -> tuple[dict[str, Any], list[str]]:
     """Set up the job, make the engine's runner and measure it."""
     batch_size = int(cfg.batch)
     if batch_size < 1:
         raise JobSkipped(f"batch must be at least 1, got {batch_size}")
     setup = prepare_job(cfg, device, progress)
-    # Set, not only recorded: every engine runs on hardware.threads (quantbench/threads.py).
+    # Set, not only recorded: every engine runs on hardware.threads (quantbench/runtime/threads.py).
     threads = set_torch_threads(cfg.hardware)
     memory = MemoryTracker(device.type, device.index)
     memory.reset()
@@ -84,8 +90,9 @@ def _runner(engine: Any, job: OfflineJob) -> OfflineRunner:
     return make(job)
 
 
-def _measure(runner: OfflineRunner, job: OfflineJob, setup: JobSetup, memory: MemoryTracker, job_dir: Path,
-             progress: "JobProgress") -> tuple[dict[str, Any], list[str]]:
+def _measure(
+    runner: OfflineRunner, job: OfflineJob, setup: JobSetup, memory: MemoryTracker, job_dir: Path, progress: JobProgress
+) -> tuple[dict[str, Any], list[str]]:
     cfg, device = job.cfg, job.device
     clock = DeviceClock(runner.clock_device)
     # The same batch every iteration: each timed iteration does identical work.
@@ -134,7 +141,9 @@ def _measure(runner: OfflineRunner, job: OfflineJob, setup: JobSetup, memory: Me
         **instruments,  # energy_j, energy_per_token_j, ..., telemetry_samples, clocks_throttled
         **run.budget_metrics(),  # budget_cut, budget_cut_reason, warmup_iterations_done
         **memory.peaks(),
-        **runner.facts(timed),  # weight_memory_gb, bits_per_weight, kernel, activation_dtype, the engine's rates and build
+        **runner.facts(
+            timed
+        ),  # weight_memory_gb, bits_per_weight, kernel, activation_dtype, the engine's rates and build
         "load_s": load_s,
         **phases,
         "max_new_tokens": max_new_tokens,

@@ -8,7 +8,7 @@
 Skipped (cannot run here): an engine that is absent or cannot express the precision, bad serve
 settings. Failed (broke while running): a server that exits or never gets healthy (the reason
 quotes its log), an endpoint that cannot be reached, a level whose every request failed. The
-server is stopped on every way out of the job, Ctrl-C included (quantbench.serve.server).
+server is stopped on every way out of the job, Ctrl-C included (quantbench.loadgen.server).
 """
 
 from __future__ import annotations
@@ -19,29 +19,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from quantbench import registry
 from quantbench.backends.base import LoadRequest
+from quantbench.config import registry
 from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
 from quantbench.errors import JobSkipped
+from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
+from quantbench.loadgen.load import Level, LevelRun
+from quantbench.loadgen.summary import level_records_of, summarise, write_requests
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
-from quantbench.serve.driver import ServeFailed, load_plan, run_levels
-from quantbench.serve.load import Level, LevelRun
-from quantbench.serve.summary import level_records_of, summarise, write_requests
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from quantbench.device import Device
     from quantbench.engines.openai import Endpoint
-    from quantbench.progress import JobProgress
-    from quantbench.serve.prompts import Prompt
-    from quantbench.serve.records import RequestRecord
+    from quantbench.loadgen.prompts import Prompt
+    from quantbench.loadgen.records import RequestRecord
+    from quantbench.runtime.device import Device
+    from quantbench.runtime.progress import JobProgress
 
 SAMPLE_OUTPUTS = 4
 
 
-def serve_levels(serve: "DictConfig") -> list[Level]:
+def serve_levels(serve: DictConfig) -> list[Level]:
     """The levels serve.concurrency / serve.request_rate ask for; JobSkipped for settings that cannot run."""
     concurrency = [int(value) for value in serve.concurrency]
     rates = [float(value) for value in serve.request_rate]
@@ -51,7 +51,9 @@ def serve_levels(serve: "DictConfig") -> list[Level]:
             "(closed loop) or a request_rate list (open loop)"
         )
     if serve.requests_per_level is None and serve.duration_s is None:
-        raise JobSkipped("serve.requests_per_level and serve.duration_s are both null: a level would never end; set one")
+        raise JobSkipped(
+            "serve.requests_per_level and serve.duration_s are both null: a level would never end; set one"
+        )
     if serve.requests_per_level is not None and int(serve.requests_per_level) < 1:
         raise JobSkipped(f"serve.requests_per_level must be at least 1, got {serve.requests_per_level}")
     if rates:
@@ -63,16 +65,20 @@ def serve_levels(serve: "DictConfig") -> list[Level]:
     return [Level(index, concurrency=users) for index, users in enumerate(concurrency)]
 
 
-def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: "JobProgress") -> tuple[dict[str, Any], list[str]]:
-    from quantbench.job_setup import prepare_job
-    from quantbench.serve.prompts import build_prompts
+def measure_serve(
+    cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
+) -> tuple[dict[str, Any], list[str]]:
+    from quantbench.loadgen.prompts import build_prompts
+    from quantbench.scenarios.setup import prepare_job
 
     levels = serve_levels(cfg.serve)
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name)
     family_name = registry.families().get(cfg.model.family).name
     if family_name != "decoder":
-        raise JobSkipped(f"scenario=serve sends text prompts to decoder-only language models; family '{family_name}' is not one")
+        raise JobSkipped(
+            f"scenario=serve sends text prompts to decoder-only language models; family '{family_name}' is not one"
+        )
     if engine.starts_server and hasattr(engine, "launch"):
         reason = engine.unavailable_reason(cfg.engine) or engine.unsupported_reason(cfg.precision, device)
         if reason:
@@ -86,7 +92,9 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
     # The server loads the weights, not this process: the backend's own checks do not apply here.
     setup = prepare_job(cfg, device, progress, backend_runs_here=False)
     spec = setup.spec
-    tokenizer = setup.family.load_processor(spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code)
+    tokenizer = setup.family.load_processor(
+        spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
+    )
     prompts = build_prompts(setup.dataset, tokenizer, int(cfg.bench.max_input_tokens), bool(cfg.dataset.chat_template))
     max_tokens = int(cfg.bench.max_new_tokens)
 
@@ -100,12 +108,36 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
     try:
         with telemetry:
             if endpoint is None:
-                metrics |= run_on_server(cfg, engine_name, engine, setup.load_request(cfg, device), job_dir, levels, prompts, runs, progress, telemetry)
+                metrics |= run_on_server(
+                    cfg,
+                    engine_name,
+                    engine,
+                    setup.load_request(cfg, device),
+                    job_dir,
+                    levels,
+                    prompts,
+                    runs,
+                    progress,
+                    telemetry,
+                )
             else:
-                metrics |= {"server_url": endpoint.base_url, "prefix_caching": "unknown (an endpoint quantbench did not start)"}
-                options, found = request_options(endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s))
+                metrics |= {
+                    "server_url": endpoint.base_url,
+                    "prefix_caching": "unknown (an endpoint quantbench did not start)",
+                }
+                options, found = request_options(
+                    endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
+                )
                 metrics |= found
-                run_levels(load_plan(cfg, endpoint, options), levels, prompts, runs, progress, check=None, on_level=telemetry_label(telemetry))
+                run_levels(
+                    load_plan(cfg, endpoint, options),
+                    levels,
+                    prompts,
+                    runs,
+                    progress,
+                    check=None,
+                    on_level=telemetry_label(telemetry),
+                )
     finally:
         records = level_records_of(runs, prompts, max_tokens, tokenizer)
         write_requests(job_dir, records)
@@ -114,8 +146,14 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
     for row, run in zip(level_rows, runs):
         joules = telemetry.energy_between(run.started_at, run.finished_at)
         reason = energy_reason or "the energy counter's samples do not cover this level"
-        row |= energy_metrics(joules, run.duration_s, round(row["output_tokens_per_s"] * run.duration_s), counter, reason)
-    metrics |= energy_metrics(None, 0.0, 0, None, energy_reason) if counter is None else {"energy_source": counter.source, "energy_scope": counter.scope}
+        row |= energy_metrics(
+            joules, run.duration_s, round(row["output_tokens_per_s"] * run.duration_s), counter, reason
+        )
+    metrics |= (
+        energy_metrics(None, 0.0, 0, None, energy_reason)
+        if counter is None
+        else {"energy_source": counter.source, "energy_scope": counter.scope}
+    )
     metrics |= telemetry.summary()
     metrics |= {
         "eos_ignored": every_request_ran_to(max_tokens, records),
@@ -133,15 +171,15 @@ def measure_serve(cfg: "DictConfig", device: "Device", job_dir: Path, progress: 
 
 
 def run_on_server(
-    cfg: "DictConfig",
+    cfg: DictConfig,
     engine_name: str,
     engine: Any,
-    request: "LoadRequest",
+    request: LoadRequest,
     job_dir: Path,
     levels: list[Level],
-    prompts: list["Prompt"],
+    prompts: list[Prompt],
     runs: list[LevelRun],
-    progress: "JobProgress",
+    progress: JobProgress,
     telemetry: TelemetrySampler,
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
@@ -149,19 +187,26 @@ def run_on_server(
     from quantbench.engines.openai import Endpoint
     from quantbench.engines.weights import served_weights
     from quantbench.jobdir import SERVER_LOG_FILE
-    from quantbench.serve.server import LOOPBACK, ServerProcess, free_port
+    from quantbench.loadgen.server import LOOPBACK, ServerProcess, free_port
 
     device, spec = request.device, request.model
     weights, weight_facts = served_weights(request, registry.backends().get(cfg.precision.backend))
-    from quantbench.threads import job_threads
+    from quantbench.runtime.threads import job_threads
 
     port = free_port()
     # The server's CPU threads: hardware.threads, as offline jobs use (torch's through OMP_NUM_THREADS).
     threads = None if device.is_cuda else job_threads(cfg.hardware)
     launch = engine.launch(
         ServerRequest(
-            weights=str(weights), precision=cfg.precision, engine=cfg.engine, device=device, host=LOOPBACK,
-            port=port, seed=int(cfg.bench.seed), trust_remote_code=bool(spec.config.trust_remote_code), threads=threads,
+            weights=str(weights),
+            precision=cfg.precision,
+            engine=cfg.engine,
+            device=device,
+            host=LOOPBACK,
+            port=port,
+            seed=int(cfg.bench.seed),
+            trust_remote_code=bool(spec.config.trust_remote_code),
+            threads=threads,
         )
     )
     metrics: dict[str, Any] = weight_facts | {
@@ -178,30 +223,52 @@ def run_on_server(
     with ServerProcess(launch.command, job_dir / SERVER_LOG_FILE, environment, launch.memory_setting) as server:
         if server.process is not None:
             telemetry.watch(server.process.pid)  # its CPU time and memory, not this client's
-        with progress.long_step(f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"):
-            metrics["server_startup_s"] = server.wait_healthy(f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s))
+        with progress.long_step(
+            f"starting {engine_name} for {cfg.model.name} {cfg.precision.name} (log: {SERVER_LOG_FILE})"
+        ):
+            metrics["server_startup_s"] = server.wait_healthy(
+                f"http://{LOOPBACK}:{port}{launch.health_path}", float(cfg.serve.startup_timeout_s)
+            )
         served = Endpoint(base_url=f"http://{LOOPBACK}:{port}", model=launch.model_name)
         with progress.long_step(f"probing what {engine_name} accepts"):
-            options, found = request_options(served, prompts[0], engine.request_options, int(cfg.bench.max_new_tokens),
-                                             float(cfg.serve.request_timeout_s))
+            options, found = request_options(
+                served,
+                prompts[0],
+                engine.request_options,
+                int(cfg.bench.max_new_tokens),
+                float(cfg.serve.request_timeout_s),
+            )
         metrics |= found
-        run_levels(load_plan(cfg, served, options), levels, prompts, runs, progress, check=server.check_running,
-                   on_level=telemetry_label(telemetry))
+        run_levels(
+            load_plan(cfg, served, options),
+            levels,
+            prompts,
+            runs,
+            progress,
+            check=server.check_running,
+            on_level=telemetry_label(telemetry),
+        )
     return metrics
 
 
 def request_options(
-    endpoint: "Endpoint", prompt: "Prompt", engine_options: Callable[[int], dict[str, Any]], max_tokens: int, timeout_s: float
+    endpoint: Endpoint,
+    prompt: Prompt,
+    engine_options: Callable[[int], dict[str, Any]],
+    max_tokens: int,
+    timeout_s: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the optional fields every request sends, what the probe found): the server is asked with
     tiny requests which of usage in the stream, the engine's fields and engine.extra_body it takes."""
-    from quantbench.serve.capabilities import PROBE_MAX_TOKENS, offered_fields, probe_capabilities
+    from quantbench.loadgen.capabilities import PROBE_MAX_TOKENS, offered_fields, probe_capabilities
 
-    found = probe_capabilities(endpoint, prompt, offered_fields(engine_options(PROBE_MAX_TOKENS), endpoint.extra_body), timeout_s)
+    found = probe_capabilities(
+        endpoint, prompt, offered_fields(engine_options(PROBE_MAX_TOKENS), endpoint.extra_body), timeout_s
+    )
     return found.options(offered_fields(engine_options(max_tokens), endpoint.extra_body)), found.metrics()
 
 
-def every_request_ran_to(max_tokens: int, records: list[list["RequestRecord"]]) -> bool:
+def every_request_ran_to(max_tokens: int, records: list[list[RequestRecord]]) -> bool:
     """What the responses show: every successful request ended for its length, at max_tokens tokens
     (the end of sequence was held back, whichever field or setting did it)."""
     ok = [record for level in records for record in level if record.ok]
@@ -217,12 +284,12 @@ def telemetry_label(telemetry: TelemetrySampler):
     return label
 
 
-def probe_endpoint(endpoint: "Endpoint") -> "Endpoint":
+def probe_endpoint(endpoint: Endpoint) -> Endpoint:
     """GET /v1/models: ServeFailed naming a refused or unreachable connection; the endpoint, with
     the served model's name where engine.model left it open."""
     import aiohttp
 
-    from quantbench.serve.client import describe_transport_error, get_json
+    from quantbench.loadgen.client import describe_transport_error, get_json
 
     url = f"{endpoint.base_url}/v1/models"
     try:

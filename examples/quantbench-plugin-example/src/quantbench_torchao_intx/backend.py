@@ -41,7 +41,9 @@ def intx_config(settings: IntxSettings) -> Any:
             f"torchao-intx quantizes weights to 1 to 7 bits, not {settings.bits}; "
             "set precision.bits to one of those (8 bits: precision=torchao-int8wo)"
         )
-    return IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{settings.bits}"), granularity=PerGroup(settings.group_size))
+    return IntxWeightOnlyConfig(
+        weight_dtype=getattr(torch, f"int{settings.bits}"), granularity=PerGroup(settings.group_size)
+    )
 
 
 class IntxBackend(QuantizerConfigBackend):

@@ -1,0 +1,53 @@
+"""The `engine` group's schemas (conf/engine/): who runs the model, a server quantbench starts, or
+an endpoint that is already running."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class EngineConfig:
+    """Who runs the model: a name in the quantbench.engines entry-point group, or `auto` (the
+    precision's own engine: its `engine` key where it has one, else transformers)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class ServerEngineConfig(EngineConfig):
+    """An engine whose server quantbench starts for each serving job, on a free port of 127.0.0.1."""
+
+    # The executable (a path, or a command line such as `python my_server.py`); null: the engine's
+    # own (e.g. `vllm` on PATH), so an engine may live in its own virtual environment.
+    command: Optional[str] = None
+    args: List[str] = field(default_factory=list)  # appended to the command line quantbench builds
+    # Reuse of cached prompt prefixes across requests; null: the engine's default (recorded as such).
+    prefix_caching: Optional[bool] = None
+
+
+@dataclass
+class TransformersEngineConfig(ServerEngineConfig):
+    """`transformers serve`: continuous batching reserves this share of the device's memory for its
+    KV cache at start (`--cb-max-memory-percent`, a fraction). transformers' own default (0.6 of
+    RAM on a CPU, 0.9 of a GPU) leaves no room for a second server or sweep on the same machine;
+    null: the server's default."""
+
+    kv_cache_memory_fraction: Optional[float] = 0.2
+
+
+@dataclass
+class EndpointEngineConfig(EngineConfig):
+    """An OpenAI-compatible server that is already running (TGI, SGLang, llama-server, a remote
+    deployment): quantbench sends its load to `url` and starts nothing."""
+
+    url: Optional[str] = None  # where /v1/... lives, e.g. http://127.0.0.1:8000
+    # The NAME of the environment variable holding the API key; the key itself is never in a config.
+    api_key_env: Optional[str] = None
+    model: Optional[str] = None  # the served model's name; null: the first one GET /v1/models lists
+    # Offered with every request body as it is, any keys (e.g. {ignore_eos: true} for a vLLM
+    # endpoint); a field the server refuses is dropped at the start probe and recorded.
+    extra_body: Dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,34 @@
+"""The names of the files in a job directory: the one place that spells them; every other module,
+in quantbench.jobdir too, imports the name.
+
+    result.json                    RESULT_FILE: status, reason, identity, config, environment, metrics
+    iterations.parquet             ITERATIONS_FILE: one row per timed iteration
+    pubmedqa_predictions.parquet   PREDICTIONS_FILE: one row per PubMedQA question
+    requests.parquet               REQUESTS_FILE: one row per request of a serving scenario
+    telemetry.parquet              TELEMETRY_FILE: power and clock samples over the timed phase
+    job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
+    traceback.txt                  TRACEBACK_FILE: the traceback of a job that failed
+    server.log                     SERVER_LOG_FILE: the output of the server a serving job started
+    result.superseded-<time>.json  an ok result a re-run replaced (and its other measurement files)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULT_FILE = "result.json"
+ITERATIONS_FILE = "iterations.parquet"
+PREDICTIONS_FILE = "pubmedqa_predictions.parquet"
+REQUESTS_FILE = "requests.parquet"
+TELEMETRY_FILE = "telemetry.parquet"
+JOB_CONFIG_FILE = "job.yaml"
+TRACEBACK_FILE = "traceback.txt"
+SERVER_LOG_FILE = "server.log"
+# What a run measured: set aside together when an ok result is replaced, removed together otherwise.
+MEASUREMENT_FILES = (RESULT_FILE, ITERATIONS_FILE, PREDICTIONS_FILE, REQUESTS_FILE, TELEMETRY_FILE)
+SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
+
+
+def superseded_name(name: str, stamp: str) -> str:
+    path = Path(name)
+    return f"{path.stem}{SUPERSEDED_MARK}{stamp}{path.suffix}"

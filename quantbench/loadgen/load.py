@@ -1,0 +1,143 @@
+"""Load levels: closed loop (N users) or open loop (Poisson arrivals at a rate), with warm-up.
+
+Closed loop: each simulated user sends its next request when its previous one ends. Open loop:
+requests are sent at seeded exponential gaps whatever the server's state, so a server slower than
+the rate builds a queue, as under real traffic. A level stops sending after `requests` requests or
+`duration_s` seconds (whichever comes first) and waits for the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
+
+from quantbench.loadgen.client import Exchange
+
+if TYPE_CHECKING:
+    from quantbench.loadgen.prompts import Prompt
+
+Send = Callable[["Prompt"], Awaitable[Exchange]]
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int
+    concurrency: int | None = None  # closed loop
+    request_rate: float | None = None  # open loop, requests per second
+
+    @property
+    def label(self) -> str:
+        return f"{self.concurrency} users" if self.concurrency is not None else f"{self.request_rate:g} req/s"
+
+
+@dataclass
+class LevelRun:
+    level: Level
+    started_at: float  # perf_counter seconds when the first measured request was sent
+    finished_at: float  # when the last one ended
+    exchanges: list[Exchange] = field(default_factory=list)
+    warmup_failed: int = 0
+    warmup_error: str | None = None
+    prompts_repeated: bool = False  # more requests than the dataset has prompts
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.finished_at - self.started_at, 1e-9)
+
+
+class Budget:
+    """When a level stops sending: after `requests` requests or `duration_s` seconds."""
+
+    def __init__(self, requests: int | None, duration_s: float | None):
+        self.requests, self.duration_s = requests, duration_s
+        self.sent = 0
+        self.started = time.perf_counter()
+
+    def take(self) -> bool:
+        if self.requests is not None and self.sent >= self.requests:
+            return False
+        if self.duration_s is not None and time.perf_counter() - self.started >= self.duration_s:
+            return False
+        self.sent += 1
+        return True
+
+
+async def closed_loop(send: Send, prompts: Iterator[Prompt], users: int, budget: Budget) -> list[Exchange]:
+    exchanges: list[Exchange] = []
+
+    async def user() -> None:
+        while budget.take():
+            exchanges.append(await send(next(prompts)))
+
+    await asyncio.gather(*(user() for _ in range(users)))
+    return exchanges
+
+
+def poisson_gaps_s(rate: float, seed: int, level: int) -> Iterator[float]:
+    """Seeded exponential inter-arrival times of a Poisson process with `rate` per second."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, level])
+    while True:
+        yield float(rng.exponential(1.0 / rate))
+
+
+async def open_loop(send: Send, prompts: Iterator[Prompt], gaps_s: Iterator[float], budget: Budget) -> list[Exchange]:
+    tasks: list[asyncio.Task] = []
+    due = time.perf_counter()
+    try:
+        while True:
+            due += next(gaps_s)
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            if not budget.take():
+                break
+            tasks.append(asyncio.ensure_future(send(next(prompts))))
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # only those still running: an interrupted level leaves nothing behind
+
+
+async def run_level(
+    level: Level,
+    send: Send,
+    measured: Iterator[Prompt],
+    warmup: list[Prompt],
+    budget_of: Callable[[], Budget],
+    gaps_s: Iterator[float] | None,
+    tick: Callable[[int], Any] | None = None,
+) -> LevelRun:
+    """Warm up at the level's own concurrency (open loop: one at a time), then measure."""
+    users = level.concurrency or 1
+    warm = await closed_loop(send, iter(warmup), users, Budget(len(warmup), None))
+    failed = [exchange for exchange in warm if exchange.error]
+
+    def counted(prompt: Prompt) -> Awaitable[Exchange]:
+        async def sent() -> Exchange:
+            exchange = await send(prompt)
+            if tick is not None:
+                tick(1)
+            return exchange
+
+        return sent()
+
+    budget = budget_of()
+    started = time.perf_counter()
+    if level.concurrency is not None:
+        exchanges = await closed_loop(counted, measured, level.concurrency, budget)
+    else:
+        assert gaps_s is not None
+        exchanges = await open_loop(counted, measured, gaps_s, budget)
+    finished = max([started, *(exchange.finished_at or started for exchange in exchanges)])
+    started = min([finished, *(exchange.sent_at for exchange in exchanges)])
+    exchanges.sort(key=lambda exchange: exchange.sent_at)
+    return LevelRun(
+        level=level,
+        started_at=started,
+        finished_at=finished,
+        exchanges=exchanges,
+        warmup_failed=len(failed),
+        warmup_error=failed[0].error if failed else None,
+    )

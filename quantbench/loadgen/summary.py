@@ -1,0 +1,72 @@
+"""A serving job's results: `requests.parquet` (every request) and one summary per level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from quantbench.loadgen.load import LevelRun
+    from quantbench.loadgen.prompts import Prompt
+    from quantbench.loadgen.records import RequestRecord
+
+
+def level_records_of(
+    runs: list[LevelRun], prompts: list[Prompt], max_tokens: int, tokenizer: Any
+) -> list[list[RequestRecord]]:
+    from quantbench.loadgen.prompts import count_output_tokens
+    from quantbench.loadgen.records import level_records
+
+    by_id = {prompt.id: prompt for prompt in prompts}
+    return [level_records(run, by_id, max_tokens, lambda text: count_output_tokens(tokenizer, text)) for run in runs]
+
+
+def write_requests(job_dir: Path, records: list[list[RequestRecord]]) -> None:
+    from quantbench.atomic import write_parquet_atomic
+    from quantbench.jobdir import REQUESTS_FILE
+    from quantbench.loadgen.records import records_frame
+
+    if records:
+        write_parquet_atomic(
+            Path(job_dir) / REQUESTS_FILE, records_frame([record for level in records for record in level])
+        )
+
+
+def summarise(cfg: DictConfig, runs: list[LevelRun], records: list[list[RequestRecord]]) -> list[dict[str, Any]]:
+    """One summary per level: its load, then every statistic of quantbench.loadgen.metrics."""
+    from omegaconf import OmegaConf
+
+    from quantbench.loadgen.metrics import level_summary
+
+    slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
+    rows = []
+    for run, level_records in zip(runs, records):
+        level = run.level
+        rows.append(
+            {
+                "level": level.index,
+                "concurrency": level.concurrency,
+                "request_rate": level.request_rate,
+                **level_summary(level_records, run.duration_s, slo, seed=int(cfg.bench.seed) + level.index),
+                "warmup_failed_requests": run.warmup_failed,
+                "prompts_repeated": run.prompts_repeated,
+            }
+        )
+    return rows
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The job's log line: each level's throughput and latency."""
+    parts = []
+    for level in metrics.get("levels", []):
+        load = f"c={level['concurrency']}" if level["concurrency"] is not None else f"rate={level['request_rate']:g}/s"
+        e2e = level.get("e2e_p50_ms")
+        parts.append(
+            f"{load}: {level['request_throughput_per_s']:.2f} req/s, {level['output_tokens_per_s']:.1f} tok/s, "
+            f"E2E p50 {e2e:.0f} ms, {level['n_failed_requests']}/{level['n_requests']} failed"
+            if e2e is not None
+            else f"{load}: {level['n_failed_requests']}/{level['n_requests']} failed"
+        )
+    return f"{metrics.get('engine')} serve: " + "; ".join(parts)

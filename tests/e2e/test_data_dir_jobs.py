@@ -1,0 +1,48 @@
+"""quality.data_dir in real jobs: the same perplexity from the repository root and from any other
+directory, and a file missing offline is one line naming the path and the variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support import ROOT
+
+QUALITY = [
+    "model=tiny-llama",
+    "precision=fp32",
+    "bench=quick",
+    "quality=[ppl]",
+    "quality.context_tokens=64",
+    "quality.stride=48",
+    "quality.max_tokens=300",
+]
+
+
+def only_result(run_dir: Path) -> dict:
+    [result] = run_dir.rglob("result.json")
+    return json.loads(result.read_text())
+
+
+def test_the_same_perplexity_from_the_repository_and_from_elsewhere(run_quantbench, tmp_path, monkeypatch, shared_data):
+    monkeypatch.setenv("QUANTBENCH_DATA", str(shared_data))
+    monkeypatch.chdir(ROOT)
+    at_root = only_result(run_quantbench(QUALITY, tmp_path / "root"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    away = only_result(run_quantbench(QUALITY, tmp_path / "away"))
+    assert at_root["status"] == away["status"] == "ok", (at_root["reason"], away["reason"])
+    assert away["metrics"]["ppl"] == at_root["metrics"]["ppl"] and away["metrics"]["ppl_n_tokens"] == 299
+
+
+def test_a_missing_file_offline_is_one_line_naming_the_path_and_the_variable(run_quantbench, tmp_path, monkeypatch):
+    monkeypatch.delenv("QUANTBENCH_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a user whose data folder is empty
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    result = only_result(run_quantbench(["-m", *QUALITY], tmp_path / "out"))  # a sweep: the failed row, exit 0
+    assert result["status"] == "failed"
+    reason = result["reason"]
+    expected = tmp_path / "home" / ".cache" / "quantbench" / "data" / "wikitext-2" / "test.txt"
+    assert "\n" not in reason and str(expected) in reason and "QUANTBENCH_DATA" in reason and "HF_HUB_OFFLINE" in reason

@@ -1,0 +1,188 @@
+"""A stand-in OpenAI-compatible streaming server for the serving tests (and any engine.command).
+
+Accepts the command lines quantbench's engines build (`<exe> serve MODEL --host H --port P ...`,
+unknown options ignored) and serves /health, /v1/models, /v1/chat/completions and /v1/completions,
+streaming one chunk per token. `--standin-*` options (given through engine.args) misbehave on
+purpose:
+
+    --standin-delay-ms MS        between chunks (default 2)
+    --standin-crash-after N      exit (code 3) when the N+1-th generation request arrives
+    --standin-never-healthy      /health answers 503 forever
+    --standin-fail-every K       every K-th generation request gets HTTP 500
+    --standin-no-usage           no usage in the stream (the client counts tokens itself)
+    --standin-usage WHEN         always (default; transformers serve before 5.25), on-request (only
+                                 with stream_options.include_usage, as 5.25 and vLLM), never
+    --standin-refuse FIELD       answer HTTP 422 to a request with this body field (repeatable),
+                                 as transformers serve does for ignore_eos
+    --standin-eos-after N        end with finish_reason stop after N tokens, unless the request
+                                 holds the end of sequence back (ignore_eos, min_tokens, generation_config)
+    --standin-api-key-env VAR    require `Authorization: Bearer $VAR`
+    --standin-record FILE        write this process's argv (JSON) to FILE
+    --standin-kill-self          SIGKILL itself at start, as the kernel's out-of-memory killer would
+    --standin-replay PREFIX      answer chat requests with a transcript recorded from a real server:
+                                 PREFIX_chat_ignore_eos.txt for a request with ignore_eos,
+                                 PREFIX_chat_stream_options.txt with stream_options, else
+                                 PREFIX_chat_plain.txt (first line "HTTP <status>", then the body)
+
+    python tests/support/serve_standin.py serve /some/model --host 127.0.0.1 --port 8123
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("subcommand", nargs="?")
+    parser.add_argument("model", nargs="?", default="standin")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--served-model-name", default=None)
+    parser.add_argument("--standin-delay-ms", type=float, default=2.0)
+    parser.add_argument("--standin-crash-after", type=int, default=None)
+    parser.add_argument("--standin-never-healthy", action="store_true")
+    parser.add_argument("--standin-fail-every", type=int, default=None)
+    parser.add_argument("--standin-no-usage", action="store_true")
+    parser.add_argument("--standin-usage", choices=("always", "on-request", "never"), default="always")
+    parser.add_argument("--standin-refuse", action="append", default=[])
+    parser.add_argument("--standin-eos-after", type=int, default=None)
+    parser.add_argument("--standin-api-key-env", default=None)
+    parser.add_argument("--standin-record", default=None)
+    parser.add_argument("--standin-kill-self", action="store_true")
+    parser.add_argument("--standin-replay", default=None)
+    options, _unknown = parser.parse_known_args(argv)
+    return options
+
+
+def make_app(options: argparse.Namespace):
+    state = {"requests": 0}
+    model_name = options.served_model_name or options.model
+    api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
+
+    async def respond(send, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def read_body(receive) -> dict:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return json.loads(b"".join(chunks) or b"{}")
+
+    async def replay(send, body: dict) -> None:
+        kind = "ignore_eos" if "ignore_eos" in body else "stream_options" if "stream_options" in body else "plain"
+        with open(f"{options.standin_replay}_chat_{kind}.txt") as handle:
+            status_line, _, recorded = handle.read().partition("\n")
+        status = int(status_line.split()[1])
+        kind_of_body = b"text/event-stream" if status == 200 else b"application/json"
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", kind_of_body)]})
+        await send({"type": "http.response.body", "body": recorded.encode()})
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        headers = dict(scope["headers"])
+        if (
+            api_key is not None
+            and path.startswith("/v1")
+            and headers.get(b"authorization") != f"Bearer {api_key}".encode()
+        ):
+            return await respond(send, 401, {"error": {"message": "invalid API key"}})
+        if path == "/health":
+            return await respond(send, 503 if options.standin_never_healthy else 200, {"status": "ok"})
+        if path == "/v1/models":
+            return await respond(send, 200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
+        if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
+            return await respond(send, 404, {"error": {"message": f"no route {method} {path}"}})
+        body = await read_body(receive)
+        state["requests"] += 1
+        if options.standin_crash_after is not None and state["requests"] > options.standin_crash_after:
+            print(f"standin: crashing on request {state['requests']} (--standin-crash-after)", flush=True)
+            os._exit(3)
+        if options.standin_fail_every and state["requests"] % options.standin_fail_every == 0:
+            return await respond(
+                send, 500, {"error": {"message": f"standin: request {state['requests']} fails on purpose"}}
+            )
+        if options.standin_replay:
+            return await replay(send, body)
+        refused = [name for name in options.standin_refuse if name in body]
+        if refused:  # the shape of FastAPI's validation error
+            detail = [
+                {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted"}
+                for name in refused
+            ]
+            return await respond(send, 422, {"detail": detail})
+        chat = path.endswith("chat/completions")
+        max_tokens = int(body.get("max_tokens") or 16)
+        eos_held = body.get("ignore_eos") or body.get("min_tokens") or "generation_config" in body
+        generated = (
+            max_tokens if options.standin_eos_after is None or eos_held else min(max_tokens, options.standin_eos_after)
+        )
+        usage = options.standin_usage
+        if options.standin_no_usage or (
+            usage == "on-request" and not (body.get("stream_options") or {}).get("include_usage")
+        ):
+            usage = "never"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+
+        async def event(payload: dict) -> None:
+            await send(
+                {"type": "http.response.body", "body": f"data: {json.dumps(payload)}\n\n".encode(), "more_body": True}
+            )
+
+        base = {
+            "id": f"standin-{state['requests']}",
+            "model": model_name,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+        }
+        if chat:
+            await event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+        for index in range(generated):
+            await asyncio.sleep(options.standin_delay_ms / 1000)
+            text = f" tok{index}"
+            choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+            await event({**base, "choices": [choice]})
+        reason = "length" if generated == max_tokens else "stop"
+        final = {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {}, "finish_reason": reason}
+                if chat
+                else {"index": 0, "text": "", "finish_reason": reason}
+            ],
+        }
+        if usage != "never":
+            final["usage"] = {"prompt_tokens": 7, "completion_tokens": generated, "total_tokens": 7 + generated}
+        await event(final)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    options = parse(sys.argv[1:] if argv is None else argv)
+    print(f"standin pid {os.getpid()}", flush=True)
+    if options.standin_record:
+        with open(options.standin_record, "w") as handle:
+            json.dump(sys.argv, handle)
+    if options.standin_kill_self:
+        os.kill(os.getpid(), signal.SIGKILL)
+    uvicorn.run(make_app(options), host=options.host, port=options.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
