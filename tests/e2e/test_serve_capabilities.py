@@ -5,23 +5,13 @@ server killed for memory named as such (the probe itself: tests/loadgen/test_cap
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from support import STANDIN
+from support import STANDIN_SERVE
 
-BASE = [
-    "scenario=serve",
-    "engine=transformers",
-    "model=tiny-llama",
-    "precision=fp32",
-    f"engine.command={sys.executable} {STANDIN}",
-    "bench.max_new_tokens=4",
-    "serve.requests_per_level=4",
-    "serve.concurrency=[2]",
-]
+BASE = [*STANDIN_SERVE, "serve.requests_per_level=4", "serve.concurrency=[2]"]
 
 
 def only_job(sweep: Path) -> tuple[dict, pl.DataFrame]:

@@ -14,16 +14,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from support import ROOT, STANDIN
+from support import ROOT, STANDIN, STANDIN_SERVE
 
-BASE = [
-    "scenario=serve",
-    "engine=transformers",
-    "model=tiny-llama",
-    "precision=fp32",
-    f"engine.command={sys.executable} {STANDIN}",
-    "bench.max_new_tokens=4",
-]
+BASE = STANDIN_SERVE
 
 
 def job_dirs(sweep: Path) -> list[Path]:

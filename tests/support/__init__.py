@@ -6,6 +6,7 @@ imports `support.<module>`; an isolated job's child process inherits the parent'
 a `python -m quantbench` the tests start needs TESTS on its PYTHONPATH to import a plugin here.
 """
 
+import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent  # the directory that holds `support`
@@ -15,3 +16,13 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # the data files beside the check
 STANDIN = Path(__file__).resolve().parent / "serve_standin.py"  # the stand-in server, started as a script
 # tiny-llama's KV cache per token in float32: K and V x layers x KV heads x head size x 4 bytes
 TINY_LLAMA_KV_BYTES_FP32 = 2 * 2 * 2 * (128 // 4) * 4
+# A serving job on tiny-llama against the stand-in, started through engine.command as a real
+# engine's executable would be: what every serving sweep of the tests starts from.
+STANDIN_SERVE = [
+    "scenario=serve",
+    "engine=transformers",
+    "model=tiny-llama",
+    "precision=fp32",
+    f"engine.command={sys.executable} {STANDIN}",
+    "bench.max_new_tokens=4",
+]
