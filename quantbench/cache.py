@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -102,6 +103,19 @@ class CacheRecipe:
 
     def entry_name(self) -> str:
         return f"{self.label()}-{self.key}"
+
+
+@dataclass(frozen=True)
+class ModelRecipe(CacheRecipe):
+    """An artefact made from one model's weights (a quantized checkpoint, a GGUF file, an importance
+    matrix): its key hashes them by fingerprint and revision, beside what the kind adds."""
+
+    model_name: str
+    model_fingerprint: str
+    revision: str | None
+
+    def model_payload(self) -> dict[str, Any]:
+        return {"model": self.model_fingerprint, "revision": self.revision}
 
 
 def entry_path(cache_dir: Path, recipe: CacheRecipe) -> Path:

@@ -31,12 +31,33 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     QUANTBENCH_TEST_CACHE reuses a cache across runs while developing; CI starts empty.
     """
     path = Path(os.environ.get("QUANTBENCH_TEST_CACHE") or tmp_path_factory.mktemp("quantbench-cache"))
+    _link_engine_installations(path)
     os.environ["QUANTBENCH_CACHE"] = str(path)
     # A child process per job costs ~10 s on 2 cores (interpreter, torch and transformers again);
     # the suite runs ~40 jobs in-process. Tests of isolation itself ask for it explicitly.
     os.environ.setdefault("QUANTBENCH_ISOLATION", "none")
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")  # gptqmodel's loader refuses fewer than 2
     return path
+
+
+def _link_engine_installations(test_cache: Path) -> None:
+    """The engines made by `quantbench engines install` (vLLM's environment, llama.cpp's tools: minutes
+    to make) live in the user's cache, which the tests replace with their own: each one installed
+    there is linked into the test cache at the same place, so the tests that need it find it."""
+    from quantbench.cli.cache import default_cache_dir
+    from quantbench.cli.engines import INSTALLS, installation
+
+    user_cache = default_cache_dir()  # QUANTBENCH_CACHE as the user set it, before the tests replace it
+    if user_cache.resolve() == test_cache.resolve():
+        return
+    for name in INSTALLS:
+        entry = installation(name).installed(user_cache)
+        if entry is None:
+            continue
+        link = test_cache / entry.relative_to(user_cache)
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(entry, target_is_directory=True)
 
 
 @pytest.fixture(scope="session")

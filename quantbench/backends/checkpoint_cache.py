@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from quantbench.cache import MANIFEST_FILE, CacheRecipe, read_manifest
+from quantbench.cache import MANIFEST_FILE, ModelRecipe, read_manifest
 
 QUANTIZED_DIR = "quantized"
 # Bump when the way a checkpoint is built changes, so old entries are not reused.
@@ -23,14 +23,11 @@ CHECKPOINT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class CheckpointRecipe(CacheRecipe):
+class CheckpointRecipe(ModelRecipe):
     """Everything a quantized checkpoint is a function of."""
 
     kind: ClassVar[str] = QUANTIZED_DIR
 
-    model_name: str
-    model_fingerprint: str
-    revision: str | None
     method: str  # gptq | awq | autoround
     bits: int
     group_size: int
@@ -42,8 +39,7 @@ class CheckpointRecipe(CacheRecipe):
     def key_payload(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT_VERSION,
-            "model": self.model_fingerprint,
-            "revision": self.revision,
+            **self.model_payload(),
             "method": self.method,
             "bits": self.bits,
             "group_size": self.group_size,

@@ -4,24 +4,34 @@ Loading a GGUF precision means: the model's checkpoint converted once to f32 by 
 converter, quantized once to the type by llama.cpp's quantizer (both cached, quantbench/gguf/store.py),
 and the file described (tensor types, bits per weight). The model itself is run by the llama.cpp
 engine (quantbench/engines/llama_cpp.py), which opens the file with the job's threads.
+
+An importance-matrix type (`precision=gguf-iq4_xs`, ...) also needs llama.cpp's built tools
+(llama-imatrix, llama-quantize; `quantbench engines install llama.cpp`) and calibration text: the
+token windows gptq and awq calibrate on (quantbench/backends/calibration.py, the same settings and
+defaults), from which the importance matrix is computed once (quantbench/gguf/imatrix.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
 
 from quantbench.backends.base import LoadedModel, LoadRequest
+from quantbench.errors import JobSkipped
 from quantbench.gguf.binding import unavailable_reason
 from quantbench.runtime.threads import job_threads
 
 if TYPE_CHECKING:
     from quantbench.families.base import ModelFamily
+    from quantbench.gguf.imatrix import CalibrationText
     from quantbench.models.source import ModelSpec
     from quantbench.runtime.device import Device
 
 ENGINE = "llama.cpp"
+IMATRIX_TOOLS = ("llama-imatrix", "llama-quantize")
 
 
 @dataclass(frozen=True)
@@ -55,20 +65,29 @@ class GgufBackend:
         return None
 
     def load(self, request: LoadRequest) -> LoadedModel:
-        from quantbench.gguf.files import describe_file
         from quantbench.gguf.store import gguf_file
-        from quantbench.gguf.types import check_file_type
+        from quantbench.gguf.tools import ToolsUnavailable, tool_path
+        from quantbench.gguf.types import check_file_type, needs_importance_matrix
 
         file_type = check_file_type(str(request.precision.type))
         spec = request.model
         threads = job_threads({})
-        path, built = gguf_file(spec, file_type, request.cache_dir, threads)
         processor = request.family.load_processor(
             spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
         )
+        calibration = None
+        if needs_importance_matrix(file_type):
+            calibration = calibration_text(request.precision, processor)
+            try:
+                for tool in IMATRIX_TOOLS:  # both, before anything is computed
+                    tool_path(request.cache_dir, tool)
+            except ToolsUnavailable as error:
+                raise JobSkipped(
+                    f"GGUF type {file_type} is made by llama.cpp's llama-imatrix and llama-quantize: {error}"
+                ) from None
+        path, built = gguf_file(spec, file_type, request.cache_dir, threads, calibration)
         metrics = {
-            **built,
-            **describe_file(path),
+            **built,  # with what the file holds: bits_per_weight, tensor_types (quantbench/gguf/files.py)
             "gguf_type": file_type,
             # What runs the linear layers: llama.cpp's ggml matmuls on the file's block types.
             "kernel": f"llama.cpp ggml {file_type}",
@@ -76,3 +95,37 @@ class GgufBackend:
             "checkpoint": path.parent.name,
         }
         return LoadedModel(model=GgufModel(path, file_type), processor=processor, metrics=metrics)
+
+
+def calibration_text(precision: DictConfig, tokenizer: Any) -> CalibrationText:
+    """The importance matrix's text: gptq's and awq's calibration windows for these settings, computed
+    only when the matrix is not cached, and the tokenizer's decoding of a window."""
+    from quantbench.backends.calibration import calibration_source, calibration_texts, calibration_windows
+    from quantbench.gguf.imatrix import CalibrationText
+
+    calibration = precision.get("calibration")
+    if calibration is None:
+        raise JobSkipped(
+            f"precision '{precision.name}' is an importance-matrix GGUF type but has no `calibration` settings; "
+            "base it on base_gguf_imatrix (as conf/precision/gguf-iq4_xs.yaml does)"
+        )
+    settings = {
+        "source": calibration_source(calibration),
+        "n_samples": int(calibration.n_samples),
+        "seq_len": int(calibration.seq_len),
+        "seed": int(calibration.seed),
+    }
+
+    def windows() -> list[list[int]]:
+        return calibration_windows(
+            calibration_texts(settings["source"]),
+            tokenizer,
+            settings["n_samples"],
+            settings["seq_len"],
+            settings["seed"],
+        )
+
+    def decode(window: list[int]) -> str:
+        return tokenizer.decode(window, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    return CalibrationText(settings, windows, decode)

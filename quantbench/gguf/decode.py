@@ -10,7 +10,27 @@ step feeds every sequence its last token in one call. Batch 1 takes the same pat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
+
+
+class GgufModel:
+    """A GGUF file's weights opened by llama.cpp (`llama_model_load_from_file`), with no context of its
+    own: each `BatchDecoder` makes the one it needs. (`Llama` would open a context and KV cache
+    beside the model, memory the timed decoder never uses.)"""
+
+    def __init__(self, llama_cpp: Any, path: Path, *, gpu: bool):
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = -1 if gpu else 0
+        self._llama_cpp = llama_cpp
+        self.pointer = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.pointer:
+            raise RuntimeError(f"llama.cpp could not load the GGUF file {path}")
+
+    def close(self) -> None:
+        if self.pointer:
+            self._llama_cpp.llama_model_free(self.pointer)
+            self.pointer = None
 
 
 @dataclass(frozen=True)
@@ -31,7 +51,8 @@ class DecodeShape:
 
 
 class BatchDecoder:
-    """A llama.cpp context on an opened model (`Llama.model`) for `shape.n_seq` sequences, with greedy decoding."""
+    """A llama.cpp context on an opened model (`GgufModel.pointer`, or `Llama.model`) for `shape.n_seq`
+    sequences, with greedy decoding."""
 
     def __init__(self, llama_cpp: Any, model: Any, shape: DecodeShape, *, threads: int):
         params = llama_cpp.llama_context_default_params()

@@ -14,6 +14,9 @@ from typing import Any
 
 from quantbench.measure.weight_bits import in_block
 
+# The cache's directory of GGUF files and of the importance matrices they are made with
+# (gguf/store.py, gguf/imatrix.py; `quantbench cache list` reads it by this name).
+GGUF_DIR = "gguf"
 # 2-D weights inside a block: attention projections and the MLP (blk.N.attn_q.weight, blk.N.ffn_down.weight, ...).
 LINEAR_SUFFIX = ".weight"
 

@@ -1,8 +1,10 @@
 """The GGUF file types quantbench can ask llama.cpp's quantizer for, by their lower-case names.
 
-Each maps to the binding's `LLAMA_FTYPE_*` constant (looked up at run time, so a type a newer
-llama.cpp adds only needs a line here). Types marked as needing an importance matrix cannot be made
-through the binding, which has no way to pass one from Python.
+Each type the binding's quantizer makes maps to its `LLAMA_FTYPE_*` constant (looked up at run
+time, so a type a newer llama.cpp adds only needs a line here). The importance-matrix types (iq4_xs,
+iq3_xxs, ...) are made by llama.cpp's own programs instead: llama-imatrix computes the matrix from
+calibration text, `llama-quantize --imatrix` writes the file (quantbench/gguf/imatrix.py); each maps
+to the name llama-quantize takes.
 """
 
 from __future__ import annotations
@@ -28,14 +30,23 @@ FILE_TYPES: dict[str, str] = {
     "q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
     "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
     "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
-    "iq4_xs": "LLAMA_FTYPE_MOSTLY_IQ4_XS",
-    "iq2_xxs": "LLAMA_FTYPE_MOSTLY_IQ2_XXS",
-    "iq2_xs": "LLAMA_FTYPE_MOSTLY_IQ2_XS",
-    "iq1_s": "LLAMA_FTYPE_MOSTLY_IQ1_S",
-    "iq1_m": "LLAMA_FTYPE_MOSTLY_IQ1_M",
 }
-# llama.cpp refuses these without an importance matrix (llama-imatrix's output).
-NEEDS_IMPORTANCE_MATRIX = frozenset({"iq2_xxs", "iq2_xs", "iq1_s", "iq1_m"})
+# name -> llama-quantize's name for it: always made with an importance matrix (the lowest-bit ones,
+# iq2_* and iq1_*, llama.cpp refuses to make without one).
+IMPORTANCE_MATRIX_TYPES: dict[str, str] = {
+    "iq4_xs": "IQ4_XS",
+    "iq4_nl": "IQ4_NL",
+    "iq3_m": "IQ3_M",
+    "iq3_s": "IQ3_S",
+    "iq3_xs": "IQ3_XS",
+    "iq3_xxs": "IQ3_XXS",
+    "iq2_m": "IQ2_M",
+    "iq2_s": "IQ2_S",
+    "iq2_xs": "IQ2_XS",
+    "iq2_xxs": "IQ2_XXS",
+    "iq1_m": "IQ1_M",
+    "iq1_s": "IQ1_S",
+}
 # The type the converter writes: every other type is quantized from it, so none is re-quantized twice.
 CONVERTED_TYPE = "f32"
 
@@ -43,14 +54,15 @@ CONVERTED_TYPE = "f32"
 def check_file_type(name: str) -> str:
     """The type's canonical name; JobSkipped with the reason for one that cannot be made here."""
     canonical = name.lower()
-    if canonical not in FILE_TYPES:
-        raise JobSkipped(f"unknown GGUF type '{name}'; choose one of: {', '.join(FILE_TYPES)}")
-    if canonical in NEEDS_IMPORTANCE_MATRIX:
+    if canonical not in FILE_TYPES and canonical not in IMPORTANCE_MATRIX_TYPES:
         raise JobSkipped(
-            f"llama.cpp makes GGUF type {canonical} only with an importance matrix (llama-imatrix), which "
-            "llama-cpp-python's llama_model_quantize cannot be given; choose a type without one (e.g. q4_k_m)"
+            f"unknown GGUF type '{name}'; choose one of: {', '.join([*FILE_TYPES, *IMPORTANCE_MATRIX_TYPES])}"
         )
     return canonical
+
+
+def needs_importance_matrix(name: str) -> bool:
+    return name in IMPORTANCE_MATRIX_TYPES
 
 
 def file_type_constant(llama_cpp: Any, name: str) -> int:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 ERROR_BODY_CHARS = 300
+# Sends again on a fresh connection after a stale keep-alive one (is_stale_connection); more than
+# one, since with several users more than one pooled connection may have been closed at once.
+STALE_CONNECTION_RETRIES = 2
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Exchange:
     finish_reason: str | None = None
     status_code: int | None = None
     error: str | None = None
+    connection_retries: int = 0  # sends again after a stale keep-alive connection (STALE_CONNECTION_RETRIES)
 
     @property
     def text(self) -> str:
@@ -95,7 +99,8 @@ async def _stream(
     session: aiohttp.ClientSession, url: str, endpoint: Endpoint, body: dict[str, Any], exchange: Exchange
 ) -> None:
     decoder = EventDecoder()
-    exchange.sent_at = time.perf_counter()
+    if not exchange.connection_retries:  # a retry keeps the first send's time: the user waited from then
+        exchange.sent_at = time.perf_counter()
     async with session.post(url, json=body, headers=endpoint.headers) as response:
         exchange.status_code = response.status
         if response.status != 200:
@@ -163,16 +168,35 @@ async def send(
     url = endpoint.base_url + path
     body = request_body(prompt, endpoint.model, max_tokens, options)
     exchange = Exchange(prompt_id=prompt.id, sent_at=time.perf_counter())
-    try:
-        await asyncio.wait_for(_stream(session, url, endpoint, body, exchange), timeout=timeout_s)
-    except asyncio.TimeoutError:
-        exchange.error = f"timed out after {timeout_s:g} s (serve.request_timeout_s)"
-    except aiohttp.ClientError as error:
-        exchange.error = describe_transport_error(error, url)
-    except (ValueError, KeyError, TypeError) as error:  # a stream that is not what the protocol says
-        exchange.error = f"malformed stream: {type(error).__name__}: {error}"
+    while True:
+        try:
+            await asyncio.wait_for(_stream(session, url, endpoint, body, exchange), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            exchange.error = f"timed out after {timeout_s:g} s (serve.request_timeout_s)"
+        except aiohttp.ClientError as error:
+            if is_stale_connection(error, exchange) and exchange.connection_retries < STALE_CONNECTION_RETRIES:
+                exchange.connection_retries += 1
+                continue
+            exchange.error = describe_transport_error(error, url)
+        except (ValueError, KeyError, TypeError) as error:  # a stream that is not what the protocol says
+            exchange.error = f"malformed stream: {type(error).__name__}: {error}"
+        break
     exchange.finished_at = time.perf_counter()
     return exchange
+
+
+def is_stale_connection(error: BaseException, exchange: Exchange) -> bool:
+    """A pooled keep-alive connection the server had closed: the request could not be written, or the
+    connection ended before any response line, so the server never answered it. llama-server closes
+    its connection after every streamed response without saying `Connection: close`, and a request
+    that picks that connection up before the client has read the close fails so."""
+    import aiohttp
+
+    return (
+        isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
+        and not isinstance(error, aiohttp.ClientConnectorError)  # could not connect at all: not a stale one
+        and exchange.status_code is None
+    )
 
 
 async def get_json(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int, Any]:

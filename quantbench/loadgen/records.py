@@ -51,6 +51,7 @@ class RequestRecord:
     output_tokens: int | None
     tokens_from: str  # usage | length | tokenizer (TOKEN_SOURCES)
     finish_reason: str | None
+    connection_retries: int = 0  # sent again after a stale keep-alive connection (loadgen/client.py)
 
     @property
     def tpot_ms(self) -> float | None:
@@ -107,6 +108,7 @@ def level_records(
                 output_tokens=generated,
                 tokens_from=tokens_from,
                 finish_reason=exchange.finish_reason,
+                connection_retries=exchange.connection_retries,
             )
         )
     return records
@@ -132,6 +134,7 @@ def records_frame(records: list[RequestRecord]):
         "output_tokens": pl.Int64,
         "tokens_from": pl.Utf8,
         "finish_reason": pl.Utf8,
+        "connection_retries": pl.Int64,
         "tpot_ms": pl.Float64,
         "itl_ms": pl.List(pl.Float64),
     }

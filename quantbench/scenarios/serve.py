@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from quantbench.backends.base import LoadRequest
+from quantbench.cache import cache_root
 from quantbench.config import registry
 from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
 from quantbench.errors import JobSkipped
@@ -73,14 +74,16 @@ def measure_serve(
 
     levels = serve_levels(cfg.serve)
     engine_name, engine = resolve_engine(cfg)
-    check_precision_engine(cfg, engine_name)
+    check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
     if family_name != "decoder":
         raise JobSkipped(
             f"scenario=serve sends text prompts to decoder-only language models; family '{family_name}' is not one"
         )
     if engine.starts_server and hasattr(engine, "launch"):
-        reason = engine.unavailable_reason(cfg.engine) or engine.unsupported_reason(cfg.precision, device)
+        reason = engine.unavailable_reason(cfg.engine, cache_root(cfg.cache_dir)) or engine.unsupported_reason(
+            cfg.precision, device
+        )
         if reason:
             raise JobSkipped(reason)
         endpoint = None
@@ -207,6 +210,9 @@ def run_on_server(
             seed=int(cfg.bench.seed),
             trust_remote_code=bool(spec.config.trust_remote_code),
             threads=threads,
+            cache_dir=request.cache_dir,
+            max_concurrency=max((level.concurrency or 0 for level in levels), default=0) or None,
+            max_sequence_tokens=max(prompt.input_tokens for prompt in prompts) + int(cfg.bench.max_new_tokens),
         )
     )
     metrics: dict[str, Any] = weight_facts | {

@@ -62,6 +62,27 @@ def test_tiny_llama_converts_and_quantizes_to_two_types_and_hits_the_cache(compo
 
 
 @needs_llama_cpp
+def test_a_cache_hit_reads_what_the_file_holds_from_its_manifest_not_from_the_file(compose_config, monkeypatch):
+    from quantbench.cache import MANIFEST_FILE, read_manifest
+    from quantbench.gguf import store
+    from quantbench.gguf.files import describe_file
+
+    _, first = load_gguf(compose_config, "gguf-q8_0")
+    entry = first.model.path.parent
+    # An entry made before the manifest held the facts: parsed once, and its manifest completed.
+    manifest = read_manifest(entry)
+    manifest["built"].pop(store.FILE_FACTS, None)
+    (entry / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert store.file_facts(entry) == read_manifest(entry)["built"][store.FILE_FACTS]
+    monkeypatch.setattr(store, "describe_file", lambda path: pytest.fail(f"parsed {path} again on a cache hit"))
+    _, hit = load_gguf(compose_config, "gguf-q8_0")
+    assert hit.metrics["cache_hit"] is True
+    described = describe_file(hit.model.path)
+    assert {key: hit.metrics[key] for key in described} == described
+    assert store.gguf_details(hit.model.path.parent).startswith("GGUF q8_0, 8.50 bits/weight")
+
+
+@needs_llama_cpp
 def test_the_gguf_tokenizer_must_cut_the_text_like_the_models_tokenizer(compose_config):
     from quantbench.engines.llama_cpp import open_llama
     from quantbench.models.tokenizer import train_tokenizer
@@ -107,6 +128,33 @@ def test_gguf_job_measures_speed_and_quality_against_the_fp32_reference(compose_
         assert metrics[precision]["engine"] == "llama.cpp" and metrics[precision]["generation_tokens_per_s"] > 0
         assert metrics[precision]["kld_reference"] == "fp32"
     assert 0 < metrics["gguf-q8_0"]["kld_mean"] < metrics["gguf-q4_0"]["kld_mean"]
+
+
+@needs_llama_cpp
+def test_the_timed_gguf_job_opens_no_llama_context_beside_its_decoder(compose_config, tmp_path, monkeypatch):
+    """A `Llama` holds a context and KV cache of its own; the timed steps decode through the batch
+    decoder's context alone, so without quality scoring no `Llama` is ever made (its memory and its
+    opening would count in load_s and peak memory)."""
+    import llama_cpp
+
+    from quantbench.runtime.progress import JobProgress
+    from quantbench.scenarios.offline import measure_offline
+
+    opened = []
+
+    class CountedLlama(llama_cpp.Llama):
+        def __init__(self, *args, **kwargs):
+            opened.append(kwargs.get("model_path"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", CountedLlama)
+    cfg = compose_config(
+        ["model=tiny-llama", "precision=gguf-q8_0", "hardware=cpu", "hardware.threads=1", "batch=2"]
+        + ["bench.min_iterations=2", "bench.min_seconds=0", "bench.warmup_iterations=0", "bench.max_new_tokens=4"]
+    )
+    metrics, outputs = measure_offline(cfg, CPU, tmp_path, JobProgress("gguf", bars=False, lines=False))
+    assert opened == []
+    assert len(outputs) == 2 and metrics["generation_tokens_per_s"] > 0 and metrics["load_s"] > 0
 
 
 def greedy_alone(llm, prompt: list[int], new_tokens: int) -> list[int]:

@@ -1,5 +1,5 @@
 """The llama.cpp engine in real sweeps: across engines with quality, and a GGUF file served by
-llama-cpp-python's server."""
+llama-cpp-python's server (engine=llama-cpp-python; llama-server: tests/e2e/test_llama_server.py)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ def test_gguf_served_by_llama_cpp_python_at_one_user(run_quantbench, tmp_path):
         [
             "-m",
             "scenario=serve",
+            "engine=llama-cpp-python",
             "model=tiny-llama",
             "precision=gguf-q8_0",
             "hardware=cpu",
@@ -91,7 +92,7 @@ def test_gguf_served_by_llama_cpp_python_at_one_user(run_quantbench, tmp_path):
     result = json.loads(result_file.read_text())
     assert result["status"] == "ok", result["reason"]
     metrics = result["metrics"]
-    assert metrics["engine"] == "llama.cpp" and metrics["serves_one_request_at_a_time"] is True
+    assert metrics["engine"] == "llama-cpp-python" and metrics["serves_one_request_at_a_time"] is True
     assert metrics["server_command"][metrics["server_command"].index("--model") + 1].endswith("model.gguf")
     assert metrics["gguf_type"] == "q8_0" and metrics["threads"] == 2
     requests = pl.read_parquet(result_file.parent / "requests.parquet")

@@ -10,13 +10,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 from support import STANDIN_SERVE
+from support.app import only_job
 
 BASE = [*STANDIN_SERVE, "serve.requests_per_level=4", "serve.concurrency=[2]"]
 
 
-def only_job(sweep: Path) -> tuple[dict, pl.DataFrame]:
-    [job] = sorted(path.parent for path in sweep.rglob("result.json"))
-    return json.loads((job / "result.json").read_text()), pl.read_parquet(job / "requests.parquet")
+def only_job_requests(sweep: Path) -> tuple[dict, pl.DataFrame]:
+    result, job = only_job(sweep)
+    return result, pl.read_parquet(job / "requests.parquet")
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def only_job(sweep: Path) -> tuple[dict, pl.DataFrame]:
 )
 def test_the_transformers_engine_counts_usage_either_way(run_quantbench, tmp_path, behaviour):
     sweep = run_quantbench(["-m", *BASE, f"engine.args=[{','.join(behaviour)}]"], tmp_path)
-    data, requests = only_job(sweep)
+    data, requests = only_job_requests(sweep)
     assert data["status"] == "ok", data["reason"]
     assert requests["output_tokens"].to_list() == [4] * 4 and set(requests["tokens_from"]) == {"usage"}
     metrics = data["metrics"]
@@ -46,7 +47,7 @@ def test_a_server_that_ends_early_without_usage_is_counted_by_the_tokenizer_and_
     # No usage, and the end-of-sequence field refused: requests stop early, their text is counted.
     args = "[--standin-usage,never,--standin-refuse,generation_config,--standin-eos-after,2]"
     sweep = run_quantbench(["-m", *BASE, f"engine.args={args}"], tmp_path)
-    data, requests = only_job(sweep)
+    data, requests = only_job_requests(sweep)
     assert data["status"] == "ok", data["reason"]
     assert set(requests["tokens_from"]) == {"tokenizer"} and set(requests["finish_reason"]) == {"stop"}
     metrics = data["metrics"]
@@ -73,7 +74,7 @@ def test_an_endpoint_takes_extra_body_with_any_keys_and_drops_what_it_refuses(ru
         ],
         tmp_path,
     )
-    data, requests = only_job(sweep)
+    data, requests = only_job_requests(sweep)
     assert data["status"] == "ok", data["reason"]
     metrics = data["metrics"]
     assert (

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
+from support.engines import server_request
 
 from quantbench.config import registry
-from quantbench.engines.base import ServerRequest, engine_name
+from quantbench.engines.base import engine_name
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.rows import scenario_rows
 from quantbench.runtime.device import Device
@@ -21,10 +22,7 @@ OLD_GPU = Device("cuda", 0, "old gpu", capability=(7, 5))
 def launch(cfg, device=CPU):
     engine = registry.engines().get(cfg.engine.name)
     assert engine.unsupported_reason(cfg.precision, device) is None
-    request = ServerRequest(
-        weights="/w", precision=cfg.precision, engine=cfg.engine, device=device, host="127.0.0.1", port=8123, seed=0
-    )
-    return engine.launch(request)
+    return engine.launch(server_request(cfg, device))
 
 
 def test_groups_compose_with_defaults(compose_config):
@@ -149,11 +147,11 @@ def test_vllm_skips_what_it_cannot_quantize_in_flight(compose_config):
     assert "bfloat16" in vllm.unsupported_reason(nf4, OLD_GPU)  # auto computes in float16 there
 
 
-def test_missing_executables_are_reasons(compose_config):
+def test_missing_executables_are_reasons(compose_config, tmp_path):
     cfg = compose_config(["scenario=serve", "engine=vllm", "engine.command=/nonexistent/vllm"])
-    assert "/nonexistent/vllm" in registry.engines().get("vllm").unavailable_reason(cfg.engine)
+    assert "/nonexistent/vllm" in registry.engines().get("vllm").unavailable_reason(cfg.engine, tmp_path)
     cfg = compose_config(["scenario=serve", "engine=transformers", "engine.prefix_caching=true"])
-    assert "prefix-cache" in registry.engines().get("transformers").unavailable_reason(cfg.engine)
+    assert "prefix-cache" in registry.engines().get("transformers").unavailable_reason(cfg.engine, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -25,13 +25,39 @@ def test_gguf_precisions_compose_and_name_llama_cpp(compose_config, precision):
     assert check_file_type(cfg.precision.type) == precision.removeprefix("gguf-")
 
 
-def test_a_type_llama_cpp_cannot_make_here_is_skipped_with_the_reason():
-    from quantbench.gguf.types import check_file_type
+def test_an_unknown_type_is_skipped_with_the_types_there_are():
+    from quantbench.gguf.types import check_file_type, needs_importance_matrix
 
-    with pytest.raises(JobSkipped, match="importance matrix"):
-        check_file_type("iq2_xxs")
-    with pytest.raises(JobSkipped, match="unknown GGUF type 'q3_x'; choose one of: f32"):
+    with pytest.raises(JobSkipped, match="unknown GGUF type 'q3_x'; choose one of: f32, .*, iq4_xs"):
         check_file_type("q3_x")
+    assert check_file_type("IQ2_XXS") == "iq2_xxs" and needs_importance_matrix("iq2_xxs")
+    assert not needs_importance_matrix("q4_k_m")
+
+
+def test_importance_matrix_types_calibrate_on_the_text_gptq_and_awq_use(compose_config):
+    gptq = compose_config(["precision=gptq"]).precision.calibration
+    for awq_or_iq in ("awq", "gguf-iq4_xs"):
+        assert compose_config([f"precision={awq_or_iq}"]).precision.calibration == gptq
+    cfg = compose_config(["precision=gguf-iq4_xs", "precision.calibration.dataset=wikitext2"])
+    assert cfg.precision.type == "iq4_xs" and cfg.precision.calibration.dataset == "wikitext2"
+
+
+def test_cache_list_describes_an_importance_matrix_entry(tmp_path):
+    from quantbench.cache import atomic_directory, entry_path, write_manifest
+    from quantbench.gguf.imatrix import ImatrixRecipe
+    from quantbench.gguf.store import gguf_details
+
+    calibration = {"source": {"option": "builtin"}, "n_samples": 128, "seq_len": 512, "seed": 0}
+    recipe = ImatrixRecipe("tiny-llama", "abc123", None, calibration, "0.3.36", "1 (abcdef0)")
+    entry = entry_path(tmp_path, recipe)
+    assert entry.parent.name == "gguf" and entry.name.startswith("tiny-llama-imatrix-")
+    with atomic_directory(entry) as directory:
+        built = {"calibration_windows": 5, "tokens_per_window": 512, "chunks": 5, "imatrix_s": 41.0}
+        write_manifest(directory, recipe, {**built, "text_sha256": "0123456789abcdef"})
+    assert gguf_details(entry) == (
+        "importance matrix (iq types): 5 windows x 512 tokens of builtin (seed 0, text sha256 0123456789ab), "
+        "5 chunks, made in 41 s, llama.cpp 1 (abcdef0)"
+    )
 
 
 def test_tiny_decoder_tokenizer_is_sentencepiece_and_encodes_any_text(compose_config):

@@ -43,6 +43,12 @@ def sweep_rows(args: list[str], out_dir: Path) -> dict[str, dict]:
     return {row["precision"]: row for row in pl.read_parquet(target / "summary.parquet").iter_rows(named=True)}
 
 
+def only_job(sweep_or_run: Path) -> tuple[dict, Path]:
+    """The result.json of the one job a run or sweep made, and that job's directory."""
+    [result_file] = sweep_or_run.rglob("result.json")
+    return json.loads(result_file.read_text()), result_file.parent
+
+
 def results_by_backend(sweep: Path) -> dict[str, dict]:
     results = [json.loads(path.read_text()) for path in sweep.glob("*/result.json")]
     return {result["identity"]["backend"]: result for result in results}

@@ -20,8 +20,10 @@ from quantbench.config.schema.dataset import (
 from quantbench.config.schema.engine import (
     EndpointEngineConfig,
     EngineConfig,
+    LlamaServerEngineConfig,
     ServerEngineConfig,
     TransformersEngineConfig,
+    VllmEngineConfig,
 )
 from quantbench.config.schema.hardware import HardwareConfig, SlurmPlacementConfig
 from quantbench.config.schema.model import ModelConfig
@@ -34,6 +36,7 @@ from quantbench.config.schema.precision import (
     CalibrationConfig,
     DensePrecisionConfig,
     Fp8PrecisionConfig,
+    GgufImatrixPrecisionConfig,
     GgufPrecisionConfig,
     GptqPrecisionConfig,
     HqqPrecisionConfig,
@@ -73,11 +76,13 @@ __all__ = [
     "EngineConfig",
     "FidelityQualityConfig",
     "Fp8PrecisionConfig",
+    "GgufImatrixPrecisionConfig",
     "GgufPrecisionConfig",
     "GptqPrecisionConfig",
     "HardwareConfig",
     "HqqPrecisionConfig",
     "ImageFolderDatasetConfig",
+    "LlamaServerEngineConfig",
     "ModelConfig",
     "PLUGIN_SCHEMA_GROUPS",
     "PerplexityQualityConfig",
@@ -96,6 +101,7 @@ __all__ = [
     "SyntheticImagesDatasetConfig",
     "TorchAoPrecisionConfig",
     "TransformersEngineConfig",
+    "VllmEngineConfig",
     "WikiTextDatasetConfig",
     "is_schema_option",
     "register_configs",

@@ -40,6 +40,39 @@ class TransformersEngineConfig(ServerEngineConfig):
 
 
 @dataclass
+class VllmEngineConfig(ServerEngineConfig):
+    """`vllm serve`. On a CPU, vLLM reserves its KV cache when it starts: by default 90 % of the
+    machine's memory (`--gpu-memory-utilization` is a share of RAM there), which leaves room for
+    nothing else, so quantbench gives it a size."""
+
+    # Whole GiB of KV cache on a CPU, as vLLM's VLLM_CPU_KVCACHE_SPACE; null: vLLM's own sizing. Not
+    # used on a GPU, where vLLM sizes it by --gpu-memory-utilization (engine.args).
+    kv_cache_space_gb: Optional[int] = 1
+    # The CPU cores vLLM's worker binds its threads to (VLLM_CPU_OMP_THREADS_BIND: "0-3", "nobind", ...);
+    # null: vLLM's default, `auto` (one core kept for vLLM's scheduler, one thread per physical core of
+    # the rest).
+    cpu_threads_bind: Optional[str] = None
+    # --max-model-len; null: the model's own context length (vLLM's default). A model whose context
+    # does not fit in the KV cache needs a smaller one, or more engine.kv_cache_space_gb.
+    max_model_len: Optional[int] = None
+
+
+@dataclass
+class LlamaServerEngineConfig(ServerEngineConfig):
+    """llama.cpp's llama-server: `parallel` slots decoded together (continuous batching), each with
+    `ctx_per_slot` tokens of context (`--ctx-size` is their product). Prefix caching is off by default,
+    so that TTFT measures the prompt's prefill (null: llama-server's default, on)."""
+
+    prefix_caching: Optional[bool] = False
+
+    # null: the job's highest serve.concurrency (an open-loop job: engines/llama_server.py's default)
+    parallel: Optional[int] = None
+    # null: the job's longest request (prompt with its chat template, plus bench.max_new_tokens),
+    # with room for a tokenizer's difference, rounded up to 256
+    ctx_per_slot: Optional[int] = None
+
+
+@dataclass
 class EndpointEngineConfig(EngineConfig):
     """An OpenAI-compatible server that is already running (TGI, SGLang, llama-server, a remote
     deployment): quantbench sends its load to `url` and starts nothing."""

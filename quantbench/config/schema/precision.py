@@ -132,3 +132,11 @@ class GgufPrecisionConfig(PrecisionConfig):
 
     type: str = MISSING  # f32, f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, ... (quantbench/gguf/types.py)
     engine: str = "llama.cpp"  # who runs it
+
+
+@dataclass
+class GgufImatrixPrecisionConfig(GgufPrecisionConfig):
+    """A GGUF type made with an importance matrix (iq4_xs, iq3_xxs, ...): llama-imatrix computes it once
+    from the calibration text gptq and awq use (same windows), llama-quantize --imatrix makes the file."""
+
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)

@@ -27,8 +27,10 @@ from quantbench.config.schema.dataset import (
 from quantbench.config.schema.engine import (
     EndpointEngineConfig,
     EngineConfig,
+    LlamaServerEngineConfig,
     ServerEngineConfig,
     TransformersEngineConfig,
+    VllmEngineConfig,
 )
 from quantbench.config.schema.hardware import HardwareConfig
 from quantbench.config.schema.model import ModelConfig
@@ -39,6 +41,7 @@ from quantbench.config.schema.precision import (
     BnbInt8PrecisionConfig,
     DensePrecisionConfig,
     Fp8PrecisionConfig,
+    GgufImatrixPrecisionConfig,
     GgufPrecisionConfig,
     GptqPrecisionConfig,
     HqqPrecisionConfig,
@@ -65,6 +68,7 @@ def register_configs() -> None:
     store.store(group="precision", name="base_gptq", node=GptqPrecisionConfig)
     store.store(group="precision", name="base_awq", node=AwqPrecisionConfig)
     store.store(group="precision", name="base_gguf", node=GgufPrecisionConfig)
+    store.store(group="precision", name="base_gguf_imatrix", node=GgufImatrixPrecisionConfig)
     store.store(group="precision", name="base_hqq", node=HqqPrecisionConfig)
     store.store(group="precision", name="base_autoround", node=AutoRoundPrecisionConfig)
     store.store(group="hardware", name="base_hardware", node=HardwareConfig)
@@ -78,6 +82,8 @@ def register_configs() -> None:
     store.store(group="engine", name="base_engine", node=EngineConfig)
     store.store(group="engine", name="base_server_engine", node=ServerEngineConfig)
     store.store(group="engine", name="base_transformers_engine", node=TransformersEngineConfig)
+    store.store(group="engine", name="base_llama_server_engine", node=LlamaServerEngineConfig)
+    store.store(group="engine", name="base_vllm_engine", node=VllmEngineConfig)
     store.store(group="engine", name="base_endpoint_engine", node=_open_keys(EndpointEngineConfig, "extra_body"))
     register_plugin_schemas(store)
 
