@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from quantbench.engines.llama_server import GGUF_ENGINE, not_gguf_reason
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from quantbench.runtime.device import Device
 
 ENGINE = "llama-cpp-python"
-GGUF_ENGINE = "llama.cpp"  # the engine GGUF precisions name: this one serves their files too
 # What llama-cpp-python[server] adds to the binding (its pyproject's `server` extra).
 SERVER_PACKAGES = {
     "uvicorn": "uvicorn",
@@ -44,7 +45,7 @@ class LlamaCppPythonEngine:
     description = "llama-cpp-python's OpenAI-compatible server on GGUF files, one request at a time; serving only"
     offline = False
     starts_server = True
-    precision_engines = (GGUF_ENGINE,)  # check_precision_engine: GGUF precisions run here too
+    precision_engines = (GGUF_ENGINE,)  # check_precision_engine: GGUF precisions (engine llama.cpp) run here too
 
     def unavailable_reason(self, engine: DictConfig, cache_dir: Path) -> str | None:
         import importlib.util
@@ -66,12 +67,7 @@ class LlamaCppPythonEngine:
         return unavailable_reason()
 
     def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
-        if precision.get("engine") != GGUF_ENGINE:
-            return (
-                f"llama-cpp-python serves GGUF files; precision '{precision.name}' is not a GGUF type "
-                "(use gguf-q8_0, gguf-q4_k_m, ...)"
-            )
-        return None
+        return not_gguf_reason(ENGINE, precision)
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
         import sys

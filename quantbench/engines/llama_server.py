@@ -64,6 +64,16 @@ def context_per_slot(request: ServerRequest) -> int | None:
     return -(-needed // CONTEXT_STEP) * CONTEXT_STEP
 
 
+def not_gguf_reason(server: str, precision: DictConfig) -> str | None:
+    """Why a server of GGUF files cannot serve this precision; None for a GGUF type."""
+    if precision.get("engine") != GGUF_ENGINE:
+        return (
+            f"{server} serves GGUF files; precision '{precision.name}' is not a GGUF type "
+            "(use gguf-q8_0, gguf-q4_k_m, ...)"
+        )
+    return None
+
+
 def build_description(executable: str) -> str:
     """`llama-server --version` in one line (the llama.cpp build number and commit, the compiler)."""
     try:
@@ -93,12 +103,7 @@ class LlamaServer:
         return None
 
     def unsupported_reason(self, precision: DictConfig, device: Device) -> str | None:
-        if precision.get("engine") != GGUF_ENGINE:
-            return (
-                f"llama.cpp serves GGUF files; precision '{precision.name}' is not a GGUF type "
-                "(use gguf-q8_0, gguf-q4_k_m, ...)"
-            )
-        return None
+        return not_gguf_reason("llama.cpp", precision)
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
         from quantbench.engines.base import ServerLaunch
