@@ -45,6 +45,7 @@ class Exchange:
     status_code: int | None = None
     error: str | None = None
     connection_retries: int = 0  # sends again after a stale keep-alive connection (STALE_CONNECTION_RETRIES)
+    scheduled_at: float | None = None  # open loop: when the request was due (its send-time error is sent_at - this)
 
     @property
     def text(self) -> str:
@@ -161,12 +162,13 @@ async def send(
     options: dict[str, Any],
     timeout_s: float,
 ) -> Exchange:
-    """Stream one request to completion; every failure is recorded on the exchange, never raised."""
+    """Stream one request to completion (at most the prompt's own max_tokens, else `max_tokens`); every
+    failure is recorded on the exchange, never raised."""
     import aiohttp
 
     path = CHAT_PATH if prompt.chat else COMPLETIONS_PATH
     url = endpoint.base_url + path
-    body = request_body(prompt, endpoint.model, max_tokens, options)
+    body = request_body(prompt, endpoint.model, prompt.max_tokens or max_tokens, options)
     exchange = Exchange(prompt_id=prompt.id, sent_at=time.perf_counter())
     while True:
         try:

@@ -101,20 +101,25 @@ def run_levels(
 
 async def drive_level(plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, tick) -> LevelRun:
     from quantbench.loadgen.client import new_session, send
-    from quantbench.loadgen.load import Budget, poisson_gaps_s, run_level
+    from quantbench.loadgen.load import Budget, poisson_arrivals, run_level
 
     async with new_session(plan.timeout_s) as session:
 
         async def one(prompt: Prompt):
             return await send(session, plan.endpoint, prompt, plan.max_tokens, plan.options, plan.timeout_s)
 
-        gaps = poisson_gaps_s(level.request_rate, plan.seed, level.index) if level.request_rate is not None else None
+        measured = chosen.measured()
+        arrivals = (
+            poisson_arrivals(level.request_rate, plan.seed, level.index, measured)
+            if level.request_rate is not None
+            else None
+        )
         return await run_level(
             level,
             one,
-            chosen.measured(),
+            measured,
             chosen.warmup(warmup),
             lambda: Budget(plan.requests_per_level, plan.duration_s),
-            gaps,
+            arrivals,
             tick,
         )

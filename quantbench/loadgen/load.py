@@ -47,6 +47,14 @@ class LevelRun:
         return max(self.finished_at - self.started_at, 1e-9)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One open-loop request: its prompt and when it is due, in seconds after the level's start."""
+
+    offset_s: float
+    prompt: Prompt
+
+
 class Budget:
     """When a level stops sending: after `requests` requests or `duration_s` seconds."""
 
@@ -84,16 +92,32 @@ def poisson_gaps_s(rate: float, seed: int, level: int) -> Iterator[float]:
         yield float(rng.exponential(1.0 / rate))
 
 
-async def open_loop(send: Send, prompts: Iterator[Prompt], gaps_s: Iterator[float], budget: Budget) -> list[Exchange]:
+def poisson_arrivals(rate: float, seed: int, level: int, prompts: Iterator[Prompt]) -> Iterator[Arrival]:
+    """Seeded Poisson arrivals: each prompt's scheduled send, in seconds after the level's start."""
+    offset_s = 0.0
+    for gap_s, prompt in zip(poisson_gaps_s(rate, seed, level), prompts):
+        offset_s += gap_s
+        yield Arrival(offset_s, prompt)
+
+
+async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> list[Exchange]:
+    """Each arrival sent at its scheduled time whatever the server's state; `scheduled_at` records
+    when it was due, so the send-time error (sent_at - scheduled_at) is measured, not assumed."""
     tasks: list[asyncio.Task] = []
-    due = time.perf_counter()
+    started = time.perf_counter()
+
+    async def sent(arrival: Arrival, due: float) -> Exchange:
+        exchange = await send(arrival.prompt)
+        exchange.scheduled_at = due
+        return exchange
+
     try:
-        while True:
-            due += next(gaps_s)
+        for arrival in arrivals:
+            due = started + arrival.offset_s
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             if not budget.take():
                 break
-            tasks.append(asyncio.ensure_future(send(next(prompts))))
+            tasks.append(asyncio.ensure_future(sent(arrival, due)))
         return list(await asyncio.gather(*tasks))
     finally:
         for task in tasks:
@@ -106,10 +130,11 @@ async def run_level(
     measured: Iterator[Prompt],
     warmup: list[Prompt],
     budget_of: Callable[[], Budget],
-    gaps_s: Iterator[float] | None,
+    arrivals: Iterator[Arrival] | None,
     tick: Callable[[int], Any] | None = None,
 ) -> LevelRun:
-    """Warm up at the level's own concurrency (open loop: one at a time), then measure."""
+    """Warm up at the level's own concurrency (open loop: one at a time), then measure: closed loop
+    from `measured`, open loop from `arrivals` (which carry their own prompts)."""
     users = level.concurrency or 1
     warm = await closed_loop(send, iter(warmup), users, Budget(len(warmup), None))
     failed = [exchange for exchange in warm if exchange.error]
@@ -128,8 +153,8 @@ async def run_level(
     if level.concurrency is not None:
         exchanges = await closed_loop(counted, measured, level.concurrency, budget)
     else:
-        assert gaps_s is not None
-        exchanges = await open_loop(counted, measured, gaps_s, budget)
+        assert arrivals is not None
+        exchanges = await open_loop(counted, arrivals, budget)
     finished = max([started, *(exchange.finished_at or started for exchange in exchanges)])
     started = min([finished, *(exchange.sent_at for exchange in exchanges)])
     exchanges.sort(key=lambda exchange: exchange.sent_at)

@@ -26,6 +26,9 @@ class Prompt:
     text: str
     chat: bool  # sent as a chat message (the server applies the chat template)
     input_tokens: int  # as the server will tokenize it (template and special tokens included)
+    # Tokens to generate for this request; None: the job's bench.max_new_tokens (a synthetic
+    # workload or a trace gives each request its own).
+    max_tokens: int | None = None
 
 
 def uses_chat(tokenizer: Any, chat_template: bool) -> bool:

@@ -52,6 +52,10 @@ class RequestRecord:
     tokens_from: str  # usage | length | tokenizer (TOKEN_SOURCES)
     finish_reason: str | None
     connection_retries: int = 0  # sent again after a stale keep-alive connection (loadgen/client.py)
+    # Open loop: when the request was due, seconds after its level started, and how late it went out
+    # (the load generator's own send-time error); null in a closed loop, where nothing is scheduled.
+    scheduled_s: float | None = None
+    send_lag_ms: float | None = None
 
     @property
     def tpot_ms(self) -> float | None:
@@ -79,15 +83,14 @@ def level_records(
     for position, exchange in enumerate(run.exchanges):
         sent = exchange.sent_at
         usage = exchange.usage or {}
-        generated, tokens_from = output_tokens(
-            usage, exchange.finish_reason, max_tokens, exchange.text, count_output_tokens
-        )
+        prompt = prompts_by_id.get(exchange.prompt_id)
+        asked = (prompt.max_tokens if prompt is not None else None) or max_tokens
+        generated, tokens_from = output_tokens(usage, exchange.finish_reason, asked, exchange.text, count_output_tokens)
         # A request that failed before any text arrived has no timings, but still counts.
         ttft_ms = (exchange.arrivals[0] - sent) * 1e3 if exchange.arrivals else None
         e2e_ms = (
             (exchange.finished_at - sent) * 1e3 if exchange.finished_at is not None and not exchange.error else None
         )
-        prompt = prompts_by_id.get(exchange.prompt_id)
         records.append(
             RequestRecord(
                 level=run.level.index,
@@ -109,6 +112,8 @@ def level_records(
                 tokens_from=tokens_from,
                 finish_reason=exchange.finish_reason,
                 connection_retries=exchange.connection_retries,
+                scheduled_s=None if exchange.scheduled_at is None else exchange.scheduled_at - run.started_at,
+                send_lag_ms=None if exchange.scheduled_at is None else (sent - exchange.scheduled_at) * 1e3,
             )
         )
     return records
@@ -135,6 +140,8 @@ def records_frame(records: list[RequestRecord]):
         "tokens_from": pl.Utf8,
         "finish_reason": pl.Utf8,
         "connection_retries": pl.Int64,
+        "scheduled_s": pl.Float64,
+        "send_lag_ms": pl.Float64,
         "tpot_ms": pl.Float64,
         "itl_ms": pl.List(pl.Float64),
     }
