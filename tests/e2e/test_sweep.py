@@ -73,6 +73,9 @@ def test_single_run_prints_a_table(tmp_path, run_quantbench, capsys):
     assert result["status"] == "ok" and result["identity"]["precision"] == "bf16"
 
 
+# Slow (100-180 s on 2 cores): it materialises SmolLM2 from its GGUF into a fresh cache. The default
+# tier composes and validates the default model's config (tests/config); the slow tier runs it.
+@pytest.mark.slow
 def test_smollm2_generates_real_text(tmp_path, run_quantbench):
     run_dir = run_quantbench(
         ["model=smollm2-135m", "precision=fp32", "batch=2", "bench=quick", "bench.max_new_tokens=12"], tmp_path
