@@ -120,6 +120,10 @@ def test_llama_server_gets_a_slot_per_user_of_the_busiest_level_each_with_the_lo
         "llama_server_ctx_size": 2048,
         "llama_server_continuous_batching": True,
         "llama_cpp_build": "version: 4242 (0c1e570) built with cc for x86_64",
+        # engine.kv_cache_dtype unset: llama-server's own f16 cache ("/c/model.gguf" is no file: no shape, no bytes)
+        "kv_cache_dtype": "f16 (llama.cpp default)",
+        "kv_cache_bytes_per_token": None,
+        "flash_attn": "llama.cpp default",
     }
     assert "--ctx-size" in launch.memory_setting
     assert engine.request_options(16) == {"ignore_eos": True}
