@@ -69,11 +69,17 @@ class QuantizedCache:
     backend: str
     nbits: int | None
 
+    def options(self) -> dict[str, Any]:
+        return {} if self.nbits is None else {"nbits": self.nbits}
+
     def generate_kwargs(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"backend": self.backend}
-        if self.nbits is not None:
-            config["nbits"] = self.nbits
-        return {"cache_implementation": "quantized", "cache_config": config}
+        return {"cache_implementation": "quantized", "cache_config": {"backend": self.backend, **self.options()}}
+
+    def make(self, model_config: Any) -> Any:
+        """The cache generate() makes for these kwargs (transformers' QuantizedCache)."""
+        from transformers.cache_utils import QuantizedCache as LibraryCache
+
+        return LibraryCache(backend=self.backend, config=model_config, **self.options())
 
 
 TRANSFORMERS_TYPES = {

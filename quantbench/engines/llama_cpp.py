@@ -186,7 +186,6 @@ class LlamaCppRunner:
         """The f16 cache's distributions on the job's windows (cached; computed here on a miss, with an
         f16 context that is closed before the job's own opens), as the observer of the job's pass."""
         from quantbench.cache import cache_root
-        from quantbench.config.schema import FidelityQualityConfig
         from quantbench.gguf.binding import binding_version
         from quantbench.quality import cache_precision
         from quantbench.quality.reference import load_reference, save_reference
@@ -194,8 +193,7 @@ class LlamaCppRunner:
         from quantbench.quality.text import compute_reference, evaluation_windows
 
         cfg, path = self.job.cfg, self.loaded.model.path
-        kld = cfg.quality.get("kld")
-        top_k = int(kld.top_k if kld is not None else FidelityQualityConfig.top_k)
+        top_k = cache_precision.reference_top_k(cfg.quality)
         reference_llm = self._open(n_ctx, cache_precision.REFERENCE_CACHE_TYPE)
         try:
             scorer = self._scorer(reference_llm, n_ctx_train)
@@ -209,7 +207,7 @@ class LlamaCppRunner:
                 save_reference(entry, reference, cache_precision.reference_meta(path, windows, top_k, version))
         finally:
             reference_llm.close()
-        return cache_precision.CacheComparison(reference, windows.digest(), str(self.cache_type))
+        return cache_precision.CacheComparison(reference, windows.digest(), cache_precision.LLAMA_CPP_REFERENCE)
 
     def decode(self, generation: Generation) -> list[str]:
         return [self.loaded.processor.decode(tokens, skip_special_tokens=True) for tokens in generation.tokens]

@@ -30,6 +30,7 @@ from quantbench.quality.perplexity import PerplexityAccumulator
 from quantbench.quality.windows import TextWindows
 
 REFERENCE_CACHE_TYPE = "f16"
+LLAMA_CPP_REFERENCE = f"{REFERENCE_CACHE_TYPE} cache of the same GGUF file (flash attention on)"
 # Bump when the reference is computed differently, so old entries are not reused.
 KV_REFERENCE_VERSION = 1
 PREFIX = "kv_cache_"
@@ -50,10 +51,21 @@ PERPLEXITY_KEPT = ("ppl", "ppl_ci_low", "ppl_ci_high", "ppl_context_tokens", "pp
 PAIRED_KEPT = ("ppl_ratio", "ppl_ratio_low", "ppl_ratio_high", "delta_p_rms")
 
 
+def text_metrics_selected(quality: Any) -> bool:
+    return quality is not None and (quality.get("ppl") is not None or quality.get("kld") is not None)
+
+
 def compares_cache(cache_type: str | None, quality: Any) -> bool:
-    """Whether a job with this cache type and quality config gets the KV-cache comparison."""
-    text_metrics = quality is not None and (quality.get("ppl") is not None or quality.get("kld") is not None)
-    return cache_type is not None and cache_type != REFERENCE_CACHE_TYPE and text_metrics
+    """Whether a llama.cpp job with this cache type and quality config gets the KV-cache comparison."""
+    return cache_type is not None and cache_type != REFERENCE_CACHE_TYPE and text_metrics_selected(quality)
+
+
+def reference_top_k(quality: Any) -> int:
+    """k of the cache reference: quality.kld.top_k where kld runs, else its default."""
+    from quantbench.config.schema import FidelityQualityConfig
+
+    kld = quality.get("kld")
+    return int(kld.top_k if kld is not None else FidelityQualityConfig.top_k)
 
 
 def reference_entry(cache_dir: Path, gguf_file: Path, windows: TextWindows, top_k: int, binding_version: str) -> Path:
@@ -97,10 +109,10 @@ class CacheComparison:
     """The job's log-probabilities, window by window in order, against the f16 cache's reference
     (a window observer of quality/text.py's pass)."""
 
-    def __init__(self, reference: ReferenceDistribution, windows_digest: str, cache_type: str):
+    def __init__(self, reference: ReferenceDistribution, windows_digest: str, reference_label: str):
         self.reference = reference
         self.windows_digest = windows_digest
-        self.cache_type = cache_type
+        self.reference_label = reference_label
         self.fidelity = FidelityAccumulator()
         self.perplexity = PerplexityAccumulator()
         self.paired = PairedAccumulator()
@@ -111,7 +123,7 @@ class CacheComparison:
         if windows.digest() != self.windows_digest or windows.n_scored != self.reference.n_tokens:
             raise ValueError(
                 f"the quality pass scores other windows ({windows.digest()}, {windows.n_scored} tokens) than the "
-                f"f16 cache's reference was computed on ({self.windows_digest}, {self.reference.n_tokens} tokens)"
+                f"cache reference was computed on ({self.windows_digest}, {self.reference.n_tokens} tokens)"
             )
 
     def add(self, log_probs: Any, targets: Any) -> None:
@@ -134,7 +146,7 @@ class CacheComparison:
         }
         reference_nll = -float(self.reference.target_log_prob.double().mean())
         return {
-            f"{PREFIX}reference": f"{REFERENCE_CACHE_TYPE} cache of the same GGUF file (flash attention on)",
+            f"{PREFIX}reference": self.reference_label,
             **{f"{PREFIX}{name}": value for name, value in kept.items()},
             f"{PREFIX}reference_ppl": math.exp(reference_nll),
         }

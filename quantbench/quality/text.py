@@ -125,7 +125,9 @@ def evaluate_text_metrics(
         precision = job_precision if job_precision.name == name else compose_precision(name)
         entry = reference_entry(cache_dir, spec, windows.digest(), precision, top_k, device)
         reference = load_reference(entry, "cpu", windows.n_scored)
-        if reference is None and _same_precision(precision, job_precision):
+        # A job at the reference precision stores its own scores as the reference, unless they are not
+        # the precision's alone (a quantized KV cache's: quality/cache_scorer.py).
+        if reference is None and _same_precision(precision, job_precision) and getattr(scorer, "own_reference", True):
             build_top_k = top_k
         elif reference is None:
             log.info("computing the %s reference distributions of %s (once; cached in %s)", name, spec.name, entry)

@@ -176,3 +176,14 @@ def test_bytes_per_token_of_each_cache_type_on_tiny_llama_and_smollm2(compose_co
     assert kv_cache_dtype.vllm_facts("fp8", "float32", smollm2)["kv_cache_bytes_per_token"] == 11520
     # A packed GPU format quantbench does not count: null, not a guess.
     assert kv_cache_dtype.vllm_facts("nvfp4", "float32", smollm2)["kv_cache_bytes_per_token"] is None
+
+
+def test_only_a_cache_other_than_f16_with_text_quality_is_compared_to_the_f16_cache(compose_config):
+    from quantbench.quality.cache_precision import compares_cache
+
+    with_text = compose_config(["quality=[ppl]"]).quality
+    pubmedqa_only = compose_config(["quality=[pubmedqa]"]).quality
+    assert compares_cache("q4_0", with_text) and compares_cache("q8_0", compose_config(["quality=[kld]"]).quality)
+    assert not compares_cache("f16", with_text)  # the reference type itself
+    assert not compares_cache(None, with_text)  # llama.cpp's default cache is f16
+    assert not compares_cache("q4_0", pubmedqa_only) and not compares_cache("q4_0", compose_config([]).quality)
