@@ -135,7 +135,9 @@ def model_dtype_facts(model_dtype: str | None, shape: KvShape | None, label: str
     value_bytes = DTYPE_BYTES.get(model_dtype or "")
     return {
         "kv_cache_dtype": f"{label} ({model_dtype or 'the checkpoint dtype'})",
-        "kv_cache_bytes_per_token": None if shape is None or value_bytes is None else shape.bytes_per_token(value_bytes),
+        "kv_cache_bytes_per_token": None
+        if shape is None or value_bytes is None
+        else shape.bytes_per_token(value_bytes),
     }
 
 
@@ -221,7 +223,9 @@ def vllm_facts(value: str | None, model_dtype: str | None, shape: KvShape | None
     value_bytes = VLLM_VALUE_BYTES.get(name)
     return {
         "kv_cache_dtype": name,
-        "kv_cache_bytes_per_token": None if shape is None or value_bytes is None else shape.bytes_per_token(value_bytes),
+        "kv_cache_bytes_per_token": None
+        if shape is None or value_bytes is None
+        else shape.bytes_per_token(value_bytes),
     }
 
 

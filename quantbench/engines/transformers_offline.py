@@ -160,7 +160,9 @@ def quantized_cache_facts(cache: QuantizedCache, model: Any, name: str) -> dict[
     except ImportError as error:  # quanto or hqq missing: transformers' own words say which to install
         raise JobSkipped(f"engine.kv_cache_dtype={name}: {error}") from None
     except ValueError as error:  # e.g. sliding-window layers, which QuantizedCache refuses
-        raise JobSkipped(f"engine.kv_cache_dtype={name}: transformers' QuantizedCache refuses this model: {error}") from None
+        raise JobSkipped(
+            f"engine.kv_cache_dtype={name}: transformers' QuantizedCache refuses this model: {error}"
+        ) from None
     shape = kv_shape_from_config(model.config)
     value_bytes = quantized_cache_bytes_per_value(layer, shape, model.dtype) if shape is not None else None
     return {

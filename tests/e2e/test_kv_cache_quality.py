@@ -95,7 +95,6 @@ def test_a_q4_0_cache_is_measured_against_the_f16_cache_of_the_same_file(compose
     assert q8["kv_cache_reference_ppl"] == metrics["kv_cache_reference_ppl"]  # the same cached f16 reference
 
 
-
 @needs_llama_cpp
 def test_an_unknown_llama_cpp_cache_type_skips_the_offline_job(compose_config, tmp_path):
     from quantbench.errors import JobSkipped

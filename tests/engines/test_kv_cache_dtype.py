@@ -72,7 +72,9 @@ def test_engine_auto_takes_the_setting_for_a_gguf_precision(compose_config, tmp_
 
 def test_llama_cpp_python_server_takes_ggml_type_numbers(compose_config, tmp_path):
     engine = registry.engines().get("llama-cpp-python")
-    cfg = compose_config(["scenario=serve", "engine=llama-cpp-python", "precision=gguf-q8_0", "engine.kv_cache_dtype=q8_0"])
+    cfg = compose_config(
+        ["scenario=serve", "engine=llama-cpp-python", "precision=gguf-q8_0", "engine.kv_cache_dtype=q8_0"]
+    )
     command = engine.launch(server_request(cfg)).command
     # ggml's type numbers: GGML_TYPE_Q8_0 = 8
     assert flag_value(command, "--type_k") == flag_value(command, "--type_v") == "8"
@@ -81,7 +83,9 @@ def test_llama_cpp_python_server_takes_ggml_type_numbers(compose_config, tmp_pat
 
 @pytest.mark.parametrize("engine_name", ["llama.cpp", "llama-cpp-python"])
 def test_an_unknown_llama_cpp_cache_type_is_a_reason_listing_the_types(compose_config, tmp_path, engine_name):
-    cfg = compose_config(["scenario=serve", f"engine={engine_name}", "precision=gguf-q8_0", "engine.kv_cache_dtype=q3_k"])
+    cfg = compose_config(
+        ["scenario=serve", f"engine={engine_name}", "precision=gguf-q8_0", "engine.kv_cache_dtype=q3_k"]
+    )
     reason = registry.engines().get(engine_name).unavailable_reason(cfg.engine, tmp_path)
     assert reason == (
         "unknown engine.kv_cache_dtype 'q3_k' for llama.cpp; "
@@ -90,7 +94,9 @@ def test_an_unknown_llama_cpp_cache_type_is_a_reason_listing_the_types(compose_c
 
 
 def vllm_launch(compose_config, device, *overrides):
-    cfg = compose_config(["scenario=serve", "engine=vllm", "precision=fp32", f"engine.command={sys.executable}", *overrides])
+    cfg = compose_config(
+        ["scenario=serve", "engine=vllm", "precision=fp32", f"engine.command={sys.executable}", *overrides]
+    )
     return registry.engines().get("vllm").launch(server_request(cfg, device))
 
 
@@ -104,7 +110,9 @@ def test_vllm_gets_kv_cache_dtype_and_records_auto_as_the_models_dtype(compose_c
     assert flag_value(on_gpu.command, "--kv-cache-dtype") == "fp8_e5m2" and on_gpu.facts["kv_cache_dtype"] == "fp8_e5m2"
     # A CPU with AVX-512: vLLM's CPU backend keeps fp8 there.
     monkeypatch.setattr(vllm, "cpu_has_avx512", lambda: True)
-    assert flag_value(vllm_launch(compose_config, CPU, "engine.kv_cache_dtype=fp8").command, "--kv-cache-dtype") == "fp8"
+    assert (
+        flag_value(vllm_launch(compose_config, CPU, "engine.kv_cache_dtype=fp8").command, "--kv-cache-dtype") == "fp8"
+    )
 
 
 def test_vllm_on_a_cpu_without_avx512_skips_fp8_with_vllms_reason(compose_config, monkeypatch):
@@ -120,7 +128,9 @@ def test_vllm_on_a_cpu_without_avx512_skips_fp8_with_vllms_reason(compose_config
 def test_an_unknown_vllm_dtype_is_a_reason_listing_vllms(compose_config, tmp_path):
     engine = compose_config(["scenario=serve", "engine=vllm", "engine.kv_cache_dtype=int3"]).engine
     reason = registry.engines().get("vllm").unavailable_reason(engine, tmp_path)
-    assert reason.startswith("unknown engine.kv_cache_dtype 'int3' for vLLM; choose one of: auto, float16, bfloat16, fp8")
+    assert reason.startswith(
+        "unknown engine.kv_cache_dtype 'int3' for vLLM; choose one of: auto, float16, bfloat16, fp8"
+    )
 
 
 def test_transformers_serve_has_no_kv_cache_dtype_and_says_so(compose_config, tmp_path):
@@ -134,7 +144,9 @@ def test_transformers_serve_has_no_kv_cache_dtype_and_says_so(compose_config, tm
 
 
 def test_an_endpoint_already_running_cannot_take_a_kv_cache_dtype(compose_config):
-    cfg = compose_config(["scenario=serve", "engine=openai", "engine.url=http://127.0.0.1:9", "engine.kv_cache_dtype=q8_0"])
+    cfg = compose_config(
+        ["scenario=serve", "engine=openai", "engine.url=http://127.0.0.1:9", "engine.kv_cache_dtype=q8_0"]
+    )
     with pytest.raises(JobSkipped, match="the server is already running"):
         registry.engines().get("openai").endpoint(cfg.engine)
 
