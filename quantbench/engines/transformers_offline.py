@@ -120,7 +120,7 @@ class TransformersRunner:
         from quantbench.quality import cache_precision
         from quantbench.quality.reference import load_reference, save_reference
         from quantbench.quality.scoring import text_tokenizer
-        from quantbench.quality.text import compute_reference, evaluation_windows
+        from quantbench.quality.text import compute_reference, evaluation_windows, windows_meta
 
         cfg, spec = self.job.cfg, self.job.request.model
         top_k = cache_precision.reference_top_k(cfg.quality)
@@ -133,9 +133,8 @@ class TransformersRunner:
         reference = load_reference(entry, "cpu", windows.n_scored)
         if reference is None:
             reference = compute_reference(reference_scorer, windows, top_k)
-            save_reference(
-                entry, reference, {"model": spec.name, "precision": precision, "chunk_tokens": chunk, "top_k": top_k}
-            )
+            meta = {"model": spec.name, "precision": precision, "chunk_tokens": chunk, "top_k": top_k}
+            save_reference(entry, reference, {**meta, **windows_meta(windows)})
         label = f"the model's own cache ({activation_dtype(self.loaded.model)}), the same {chunk}-token chunks"
         return cache_precision.CacheComparison(reference, windows.digest(), label)
 

@@ -88,7 +88,7 @@ def reference_entry(cache_dir: Path, gguf_file: Path, windows: TextWindows, top_
 
 
 def reference_meta(gguf_file: Path, windows: TextWindows, top_k: int, binding_version: str) -> dict[str, Any]:
-    from datetime import datetime, timezone
+    from quantbench.quality.text import windows_meta
 
     return {
         "gguf_file": str(gguf_file),
@@ -96,12 +96,7 @@ def reference_meta(gguf_file: Path, windows: TextWindows, top_k: int, binding_ve
         "flash_attn": "on",
         "llama_cpp_python_version": binding_version,
         "top_k": top_k,
-        "context_tokens": windows.context_tokens,
-        "stride": windows.stride,
-        "n_windows": len(windows.windows),
-        "n_tokens": windows.n_scored,
-        "windows_digest": windows.digest(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **windows_meta(windows),
     }
 
 

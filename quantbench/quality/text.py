@@ -208,6 +208,13 @@ def _reference_meta(
         "precision": OmegaConf.to_container(precision, resolve=True),
         "top_k": top_k,
         "device": device.type,
+        **windows_meta(windows),
+    }
+
+
+def windows_meta(windows: TextWindows) -> dict[str, Any]:
+    """What a cached reference records of the windows it was computed on, and when."""
+    return {
         "context_tokens": windows.context_tokens,
         "stride": windows.stride,
         "n_windows": len(windows.windows),

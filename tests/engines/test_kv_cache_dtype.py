@@ -27,19 +27,6 @@ SMOLLM2_CONFIG = {
 }
 
 
-@pytest.fixture
-def own_llama_server(tmp_path, monkeypatch):
-    from quantbench.gguf.tools import TOOLS_ENV
-
-    bin_dir = tmp_path / "own-build"
-    bin_dir.mkdir()
-    server = bin_dir / "llama-server"
-    server.write_text("#!/bin/sh\necho 'version: 4242 (0c1e570)'\n")
-    server.chmod(0o755)
-    monkeypatch.setenv(TOOLS_ENV, str(bin_dir))
-    return server
-
-
 def flag_value(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1]
 

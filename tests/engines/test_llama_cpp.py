@@ -73,18 +73,6 @@ def server_request(cfg, cache_dir: Path, **load) -> ServerRequest:
     )
 
 
-@pytest.fixture
-def own_llama_server(tmp_path, monkeypatch) -> Path:
-    """A llama-server of one's own (QUANTBENCH_LLAMA_CPP_TOOLS) that only answers --version."""
-    bin_dir = tmp_path / "own-build"
-    bin_dir.mkdir()
-    server = bin_dir / "llama-server"
-    server.write_text("#!/bin/sh\necho 'version: 4242 (0c1e570)'\necho 'built with cc for x86_64'\n")
-    server.chmod(0o755)
-    monkeypatch.setenv(TOOLS_ENV, str(bin_dir))
-    return server
-
-
 def test_llama_server_gets_a_slot_per_user_of_the_busiest_level_each_with_the_longest_request(
     compose_config, tmp_path, own_llama_server
 ):
