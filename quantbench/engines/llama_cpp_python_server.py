@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quantbench.engines.llama_server import GGUF_ENGINE, not_gguf_reason
+from quantbench.engines import kv_cache_dtype
+from quantbench.engines.llama_server import GGUF_ENGINE, kv_cache_facts, not_gguf_reason
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,6 +56,9 @@ class LlamaCppPythonEngine:
 
         if engine.get("prefix_caching") is not None:
             return "llama-cpp-python's server has no prefix-cache option; leave engine.prefix_caching null"
+        reason = kv_cache_dtype.llama_cpp_reason(engine)
+        if reason is not None:
+            return reason
         command = configured_executable(engine)
         if command is not None:
             return missing_executable_reason(command)
@@ -98,6 +102,11 @@ class LlamaCppPythonEngine:
         ]
         if request.threads is not None:
             command += ["--n_threads", str(request.threads), "--n_threads_batch", str(request.threads)]
+        cache_type = kv_cache_dtype.llama_cpp_type(request.engine)
+        if cache_type is not None:
+            # The server's settings take ggml type numbers; flash attention as engine=llama.cpp sets it.
+            type_id = str(kv_cache_dtype.ggml_type_id(cache_type))
+            command += ["--type_k", type_id, "--type_v", type_id, "--flash_attn", "true"]
         # engine=auto's config has no `args`: the engine's own command line.
         command += [str(argument) for argument in request.engine.get("args") or []]
         return ServerLaunch(
@@ -105,7 +114,11 @@ class LlamaCppPythonEngine:
             health_path="/v1/models",  # no /health; this answers once the model is loaded
             model_name=SERVED_MODEL_NAME,
             prefix_caching="llama-cpp-python server default (no prefix-cache option)",
-            facts={"serves_one_request_at_a_time": True, "serving_note": ONE_AT_A_TIME},
+            facts={
+                "serves_one_request_at_a_time": True,
+                "serving_note": ONE_AT_A_TIME,
+                **kv_cache_facts(request.engine, request.weights),
+            },
         )
 
     def request_options(self, max_tokens: int) -> dict[str, Any]:

@@ -7,7 +7,9 @@ user of the job's highest concurrency level, each slot the context of the job's 
 (`--ctx-size` is slots x context per slot, the KV cache kept per slot: `--no-kv-unified`). Requests
 are greedy (the client's temperature 0) and run to max_tokens (`ignore_eos`, which llama-server's
 README documents). Prefix caching is engine.prefix_caching: off by default (`--no-cache-prompt`,
-`--cache-ram 0`) so that TTFT measures the prompt's prefill, as vLLM's engine does.
+`--cache-ram 0`) so that TTFT measures the prompt's prefill, as vLLM's engine does. The KV cache's
+type is engine.kv_cache_dtype (`--cache-type-k/--cache-type-v` with `--flash-attn on`,
+quantbench/engines/kv_cache_dtype.py), null: llama-server's f16.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantbench.config.schema import LlamaServerEngineConfig
+from quantbench.engines import kv_cache_dtype
 from quantbench.engines.server_command import configured_executable, missing_executable_reason
 
 if TYPE_CHECKING:
@@ -74,6 +77,14 @@ def not_gguf_reason(server: str, precision: DictConfig) -> str | None:
     return None
 
 
+def kv_cache_facts(engine: DictConfig, weights: str) -> dict[str, Any]:
+    """kv_cache_dtype and its bytes per token, the shape read from the GGUF file the server loads."""
+    from quantbench.gguf.files import kv_shape
+
+    path = Path(weights)
+    return kv_cache_dtype.llama_cpp_facts(kv_cache_dtype.configured(engine), kv_shape(path) if path.is_file() else None)
+
+
 def build_description(executable: str) -> str:
     """`llama-server --version` in one line (the llama.cpp build number and commit, the compiler)."""
     try:
@@ -93,6 +104,9 @@ class LlamaServer:
             return f"engine.parallel must be at least 1 (null: the job's highest concurrency), got {engine.parallel}"
         if engine.get("ctx_per_slot") is not None and int(engine.ctx_per_slot) < 1:
             return f"engine.ctx_per_slot must be a positive number of tokens (or null), got {engine.ctx_per_slot}"
+        reason = kv_cache_dtype.llama_cpp_reason(engine)
+        if reason is not None:
+            return reason
         command = configured_executable(engine)
         if command is not None:
             return missing_executable_reason(command)
@@ -140,6 +154,7 @@ class LlamaServer:
             "--seed",
             str(request.seed),
             *prefix_arguments,
+            *kv_cache_dtype.llama_server_arguments(kv_cache_dtype.llama_cpp_type(request.engine)),
         ]
         if request.threads is not None:
             command += ["--threads", str(request.threads), "--threads-batch", str(request.threads)]
@@ -159,6 +174,7 @@ class LlamaServer:
                 "llama_server_ctx_size": n_slots * per_slot if per_slot is not None else 0,
                 "llama_server_continuous_batching": True,
                 "llama_cpp_build": build_description(executable[0]),
+                **kv_cache_facts(request.engine, request.weights),
             },
             memory_setting=f"--ctx-size = {n_slots} slots x {per_slot} tokens (engine.parallel, engine.ctx_per_slot)",
         )

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from quantbench.measure.timing import FirstTokenClock
     from quantbench.runtime.device import Device
 
-# evaluate(scorer): quantbench.quality.evaluate_quality on the loaded model, scored by `scorer` (an
-# engine's own TokenScorer), or by quantbench's TokenScorer on the transformers model when None.
-Evaluate = Callable[[Any], dict[str, Any]]
+# evaluate(scorer, observers=()): quantbench.quality.evaluate_quality on the loaded model, scored by
+# `scorer` (an engine's own TokenScorer), or by quantbench's TokenScorer on the transformers model when
+# None; `observers` see the perplexity/KL pass's log-probabilities too (quality/text.py's WindowObserver).
+Evaluate = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ class OpenAIEndpoint:
     starts_server = False
 
     def endpoint(self, engine: DictConfig) -> Endpoint:
+        from quantbench.engines.kv_cache_dtype import endpoint_reason
+
+        reason = endpoint_reason(engine)
+        if reason is not None:
+            raise JobSkipped(reason)
         url = engine.get("url")
         if not url:
             raise JobSkipped(

@@ -12,7 +12,9 @@ Continuous batching reserves a share of the device's memory for its KV cache whe
 (transformers' default: 60 % of RAM on a CPU, 90 % of a GPU's), so a second server on the same
 machine (another sweep, a test beside it) dies for lack of memory: quantbench passes
 `engine.kv_cache_memory_fraction` as `--cb-max-memory-percent` (a fraction, despite its name) and
-records it.
+records it. Its cache holds keys and values in the model's dtype, with no setting for another:
+engine.kv_cache_dtype other than null (or `model`) skips a serving job with that reason
+(offline, transformers' quantized cache: quantbench/engines/transformers_offline.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from quantbench.config.schema import TransformersEngineConfig
 from quantbench.engines.base import ServerLaunch, ServerRequest
+from quantbench.engines.kv_cache_dtype import (
+    checkpoint_shape,
+    dense_dtype,
+    model_dtype_facts,
+    transformers_serve_reason,
+)
 from quantbench.engines.server_command import (
     DENSE_BACKENDS,
     configured_executable,
@@ -73,6 +81,9 @@ class TransformersEngine:
             return f"engine.kv_cache_memory_fraction must be in (0, 1], a share of the device's memory; got {fraction}"
         if engine.get("prefix_caching") is not None:
             return "`transformers serve` has no prefix-cache option; leave engine.prefix_caching null"
+        reason = transformers_serve_reason(engine)
+        if reason is not None:
+            return reason
         command = configured_executable(engine)
         if command is not None:
             return missing_executable_reason(command)
@@ -142,7 +153,12 @@ class TransformersEngine:
             health_path="/health",
             model_name=request.weights,
             prefix_caching="transformers serve default (no prefix-cache option)",
-            facts={"kv_cache_memory_fraction": None if kv_cache_fraction is None else float(kv_cache_fraction)},
+            facts={
+                "kv_cache_memory_fraction": None if kv_cache_fraction is None else float(kv_cache_fraction),
+                **model_dtype_facts(
+                    dense_dtype(request.precision), checkpoint_shape(request.weights), "model dtype, serve's only"
+                ),
+            },
             memory_setting=f"engine.kv_cache_memory_fraction={kv_cache_fraction}",
         )
 

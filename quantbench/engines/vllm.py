@@ -23,6 +23,10 @@ On a CPU vLLM reserves its KV cache when it starts, by default 90 % of the machi
 anything else: quantbench sets VLLM_CPU_KVCACHE_SPACE (whole GiB, vLLM's CPU setting, which wins
 over `--kv-cache-memory-bytes`) to engine.kv_cache_space_gb and records it. The CPU cores its worker
 binds to are vLLM's own choice unless engine.cpu_threads_bind says (VLLM_CPU_OMP_THREADS_BIND).
+
+The KV cache's dtype is engine.kv_cache_dtype (`--kv-cache-dtype`; null: vLLM's `auto`, the model's
+dtype): on a CPU vLLM's attention backend takes auto and fp8 only, fp8 only with AVX-512 or AMX, so
+anything else is skipped there with vLLM's reason (quantbench/engines/kv_cache_dtype.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantbench.config.schema import VllmEngineConfig
+from quantbench.engines import kv_cache_dtype
 from quantbench.engines.base import ServerLaunch, ServerRequest
 from quantbench.engines.server_command import (
     DENSE_BACKENDS,
@@ -169,6 +174,10 @@ class VllmEngine:
         max_model_len = engine.get("max_model_len")
         if max_model_len is not None and int(max_model_len) < 1:
             return f"engine.max_model_len must be a positive number of tokens (or null), got {max_model_len}"
+        # The values vLLM has at all; what its CPU backend lacks is the launch's (it knows the device).
+        reason = kv_cache_dtype.vllm_reason(engine, on_cpu=False, cpu_has_avx512=True)
+        if reason is not None:
+            return reason
         command = configured_executable(engine)
         if command is not None:
             return missing_executable_reason(command)
@@ -204,7 +213,14 @@ class VllmEngine:
         )
 
     def launch(self, request: ServerRequest) -> ServerLaunch:
+        from quantbench.errors import JobSkipped
+
         engine = request.engine
+        cache_reason = kv_cache_dtype.vllm_reason(
+            engine, on_cpu=not request.device.is_cuda, cpu_has_avx512=cpu_has_avx512()
+        )
+        if cache_reason is not None:
+            raise JobSkipped(cache_reason)
         found = find_vllm(engine, request.cache_dir)
         if found is None:  # unavailable_reason said so before; a caller that did not ask gets the same words
             from quantbench.engines.vllm_env import missing_env_reason
@@ -229,10 +245,16 @@ class VllmEngine:
             "vllm",
             *precision_arguments(request.precision, QUANTIZATION),
             *prefix_flag,
+            *kv_cache_dtype.vllm_arguments(kv_cache_dtype.configured(engine)),
         ]
         facts: dict[str, Any] = {
             "vllm_version": vllm_version(executable[0], source, request.cache_dir),
             "vllm_executable_from": source,
+            **kv_cache_dtype.vllm_facts(
+                kv_cache_dtype.configured(engine),
+                kv_cache_dtype.dense_dtype(request.precision),
+                kv_cache_dtype.checkpoint_shape(request.weights),
+            ),
         }
         environment: dict[str, str] = {}
         memory_setting = None

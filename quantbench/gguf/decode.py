@@ -52,10 +52,15 @@ class DecodeShape:
 
 class BatchDecoder:
     """A llama.cpp context on an opened model (`GgufModel.pointer`, or `Llama.model`) for `shape.n_seq`
-    sequences, with greedy decoding."""
+    sequences, with greedy decoding. `cache_type`: the ggml type number of its K and V cache, with
+    flash attention on (a quantized V cache needs it); None: llama.cpp's defaults (f16, flash
+    attention where the device has it)."""
 
-    def __init__(self, llama_cpp: Any, model: Any, shape: DecodeShape, *, threads: int):
+    def __init__(self, llama_cpp: Any, model: Any, shape: DecodeShape, *, threads: int, cache_type: int | None = None):
         params = llama_cpp.llama_context_default_params()
+        if cache_type is not None:
+            params.type_k = params.type_v = cache_type
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         # Sequences do not share the cache (kv_unified is off): each gets n_ctx / n_seq_max positions.
         params.n_ctx = shape.n_seq * shape.tokens_per_seq
         params.n_seq_max = shape.n_seq
@@ -70,6 +75,7 @@ class BatchDecoder:
         if not self._ctx:
             raise RuntimeError(
                 f"llama.cpp could not make a context for {shape.n_seq} sequences of {shape.tokens_per_seq} tokens"
+                + ("" if cache_type is None else f" with a KV cache of ggml type {cache_type} (its log says why)")
             )
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)

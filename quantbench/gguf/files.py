@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from quantbench.measure.kv_cache import KvShape
 from quantbench.measure.weight_bits import in_block
 
 # The cache's directory of GGUF files and of the importance matrices they are made with
@@ -60,3 +61,25 @@ def context_length(path: Path) -> int:
     fields = GGUFReader(str(path)).fields
     architecture = fields["general.architecture"].contents()
     return int(fields[f"{architecture}.context_length"].contents())
+
+
+def kv_shape(path: Path) -> KvShape | None:
+    """Layers, KV heads and head size as llama.cpp reads them from the file (`<architecture>.block_count`,
+    `.attention.head_count_kv`, `.attention.key_length`, else embedding_length / head_count); None
+    where the file does not say (an architecture without attention heads)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    architecture = fields["general.architecture"].contents()
+
+    def value(key: str) -> int | None:
+        field = fields.get(f"{architecture}.{key}")
+        return None if field is None else int(field.contents())
+
+    layers, heads = value("block_count"), value("attention.head_count")
+    if not layers or not heads:
+        return None
+    kv_heads = value("attention.head_count_kv") or heads
+    embedding = value("embedding_length")
+    head_dim = value("attention.key_length") or (embedding // heads if embedding else None)
+    return KvShape(layers, kv_heads, head_dim) if head_dim else None

@@ -12,7 +12,7 @@ with none of them (the default) nothing here runs. A metric that does not apply 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from omegaconf import DictConfig
 
@@ -43,8 +43,10 @@ def evaluate_quality(
     job_dir: Path,
     progress: JobProgress | None = None,
     scorer: Any = None,
+    observers: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """`scorer`: an engine's own TokenScorer (llama.cpp's logits); by default the loaded transformers model."""
+    """`scorer`: an engine's own TokenScorer (llama.cpp's logits); by default the loaded transformers model.
+    `observers`: the engine's own comparisons on the perplexity/KL pass (quality/text.py's WindowObserver)."""
     selected = selected_metrics(cfg)
     if not selected:
         return {}
@@ -79,6 +81,7 @@ def evaluate_quality(
                     device=device,
                     cache_dir=cache_root(cfg.cache_dir),
                     tick=tick,
+                    observers=observers,
                 )
             )
         except QualityUnavailable as reason:

@@ -4,7 +4,9 @@ When KL divergence is asked for and the reference is not cached yet, it is compu
 this job itself when it runs at the reference precision (in the same pass, so its own KL
 divergence is exactly 0), otherwise by loading the model at the reference precision, scoring the
 windows, caching the result and freeing that model before this job's pass. With the reference
-come the paired statistics against it (paired.py: perplexity ratio, delta p).
+come the paired statistics against it (paired.py: perplexity ratio, delta p). Observers (an engine's
+own comparisons on the same pass, e.g. quality/cache_precision.py's KV cache against an f16 one) get
+every window's log-probabilities too, and add their metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +40,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("quantbench")
 
 Tick = Callable[[str, int, int], None]
+
+
+class WindowObserver(Protocol):
+    """Sees the job's log-probabilities of every window, in order, and adds metrics of its own."""
+
+    def start(self, windows: TextWindows) -> None: ...
+
+    def add(self, log_probs: Any, targets: Any) -> None: ...
+
+    def metrics(self, *, confidence: float, windows: TextWindows) -> dict[str, Any]: ...
 
 
 def evaluation_windows(quality: DictConfig, tokenizer: Any) -> TextWindows:
@@ -98,8 +110,11 @@ def evaluate_text_metrics(
     device: Device,
     cache_dir: Path,
     tick: Tick | None = None,
+    observers: Sequence[WindowObserver] = (),
 ) -> dict[str, Any]:
     windows = evaluation_windows(quality, text_tokenizer(scorer.processor))
+    for observer in observers:
+        observer.start(windows)
     reference: ReferenceDistribution | None = None
     build_top_k: int | None = None
     metrics: dict[str, Any] = {}
@@ -110,7 +125,9 @@ def evaluate_text_metrics(
         precision = job_precision if job_precision.name == name else compose_precision(name)
         entry = reference_entry(cache_dir, spec, windows.digest(), precision, top_k, device)
         reference = load_reference(entry, "cpu", windows.n_scored)
-        if reference is None and _same_precision(precision, job_precision):
+        # A job at the reference precision stores its own scores as the reference, unless they are not
+        # the precision's alone (a quantized KV cache's: quality/cache_scorer.py).
+        if reference is None and _same_precision(precision, job_precision) and getattr(scorer, "own_reference", True):
             build_top_k = top_k
         elif reference is None:
             log.info("computing the %s reference distributions of %s (once; cached in %s)", name, spec.name, entry)
@@ -137,6 +154,8 @@ def evaluate_text_metrics(
                 rows = reference.rows(offset, offset + len(targets)).to(log_probs.device)
             fidelity.add(rows, log_probs)
             paired.add(rows.target_log_prob, target_log_probs(log_probs, targets))
+        for observer in observers:
+            observer.add(log_probs, targets)
         offset += len(targets)
     if built:
         save_reference(entry, concatenate(built), _reference_meta(spec, windows, precision, build_top_k, device))
@@ -149,6 +168,8 @@ def evaluate_text_metrics(
     if fidelity is not None:
         metrics.update(fidelity.metrics(confidence=confidence))
         metrics.update(paired.metrics(confidence=confidence))
+    for observer in observers:
+        metrics.update(observer.metrics(confidence=confidence, windows=windows))
     return metrics
 
 
@@ -187,6 +208,13 @@ def _reference_meta(
         "precision": OmegaConf.to_container(precision, resolve=True),
         "top_k": top_k,
         "device": device.type,
+        **windows_meta(windows),
+    }
+
+
+def windows_meta(windows: TextWindows) -> dict[str, Any]:
+    """What a cached reference records of the windows it was computed on, and when."""
+    return {
         "context_tokens": windows.context_tokens,
         "stride": windows.stride,
         "n_windows": len(windows.windows),

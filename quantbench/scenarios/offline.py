@@ -12,7 +12,7 @@ own quality scorer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import polars as pl
 
@@ -154,8 +154,10 @@ def _measure(
     }
     if selected_metrics(cfg):
         # Quality (quality=[ppl,kld,pubmedqa]) on the model already loaded, after every speed number.
-        def evaluate(scorer: Any) -> dict[str, Any]:
-            return evaluate_quality(cfg, loaded, setup.family, setup.spec, device, job_dir, progress, scorer=scorer)
+        def evaluate(scorer: Any, observers: Sequence[Any] = ()) -> dict[str, Any]:
+            return evaluate_quality(
+                cfg, loaded, setup.family, setup.spec, device, job_dir, progress, scorer=scorer, observers=observers
+            )
 
         metrics.update(runner.quality(evaluate))
     outputs = runner.decode(last[0]) if last else []

@@ -73,18 +73,6 @@ def server_request(cfg, cache_dir: Path, **load) -> ServerRequest:
     )
 
 
-@pytest.fixture
-def own_llama_server(tmp_path, monkeypatch) -> Path:
-    """A llama-server of one's own (QUANTBENCH_LLAMA_CPP_TOOLS) that only answers --version."""
-    bin_dir = tmp_path / "own-build"
-    bin_dir.mkdir()
-    server = bin_dir / "llama-server"
-    server.write_text("#!/bin/sh\necho 'version: 4242 (0c1e570)'\necho 'built with cc for x86_64'\n")
-    server.chmod(0o755)
-    monkeypatch.setenv(TOOLS_ENV, str(bin_dir))
-    return server
-
-
 def test_llama_server_gets_a_slot_per_user_of_the_busiest_level_each_with_the_longest_request(
     compose_config, tmp_path, own_llama_server
 ):
@@ -120,6 +108,10 @@ def test_llama_server_gets_a_slot_per_user_of_the_busiest_level_each_with_the_lo
         "llama_server_ctx_size": 2048,
         "llama_server_continuous_batching": True,
         "llama_cpp_build": "version: 4242 (0c1e570) built with cc for x86_64",
+        # engine.kv_cache_dtype unset: llama-server's own f16 cache ("/c/model.gguf" is no file: no shape, no bytes)
+        "kv_cache_dtype": "f16 (llama.cpp default)",
+        "kv_cache_bytes_per_token": None,
+        "flash_attn": "llama.cpp default",
     }
     assert "--ctx-size" in launch.memory_setting
     assert engine.request_options(16) == {"ignore_eos": True}

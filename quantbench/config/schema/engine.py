@@ -15,6 +15,11 @@ class EngineConfig:
     precision's own engine: its `engine` key where it has one, else transformers)."""
 
     name: str = MISSING
+    # The KV cache's precision (quantbench/engines/kv_cache_dtype.py): a ggml type on llama.cpp (f16,
+    # q8_0, q4_0, ...), vLLM's --kv-cache-dtype (auto, fp8, ...), transformers' quantized cache offline
+    # (quanto-int4, hqq-int4, fp8, ...); null: the engine's own (f16, auto, the model's dtype). Recorded
+    # as kv_cache_dtype with kv_cache_bytes_per_token; a value the engine cannot honour skips the job.
+    kv_cache_dtype: Optional[str] = None
 
 
 @dataclass
