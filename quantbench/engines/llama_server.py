@@ -7,7 +7,8 @@ user of the job's highest concurrency level, each slot the context of the job's 
 (`--ctx-size` is slots x context per slot, the KV cache kept per slot: `--no-kv-unified`). Requests
 are greedy (the client's temperature 0) and run to max_tokens (`ignore_eos`, which llama-server's
 README documents). Prefix caching is engine.prefix_caching: off by default (`--no-cache-prompt`,
-`--cache-ram 0`) so that TTFT measures the prompt's prefill, as vLLM's engine does.
+`--cache-ram 0`) so that TTFT measures the prompt's prefill, as vLLM's engine does. `--metrics`
+turns on its Prometheus /metrics, which the serving scenario scrapes (quantbench.loadgen.server_metrics).
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class LlamaServer:
             "999" if request.device.is_cuda else "0",
             "--seed",
             str(request.seed),
+            "--metrics",  # Prometheus /metrics, scraped during the levels (off unless asked for)
             *prefix_arguments,
         ]
         if request.threads is not None:

@@ -1,0 +1,232 @@
+"""A server's Prometheus `/metrics`, scraped before, during and after each load level.
+
+Once the server answers (or engine.url is reached), one GET of `<server>/metrics` decides: a server
+that answers 200 with Prometheus text is scraped for the rest of the job; any other answer (no
+such route: `transformers serve` answers 404; llama-server started without `--metrics` answers
+501) or no answer is recorded as the reason there are no server-side columns, and nothing more is
+sent. Scrapes, each a plain GET with a SCRAPE_TIMEOUT_S limit:
+
+    level start      when a level begins (before its warm-up): also the previous level's end
+    measured start   after the warm-up, before the first measured request (the load waits for it)
+    interval         every serve.metrics_interval_s from a background thread, whatever the load
+    end              after the last level
+
+The background thread only fetches: the text is parsed (prometheus_client's parser) between levels
+and at the end, so the scraper takes the GIL from the load's event loop for no more than a socket
+read. A scrape that fails is recorded with its error and the job goes on. Every sample goes to
+server_metrics.parquet (quantbench.jobdir.SERVER_METRICS_FILE), one row per sample: the scrape, its
+time, level and trigger, the metric, its labels (JSON), its value; a failed scrape is one row with
+its error. What the samples mean per engine: quantbench.loadgen.server_metric_maps; the per-level
+columns: quantbench.loadgen.server_metric_levels.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from quantbench.errors import JobSkipped
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from quantbench.loadgen.load import Level, LevelRun
+
+METRICS_PATH = "/metrics"
+SCRAPE_TIMEOUT_S = 2.0
+ERROR_CHARS = 200
+PROBE, LEVEL_START, MEASURED_START, INTERVAL, END = "probe", "level start", "measured start", "interval", "end"
+OFF_REASON = "serve.metrics_interval_s is null: the server's /metrics was not scraped"
+# prometheus_client adds <counter>_created (when the series was created, a Unix time): not a measurement.
+CREATED_SUFFIX = "_created"
+
+
+@dataclass
+class Scrape:
+    index: int
+    perf_counter_s: float  # the middle of the GET
+    scrape_ms: float  # how long the GET took
+    level: int | None  # the level being driven (None before the first)
+    trigger: str
+    text: str | None = None  # the body until it is parsed
+    error: str | None = None
+    samples: list[tuple[str, str, float]] | None = None  # (metric, labels as JSON, value)
+
+
+def fetch(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
+    """(HTTP status, body); (None, what went wrong) when there was no answer. No proxies: as the
+    load's own client, the scrape goes straight to the server."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return response.status, response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", errors="replace")
+    except urllib.error.URLError as error:
+        return None, f"{type(error.reason).__name__}: {error.reason}"
+    except (OSError, TimeoutError) as error:
+        return None, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def parse_samples(text: str) -> list[tuple[str, str, float]]:
+    """(metric, labels as sorted JSON, value) of every sample of a Prometheus text body; ValueError
+    for text that is not Prometheus' format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (sample.name, json.dumps(sample.labels, sort_keys=True) if sample.labels else "", float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith(CREATED_SUFFIX)
+    ]
+
+
+def check_interval(serve: Any) -> float | None:
+    """serve.metrics_interval_s, or JobSkipped for one that is not a positive number of seconds."""
+    value = serve.get("metrics_interval_s")
+    if value is None:
+        return None
+    if float(value) <= 0:
+        raise JobSkipped(
+            f"serve.metrics_interval_s must be a positive number of seconds (null: do not scrape), got {value}"
+        )
+    return float(value)
+
+
+class ServerMetrics:
+    """`with metrics.scraping(base_url, headers):` around the levels, `on_level` and `on_measure`
+    given to the load (quantbench.loadgen.driver.run_levels); then `write`, `level_columns`,
+    `summary`."""
+
+    def __init__(self, interval_s: float | None):
+        self.interval_s = interval_s
+        self.url: str | None = None
+        self.reason: str | None = OFF_REASON if interval_s is None else None
+        self.scrapes: list[Scrape] = []
+        self.level: int | None = None
+        self._headers: dict[str, str] = {}
+        self._lock = threading.Lock()  # one GET at a time: the thread's and the load's hooks
+        self._stop = threading.Event()
+        self._started_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.url is not None and self.reason is None
+
+    def scrape(self, trigger: str) -> Scrape | None:
+        """One GET, recorded; None when the job scrapes nothing."""
+        if self.url is None or (self.reason is not None and trigger != PROBE):
+            return None
+        with self._lock:
+            began = time.perf_counter()
+            status, body = fetch(self.url, self._headers, SCRAPE_TIMEOUT_S)
+            ended = time.perf_counter()
+            scrape = Scrape(len(self.scrapes), (began + ended) / 2, (ended - began) * 1e3, self.level, trigger)
+            if status == 200:
+                scrape.text = body
+            elif status is None:
+                scrape.error = f"no answer from GET {self.url}: {body}"[:ERROR_CHARS]
+            else:
+                first_line = " ".join(body.split())[:ERROR_CHARS]
+                scrape.error = f"GET {self.url} answered HTTP {status}: {first_line}"
+            self.scrapes.append(scrape)
+        return scrape
+
+    def _parse(self, scrape: Scrape) -> None:
+        if scrape.text is None:
+            return
+        try:
+            scrape.samples = parse_samples(scrape.text)
+        except ValueError as error:
+            scrape.error = f"GET {self.url} is not Prometheus text ({str(error)[:ERROR_CHARS]})"
+        scrape.text = None
+
+    def parse_pending(self) -> None:
+        with self._lock:
+            pending = [scrape for scrape in self.scrapes if scrape.text is not None]
+        for scrape in pending:
+            self._parse(scrape)
+
+    def attach(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        """The server to scrape (where /v1 lives); the probe decides whether it has /metrics."""
+        if self.interval_s is None:
+            return
+        self.url = base_url.rstrip("/") + METRICS_PATH
+        self._headers = dict(headers or {})  # an endpoint's API key: never recorded
+        probe = self.scrape(PROBE)
+        assert probe is not None
+        self._parse(probe)
+        if probe.error is not None:
+            self.reason = probe.error
+
+    def _run(self) -> None:
+        assert self.interval_s is not None
+        ticks = 0
+        while not self._stop.wait(max(0.0, self._started_at + (ticks + 1) * self.interval_s - time.perf_counter())):
+            ticks += 1
+            self.scrape(INTERVAL)
+
+    @contextmanager
+    def scraping(self, base_url: str, headers: dict[str, str] | None = None) -> Iterator[ServerMetrics]:
+        """Probe, then scrape every interval until the block ends, and once more at its end."""
+        self.attach(base_url, headers)
+        if not self.active:
+            yield self
+            return
+        self._started_at = time.perf_counter()
+        thread = threading.Thread(target=self._run, name="quantbench-server-metrics", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self.scrape(END)
+            self.parse_pending()
+
+    def on_level(self, level: Level) -> None:
+        """A level begins: parse what the last one scraped (no load runs now), then scrape."""
+        self.parse_pending()
+        self.level = level.index
+        self.scrape(LEVEL_START)
+
+    def on_measure(self, level: Level) -> None:
+        """The warm-up is over and the measured requests are about to go: the counters' start."""
+        self.scrape(MEASURED_START)
+
+    def frame(self) -> pl.DataFrame:
+        from quantbench.loadgen.server_metric_levels import samples_frame
+
+        self.parse_pending()
+        return samples_frame(self.scrapes)
+
+    def write(self, job_dir: Path) -> None:
+        from quantbench.atomic import write_parquet_atomic
+        from quantbench.jobdir import SERVER_METRICS_FILE
+
+        if self.scrapes:
+            write_parquet_atomic(Path(job_dir) / SERVER_METRICS_FILE, self.frame())
+
+    def level_columns(self, runs: list[LevelRun]) -> list[dict[str, Any]]:
+        """One dict of server_* columns per level run (nulls and the reason when there are none)."""
+        from quantbench.loadgen.server_metric_levels import level_columns, quantity_series
+
+        if not self.active:
+            return [level_columns(None, run, self.interval_s, self.reason) for run in runs]
+        series = quantity_series(self.frame())
+        return [level_columns(series, run, self.interval_s, None) for run in runs]
+
+    def summary(self) -> dict[str, Any]:
+        """The job's facts: where the metrics came from (or why there are none), how many scrapes,
+        and what one cost."""
+        from quantbench.loadgen.server_metric_levels import job_facts
+
+        return job_facts(self.frame() if self.scrapes else None, self.url, self.interval_s, self.reason)
