@@ -31,20 +31,7 @@ from quantbench.loadgen.server_metric_maps import COUNTER, MAPS, MetricMap, know
 
 if TYPE_CHECKING:
     from quantbench.loadgen.load import LevelRun
-    from quantbench.loadgen.server_metrics import Scrape
 
-SAMPLES_SCHEMA = {
-    "scrape": pl.Int64,
-    "t_s": pl.Float64,  # seconds after the job's first scrape
-    "perf_counter_s": pl.Float64,
-    "scrape_ms": pl.Float64,
-    "level": pl.Int64,
-    "trigger": pl.Utf8,
-    "metric": pl.Utf8,
-    "labels": pl.Utf8,
-    "value": pl.Float64,
-    "error": pl.Utf8,
-}
 # Every quantity some engine's map has, in the order the columns list them.
 QUANTITIES = tuple(dict.fromkeys(name for metric_map in MAPS for name in metric_map.quantities))
 GAUGE_COLUMNS = {
@@ -68,29 +55,6 @@ LEVEL_COLUMNS = (
     "server_prefix_cache_hit_rate",
     "server_busy_slots_per_decode",
 )
-
-
-def samples_frame(scrapes: list[Scrape]) -> pl.DataFrame:
-    """One row per sample of every scrape; a failed scrape is one row with its error."""
-    columns: dict[str, list[Any]] = {name: [] for name in SAMPLES_SCHEMA}
-    origin = scrapes[0].perf_counter_s if scrapes else 0.0
-    for scrape in scrapes:
-        rows = scrape.samples if scrape.error is None and scrape.samples is not None else [(None, None, None)]
-        for metric, labels, value in rows:
-            for name, item in (
-                ("scrape", scrape.index),
-                ("t_s", scrape.perf_counter_s - origin),
-                ("perf_counter_s", scrape.perf_counter_s),
-                ("scrape_ms", scrape.scrape_ms),
-                ("level", scrape.level),
-                ("trigger", scrape.trigger),
-                ("metric", metric),
-                ("labels", labels),
-                ("value", value),
-                ("error", scrape.error),
-            ):
-                columns[name].append(item)
-    return pl.DataFrame(columns, schema=SAMPLES_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -121,7 +85,9 @@ def quantity_series(samples: pl.DataFrame) -> Series:
         name: [finite(quantity.read(totals.get(scrape, {}))) for scrape in scrapes.get_column("scrape")]
         for name, quantity in metric_map.quantities.items()
     }
-    return Series(scrapes.with_columns(pl.Series(name, column, dtype=pl.Float64) for name, column in values.items()), metric_map)
+    return Series(
+        scrapes.with_columns(pl.Series(name, column, dtype=pl.Float64) for name, column in values.items()), metric_map
+    )
 
 
 def finite(value: float | None) -> float | None:
@@ -221,7 +187,9 @@ def _counters(ok: pl.DataFrame, start: float, end: float, metric_map: MetricMap)
     return found, notes
 
 
-def job_facts(samples: pl.DataFrame | None, url: str | None, interval_s: float | None, reason: str | None) -> dict[str, Any]:
+def job_facts(
+    samples: pl.DataFrame | None, url: str | None, interval_s: float | None, reason: str | None
+) -> dict[str, Any]:
     """What result.json records of the scraping: its source (endpoint and map) or why there is none,
     the scrapes and their cost, and which quantities the server reported."""
     facts: dict[str, Any] = {

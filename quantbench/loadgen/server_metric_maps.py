@@ -140,9 +140,7 @@ LLAMA_SERVER = MetricMap(
         "decode_calls": Quantity(COUNTER, summed("llamacpp:n_decode_total")),
         # The server reports the mean since its start; times the decode count it is the total of busy
         # slots over all decodes, a counter whose increase over a level gives the level's own mean.
-        "busy_slot_decodes": Quantity(
-            COUNTER, product("llamacpp:n_busy_slots_per_decode", "llamacpp:n_decode_total")
-        ),
+        "busy_slot_decodes": Quantity(COUNTER, product("llamacpp:n_busy_slots_per_decode", "llamacpp:n_decode_total")),
     },
 )
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+import polars as pl
+
 from quantbench.errors import JobSkipped
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from quantbench.loadgen.load import Level, LevelRun
 
 METRICS_PATH = "/metrics"
@@ -58,6 +58,42 @@ class Scrape:
     text: str | None = None  # the body until it is parsed
     error: str | None = None
     samples: list[tuple[str, str, float]] | None = None  # (metric, labels as JSON, value)
+
+
+SAMPLES_SCHEMA = {
+    "scrape": pl.Int64,
+    "t_s": pl.Float64,  # seconds after the job's first scrape
+    "perf_counter_s": pl.Float64,
+    "scrape_ms": pl.Float64,
+    "level": pl.Int64,
+    "trigger": pl.Utf8,
+    "metric": pl.Utf8,
+    "labels": pl.Utf8,
+    "value": pl.Float64,
+    "error": pl.Utf8,
+}
+
+
+def samples_frame(scrapes: list[Scrape]) -> pl.DataFrame:
+    """One row per sample of every scrape; a failed scrape is one row with its error."""
+    columns: dict[str, list[Any]] = {name: [] for name in SAMPLES_SCHEMA}
+    origin = scrapes[0].perf_counter_s if scrapes else 0.0
+    for scrape in scrapes:
+        rows = scrape.samples if scrape.error is None and scrape.samples is not None else [(None, None, None)]
+        shared = {
+            "scrape": scrape.index,
+            "t_s": scrape.perf_counter_s - origin,
+            "perf_counter_s": scrape.perf_counter_s,
+            "scrape_ms": scrape.scrape_ms,
+            "level": scrape.level,
+            "trigger": scrape.trigger,
+            "error": scrape.error,
+        }
+        for name, value in shared.items():
+            columns[name].extend([value] * len(rows))
+        for name, values in zip(("metric", "labels", "value"), zip(*rows)):
+            columns[name].extend(values)
+    return pl.DataFrame(columns, schema=SAMPLES_SCHEMA)
 
 
 def fetch(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
@@ -203,8 +239,6 @@ class ServerMetrics:
         self.scrape(MEASURED_START)
 
     def frame(self) -> pl.DataFrame:
-        from quantbench.loadgen.server_metric_levels import samples_frame
-
         self.parse_pending()
         return samples_frame(self.scrapes)
 

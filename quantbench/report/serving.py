@@ -134,7 +134,9 @@ def _joins(analysis: Analysis, serving: ServingAnalysis) -> list:
 
 def _server_metrics(serving: ServingAnalysis, rows: pl.DataFrame) -> list:
     """Each level as its server reported it, where a server exposed Prometheus /metrics."""
-    measured = [c for c, _, _ in SERVER_COLUMNS[:-1] if c in rows.columns and rows.get_column(c).null_count() < rows.height]
+    measured = [
+        c for c, _, _ in SERVER_COLUMNS[:-1] if c in rows.columns and rows.get_column(c).null_count() < rows.height
+    ]
     if not measured:
         return []
     sources = rows.get_column("server_metrics_source").drop_nulls().unique(maintain_order=True).to_list()
