@@ -4,7 +4,9 @@ the parse, measured against a running server (vLLM, llama-server) by quantbench'
 The server's CPU is read from /proc through psutil: its process and children (vLLM's API server
 renders /metrics; llama-server answers it from its task loop) before and after `--scrapes`
 back-to-back scrapes of an idle server, so the difference is what the scrapes cost it. Divided by
-serve.metrics_interval_s it is the share of one core that scraping takes from the server.
+serve.metrics_interval_s it is the share of one core that scraping takes from the server. The
+client's CPU per GET (thread time) is what the scraping thread takes from the load's process; the
+parse runs between levels, not during them.
 
     python benchmarks/server_metrics_cost.py --url http://127.0.0.1:8000 --pid 1234 --scrapes 200
 """
@@ -35,12 +37,13 @@ def server_cpu_s(process: psutil.Process) -> float:
 
 def measure(url: str, pid: int, scrapes: int) -> dict[str, float]:
     process = psutil.Process(pid)
-    walls, parses, sizes, samples = [], [], [], []
+    walls, gets_cpu, parses, sizes, samples = [], [], [], [], []
     cpu_before = server_cpu_s(process)
     for _ in range(scrapes):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         status, body = fetch(url + METRICS_PATH, {}, SCRAPE_TIMEOUT_S)
         walls.append((time.perf_counter() - began) * 1e3)
+        gets_cpu.append((time.thread_time() - began_cpu) * 1e3)
         if status != 200:
             raise SystemExit(f"GET {url}{METRICS_PATH} answered {status}: {body[:200]}")
         began = time.perf_counter()
@@ -54,6 +57,7 @@ def measure(url: str, pid: int, scrapes: int) -> dict[str, float]:
         "get_ms_p50": statistics.median(walls),
         "get_ms_p99": walls[min(len(walls) - 1, int(0.99 * len(walls)))],
         "server_cpu_ms_per_scrape": cpu_ms,
+        "client_cpu_ms_per_get_p50": statistics.median(gets_cpu),
         "parse_ms_p50": statistics.median(parses),
         "body_kb": statistics.median(sizes) / 1e3,
         "samples": statistics.median(samples),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from quantbench.jobdir import SERVER_METRICS_FILE
 from quantbench.loadgen.server_metric_maps import COUNTER, MAPS, MetricMap, known_prefixes, map_for
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def level_columns(series: Series | None, run: LevelRun, interval_s: float | None
     if series.metric_map is None:
         notes.append(
             f"the server's metrics match no engine map (known: {known_prefixes()}); "
-            "its samples are in server_metrics.parquet"
+            f"its samples are in {SERVER_METRICS_FILE}"
         )
         return columns | {"server_metrics_note": "; ".join(notes)}
     if inside.height == 0:

@@ -23,14 +23,14 @@ columns: quantbench.loadgen.server_metric_levels.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -44,8 +44,11 @@ SCRAPE_TIMEOUT_S = 2.0
 ERROR_CHARS = 200
 PROBE, LEVEL_START, MEASURED_START, INTERVAL, END = "probe", "level start", "measured start", "interval", "end"
 OFF_REASON = "serve.metrics_interval_s is null: the server's /metrics was not scraped"
-# prometheus_client adds <counter>_created (when the series was created, a Unix time): not a measurement.
-CREATED_SUFFIX = "_created"
+# Samples left out before parsing: histogram buckets (vLLM's latency histograms are two thirds of its
+# 376 samples and of the parse time; quantbench computes its own percentiles from its requests, and
+# each histogram's _sum and _count stay) and <counter>_created (when the series was created, a Unix
+# time, not a measurement).
+LEFT_OUT = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*_(?:bucket|created)(?:\{[^\n]*)?[ \t][^\n]*\n?", re.MULTILINE)
 
 
 @dataclass
@@ -113,15 +116,14 @@ def fetch(url: str, headers: dict[str, str], timeout_s: float) -> tuple[int | No
 
 
 def parse_samples(text: str) -> list[tuple[str, str, float]]:
-    """(metric, labels as sorted JSON, value) of every sample of a Prometheus text body; ValueError
-    for text that is not Prometheus' format."""
+    """(metric, labels as sorted JSON, value) of every sample of a Prometheus text body but those
+    LEFT_OUT; ValueError for text that is not Prometheus' format."""
     from prometheus_client.parser import text_string_to_metric_families
 
     return [
         (sample.name, json.dumps(sample.labels, sort_keys=True) if sample.labels else "", float(sample.value))
-        for family in text_string_to_metric_families(text)
+        for family in text_string_to_metric_families(LEFT_OUT.sub("", text))
         for sample in family.samples
-        if not sample.name.endswith(CREATED_SUFFIX)
     ]
 
 
@@ -138,9 +140,9 @@ def check_interval(serve: Any) -> float | None:
 
 
 class ServerMetrics:
-    """`with metrics.scraping(base_url, headers):` around the levels, `on_level` and `on_measure`
-    given to the load (quantbench.loadgen.driver.run_levels); then `write`, `level_columns`,
-    `summary`."""
+    """`start(base_url, headers)` once the server answers, `on_level` and `on_measure` given to the
+    load (quantbench.loadgen.driver.run_levels), `stop()` after the last level; then `write`,
+    `level_columns`, `summary`."""
 
     def __init__(self, interval_s: float | None):
         self.interval_s = interval_s
@@ -151,6 +153,7 @@ class ServerMetrics:
         self._headers: dict[str, str] = {}
         self._lock = threading.Lock()  # one GET at a time: the thread's and the load's hooks
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._started_at = 0.0
 
     @property
@@ -210,23 +213,26 @@ class ServerMetrics:
             ticks += 1
             self.scrape(INTERVAL)
 
-    @contextmanager
-    def scraping(self, base_url: str, headers: dict[str, str] | None = None) -> Iterator[ServerMetrics]:
-        """Probe, then scrape every interval until the block ends, and once more at its end."""
+    def start(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        """Probe the server, then scrape it every interval from a background thread until `stop`."""
         self.attach(base_url, headers)
         if not self.active:
-            yield self
             return
         self._started_at = time.perf_counter()
-        thread = threading.Thread(target=self._run, name="quantbench-server-metrics", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self.scrape(END)
-            self.parse_pending()
+        self._thread = threading.Thread(target=self._run, name="quantbench-server-metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and scrape once more (the last level's end); nothing when not started.
+        Called after the last level, while the server still runs, and again on every way out of
+        the job (quantbench.scenarios.serve), where it does nothing the second time."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.scrape(END)
+        self.parse_pending()
 
     def on_level(self, level: Level) -> None:
         """A level begins: parse what the last one scraped (no load runs now), then scrape."""
@@ -243,9 +249,11 @@ class ServerMetrics:
         return samples_frame(self.scrapes)
 
     def write(self, job_dir: Path) -> None:
+        """server_metrics.parquet, once the scraping has stopped."""
         from quantbench.atomic import write_parquet_atomic
         from quantbench.jobdir import SERVER_METRICS_FILE
 
+        self.stop()
         if self.scrapes:
             write_parquet_atomic(Path(job_dir) / SERVER_METRICS_FILE, self.frame())
 

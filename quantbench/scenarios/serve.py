@@ -135,22 +135,23 @@ def measure_serve(
                     endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
-                with server_metrics.scraping(endpoint.base_url, endpoint.headers):
-                    run_levels(
-                        load_plan(cfg, endpoint, options),
-                        levels,
-                        prompts,
-                        runs,
-                        progress,
-                        check=None,
-                        on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
-                        on_measure=server_metrics.on_measure,
-                    )
+                server_metrics.start(endpoint.base_url, endpoint.headers)
+                run_levels(
+                    load_plan(cfg, endpoint, options),
+                    levels,
+                    prompts,
+                    runs,
+                    progress,
+                    check=None,
+                    on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
+                    on_measure=server_metrics.on_measure,
+                )
+                server_metrics.stop()
     finally:
         records = level_records_of(runs, prompts, max_tokens, tokenizer)
         write_requests(job_dir, records)
         telemetry.write(job_dir)
-        server_metrics.write(job_dir)
+        server_metrics.write(job_dir)  # stops its scraping first, on every way out
     level_rows = summarise(cfg, runs, records)
     for row, server_columns in zip(level_rows, server_metrics.level_columns(runs)):
         row |= server_columns
@@ -256,17 +257,18 @@ def run_on_server(
                 float(cfg.serve.request_timeout_s),
             )
         metrics |= found
-        with server_metrics.scraping(served.base_url):
-            run_levels(
-                load_plan(cfg, served, options),
-                levels,
-                prompts,
-                runs,
-                progress,
-                check=server.check_running,
-                on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
-                on_measure=server_metrics.on_measure,
-            )
+        server_metrics.start(served.base_url)
+        run_levels(
+            load_plan(cfg, served, options),
+            levels,
+            prompts,
+            runs,
+            progress,
+            check=server.check_running,
+            on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
+            on_measure=server_metrics.on_measure,
+        )
+        server_metrics.stop()  # its last scrape while the server still runs
     return metrics
 
 

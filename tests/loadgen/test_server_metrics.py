@@ -189,8 +189,9 @@ def loopback():
 def test_a_server_without_metrics_gives_null_columns_with_the_reason(loopback, tmp_path):
     url, _, _ = loopback
     metrics = ServerMetrics(0.05)
-    with metrics.scraping(url):
-        metrics.on_level(Level(0, concurrency=1))
+    metrics.start(url)
+    metrics.on_level(Level(0, concurrency=1))
+    metrics.stop()
     run = level_run(0.0, 1.0)
     [columns] = metrics.level_columns([run])
     assert columns["server_metrics_note"] == f'GET {url}/metrics answered HTTP 404: {{"detail":"Not Found"}}'
@@ -205,16 +206,17 @@ def test_llama_server_started_without_the_flag_is_the_reason(loopback):
     status_line, _, body = recorded("llama_server_no_metrics_flag").partition("\n")
     answers.status, answers.body = int(status_line.split()[1]), body.strip()
     metrics = ServerMetrics(0.05)
-    with metrics.scraping(url):
-        pass
+    metrics.start(url)
+    metrics.stop()
     assert "answered HTTP 501" in metrics.reason and "Start it with `--metrics`" in metrics.reason
 
 
 def test_no_scraping_when_the_interval_is_null(loopback):
     url, _, _ = loopback
     metrics = ServerMetrics(None)
-    with metrics.scraping(url):
-        metrics.on_level(Level(0, concurrency=1))
+    metrics.start(url)
+    metrics.on_level(Level(0, concurrency=1))
+    metrics.stop()
     assert metrics.scrapes == [] and "serve.metrics_interval_s is null" in metrics.summary()["server_metrics_reason"]
 
 
@@ -226,16 +228,16 @@ def test_the_scraper_samples_each_trigger_and_writes_every_sample(loopback, tmp_
     url, answers, server = loopback
     answers.status, answers.body = 200, recorded("llama_server_during")
     metrics = ServerMetrics(0.02)
-    with metrics.scraping(url):
-        metrics.on_level(Level(0, concurrency=4))
-        metrics.on_measure(Level(0, concurrency=4))
-        started = time.perf_counter()
-        time.sleep(0.15)
-        finished = time.perf_counter()
-        metrics.on_level(Level(1, concurrency=8))
-        server.shutdown()  # the server goes away mid-level: its scrapes fail, the job goes on
-        server.server_close()
-        time.sleep(0.06)
+    metrics.start(url)
+    metrics.on_level(Level(0, concurrency=4))
+    metrics.on_measure(Level(0, concurrency=4))
+    started = time.perf_counter()
+    time.sleep(0.15)
+    finished = time.perf_counter()
+    metrics.on_level(Level(1, concurrency=8))
+    server.shutdown()  # the server goes away mid-level: its scrapes fail, the job goes on
+    server.server_close()
+    time.sleep(0.06)
     metrics.write(tmp_path)
     frame = pl.read_parquet(tmp_path / SERVER_METRICS_FILE)
     assert {"probe", "level start", "measured start", "interval", "end"} <= set(frame.get_column("trigger"))
