@@ -27,12 +27,16 @@ from quantbench.loadgen.server_metrics import (
 )
 
 METRICS = FIXTURES / "metrics"
-# What the recorded llama-server payloads hold (tests/fixtures/metrics/llama_server_*.txt): four
-# requests running at the `during` scrape; from `before` to `after`, 356 prompt tokens computed and
-# 174 reused from a slot's cache (two prompts share a prefix), 196 generated in 53 decodes.
+# What the recorded payloads hold (tests/fixtures/metrics/, README.md there): four requests running at
+# the `during` scrape; from `before` to `after`, llama-server computed 361 prompt tokens and reused
+# 169 from a slot's cache (two prompts share a prefix) and generated 804 in 205 decodes.
 LLAMA_DURING_RUNNING, LLAMA_DURING_DEFERRED = 4, 0
-LLAMA_PROMPT_COMPUTED, LLAMA_PROMPT_CACHED, LLAMA_PREDICTED = 356, 174, 196
-LLAMA_BUSY_SLOTS_PER_DECODE = 3.69811  # 196 tokens over 53 decodes, as llama-server rounds it
+LLAMA_PROMPT_COMPUTED, LLAMA_PROMPT_CACHED, LLAMA_PREDICTED = 361, 169, 804
+LLAMA_BUSY_SLOTS_PER_DECODE = 3.92195  # 804 tokens over 205 decodes, as llama-server rounds it
+# vLLM 0.32 (prefix caching on): 1389 prompt tokens queried, 768 of them hits, 804 generated.
+VLLM_DURING_RUNNING, VLLM_DURING_WAITING, VLLM_DURING_KV = 4, 0, 0.0008545965083628371
+VLLM_PROMPT_TOKENS = VLLM_QUERIES = 1389
+VLLM_HITS, VLLM_GENERATION_TOKENS = 768, 804
 
 
 def recorded(name: str) -> str:
