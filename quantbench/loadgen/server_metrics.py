@@ -207,10 +207,13 @@ class ServerMetrics:
             self.reason = probe.error
 
     def _run(self) -> None:
+        """A scrape on every tick of the interval; a tick missed (a slow GET) is skipped, not caught up."""
         assert self.interval_s is not None
-        ticks = 0
-        while not self._stop.wait(max(0.0, self._started_at + (ticks + 1) * self.interval_s - time.perf_counter())):
-            ticks += 1
+        while True:
+            elapsed = time.perf_counter() - self._started_at
+            next_tick = (int(elapsed / self.interval_s) + 1) * self.interval_s
+            if self._stop.wait(next_tick - elapsed):
+                return
             self.scrape(INTERVAL)
 
     def start(self, base_url: str, headers: dict[str, str] | None = None) -> None:

@@ -27,7 +27,7 @@ def test_a_sweep_level_gets_the_servers_own_counts(run_quantbench, tmp_path):
             "serve.concurrency=[1,3]",
             f"serve.requests_per_level={REQUESTS}",
             "serve.metrics_interval_s=0.02",
-            "engine.args=[--standin-metrics,live,--standin-delay-ms,10]",
+            "engine.args=[--standin-metrics,live,--standin-delay-ms,20]",
         ],
         tmp_path,
     )
