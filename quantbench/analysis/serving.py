@@ -82,6 +82,7 @@ class ServingAnalysis:
     capacity: dict[tuple, Capacity]  # (group values..., precision) -> its highest load under the SLO
     study: pl.DataFrame  # one row per group and precision at the study load
     notes: list[str] = field(default_factory=list)
+    sweep: Any = None  # the analysed sweep: its jobs' files (server_metrics.parquet) for figures
 
     def varying(self) -> list[str]:
         return [c for c in self.group_columns if c != "scenario" and self.rows.get_column(c).n_unique() > 1]
@@ -275,7 +276,7 @@ def analyze_serving(
         found, text = capacity_of(list(part.iter_rows(named=True)), limits, unit)
         capacity[key] = Capacity(found, text, _describe(limits, source))
     study = _study(rows, groups, settings, notes)
-    return ServingAnalysis(rows, groups, capacity, study, notes)
+    return ServingAnalysis(rows, groups, capacity, study, notes, sweep)
 
 
 def _token_count_notes(rows: pl.DataFrame) -> list[str]:

@@ -119,10 +119,17 @@ def _goodput(serving: ServingAnalysis, path: Path) -> str:
     return "goodput counts the requests that met every objective of serve.slo; failed requests never do"
 
 
+def _server_metrics(serving: ServingAnalysis, path: Path) -> str:
+    from quantbench.analysis.server_metrics_plots import draw_server_metrics
+
+    return draw_server_metrics(serving, path)
+
+
 SERVING_FIGURES: tuple[tuple[str, str, Callable[[ServingAnalysis, Path], str]], ...] = (
     ("serve_latency_vs_load", "Serving: latency vs {axis} per precision", _latency),
     ("serve_throughput_latency", "Serving: throughput-latency curve", _throughput_latency),
     ("serve_goodput", "Serving: goodput per precision", _goodput),
+    ("serve_server_metrics", "Serving: the servers' own metrics over time", _server_metrics),
 )
 
 

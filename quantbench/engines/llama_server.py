@@ -9,7 +9,8 @@ are greedy (the client's temperature 0) and run to max_tokens (`ignore_eos`, whi
 README documents). Prefix caching is engine.prefix_caching: off by default (`--no-cache-prompt`,
 `--cache-ram 0`) so that TTFT measures the prompt's prefill, as vLLM's engine does. The KV cache's
 type is engine.kv_cache_dtype (`--cache-type-k/--cache-type-v` with `--flash-attn on`,
-quantbench/engines/kv_cache_dtype.py), null: llama-server's f16.
+quantbench/engines/kv_cache_dtype.py), null: llama-server's f16. `--metrics` turns on its
+Prometheus /metrics, which the serving scenario scrapes (quantbench.loadgen.server_metrics).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class LlamaServer:
             "999" if request.device.is_cuda else "0",
             "--seed",
             str(request.seed),
+            "--metrics",  # Prometheus /metrics, scraped during the levels (off unless asked for)
             *prefix_arguments,
             *kv_cache_dtype.llama_server_arguments(kv_cache_dtype.llama_cpp_type(request.engine)),
         ]

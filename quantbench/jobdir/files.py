@@ -6,6 +6,7 @@ in quantbench.jobdir too, imports the name.
     pubmedqa_predictions.parquet   PREDICTIONS_FILE: one row per PubMedQA question
     requests.parquet               REQUESTS_FILE: one row per request of a serving scenario
     telemetry.parquet              TELEMETRY_FILE: power and clock samples over the timed phase
+    server_metrics.parquet         SERVER_METRICS_FILE: the samples of a server's Prometheus /metrics
     job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
     traceback.txt                  TRACEBACK_FILE: the traceback of a job that failed
     server.log                     SERVER_LOG_FILE: the output of the server a serving job started
@@ -21,11 +22,19 @@ ITERATIONS_FILE = "iterations.parquet"
 PREDICTIONS_FILE = "pubmedqa_predictions.parquet"
 REQUESTS_FILE = "requests.parquet"
 TELEMETRY_FILE = "telemetry.parquet"
+SERVER_METRICS_FILE = "server_metrics.parquet"
 JOB_CONFIG_FILE = "job.yaml"
 TRACEBACK_FILE = "traceback.txt"
 SERVER_LOG_FILE = "server.log"
 # What a run measured: set aside together when an ok result is replaced, removed together otherwise.
-MEASUREMENT_FILES = (RESULT_FILE, ITERATIONS_FILE, PREDICTIONS_FILE, REQUESTS_FILE, TELEMETRY_FILE)
+MEASUREMENT_FILES = (
+    RESULT_FILE,
+    ITERATIONS_FILE,
+    PREDICTIONS_FILE,
+    REQUESTS_FILE,
+    TELEMETRY_FILE,
+    SERVER_METRICS_FILE,
+)
 SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
 
 

@@ -34,6 +34,19 @@ LEVEL_COLUMNS: tuple[Column, ...] = (
     ("slo_attainment", "SLO met", lambda v: fmt_pct(v * 100 if v is not None else None, 0)),
     ("cost_per_1k_output_tokens_usd", "$ per 1k output tokens", fmt_usd),
 )
+# What each server said of itself per level (its /metrics: quantbench.loadgen.server_metric_levels).
+SERVER_COLUMNS: tuple[Column, ...] = (
+    ("server_requests_running_max", "running max", fmt_number),
+    ("server_requests_running_mean", "running mean", fmt_number),
+    ("server_requests_waiting_max", "waiting max", fmt_number),
+    ("server_kv_cache_usage_max", "KV cache max", lambda v: fmt_pct(v * 100 if v is not None else None, 0)),
+    ("server_kv_cache_usage_mean", "KV cache mean", lambda v: fmt_pct(v * 100 if v is not None else None, 0)),
+    ("server_preemptions", "preemptions", fmt_number),
+    ("server_prompt_tokens", "prompt tokens", fmt_number),
+    ("server_prefix_cache_hit_rate", "prefix-cache hits", lambda v: fmt_pct(v * 100 if v is not None else None, 1)),
+    ("server_busy_slots_per_decode", "busy slots per decode", fmt_number),
+    ("server_metrics_note", "note", str),
+)
 STUDY_COLUMNS: tuple[Column, ...] = (
     ("e2e_p50_ms", "E2E {p50} ms", ms),
     ("e2e_p95_ms", "E2E {p95} ms", ms),
@@ -119,6 +132,26 @@ def _joins(analysis: Analysis, serving: ServingAnalysis) -> list:
     ]
 
 
+def _server_metrics(serving: ServingAnalysis, rows: pl.DataFrame) -> list:
+    """Each level as its server reported it, where a server exposed Prometheus /metrics."""
+    measured = [
+        c for c, _, _ in SERVER_COLUMNS[:-1] if c in rows.columns and rows.get_column(c).null_count() < rows.height
+    ]
+    if not measured:
+        return []
+    sources = rows.get_column("server_metrics_source").drop_nulls().unique(maintain_order=True).to_list()
+    return [
+        Heading(3, "What the servers reported (/metrics)"),
+        Paragraph(
+            "Scraped from each server's Prometheus endpoint during the levels ("
+            + "; ".join(sorted({source.split(", ", 1)[-1] for source in sources}))
+            + "): gauges over the scrapes inside each level's measured requests, counters as their increase "
+            "over it; the KV cache as a share of the server's own cache. A dash: the server does not report it."
+        ),
+        _table(serving, rows, SERVER_COLUMNS, set(), (("precision", "Precision"), ("load", "Load"))),
+    ]
+
+
 def serving_blocks(analysis: Analysis) -> list:
     serving = analysis.serving
     if serving is None:
@@ -170,6 +203,7 @@ def serving_blocks(analysis: Analysis) -> list:
         Heading(3, "Every load level"),
         _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load"))),
     ]
+    blocks += _server_metrics(serving, rows)
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
         needed = ", ".join(

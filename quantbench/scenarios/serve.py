@@ -26,6 +26,7 @@ from quantbench.engines.base import ServerRequest, check_precision_engine, resol
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
 from quantbench.loadgen.load import Level, LevelRun
+from quantbench.loadgen.server_metrics import ServerMetrics, check_interval
 from quantbench.loadgen.summary import level_records_of, summarise, write_requests
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
@@ -73,6 +74,7 @@ def measure_serve(
     from quantbench.scenarios.setup import prepare_job
 
     levels = serve_levels(cfg.serve)
+    server_metrics = ServerMetrics(check_interval(cfg.serve))
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -122,6 +124,7 @@ def measure_serve(
                     runs,
                     progress,
                     telemetry,
+                    server_metrics,
                 )
             else:
                 metrics |= {
@@ -132,6 +135,7 @@ def measure_serve(
                     endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
+                server_metrics.start(endpoint.base_url, endpoint.headers)
                 run_levels(
                     load_plan(cfg, endpoint, options),
                     levels,
@@ -139,13 +143,18 @@ def measure_serve(
                     runs,
                     progress,
                     check=None,
-                    on_level=telemetry_label(telemetry),
+                    on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
+                    on_measure=server_metrics.on_measure,
                 )
+                server_metrics.stop()
     finally:
         records = level_records_of(runs, prompts, max_tokens, tokenizer)
         write_requests(job_dir, records)
         telemetry.write(job_dir)
+        server_metrics.write(job_dir)  # stops its scraping first, on every way out
     level_rows = summarise(cfg, runs, records)
+    for row, server_columns in zip(level_rows, server_metrics.level_columns(runs)):
+        row |= server_columns
     for row, run in zip(level_rows, runs):
         joules = telemetry.energy_between(run.started_at, run.finished_at)
         reason = energy_reason or "the energy counter's samples do not cover this level"
@@ -158,6 +167,7 @@ def measure_serve(
         else {"energy_source": counter.source, "energy_scope": counter.scope}
     )
     metrics |= telemetry.summary()
+    metrics |= server_metrics.summary()
     metrics |= {
         "eos_ignored": every_request_ran_to(max_tokens, records),
         "chat_template": bool(prompts[0].chat),
@@ -184,9 +194,11 @@ def run_on_server(
     runs: list[LevelRun],
     progress: JobProgress,
     telemetry: TelemetrySampler,
+    server_metrics: ServerMetrics,
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
-    stop it; the job-level facts of the server. `telemetry` samples the server's process."""
+    stop it; the job-level facts of the server. `telemetry` samples the server's process,
+    `server_metrics` scrapes its /metrics."""
     from quantbench.engines.openai import Endpoint
     from quantbench.engines.weights import served_weights
     from quantbench.jobdir import SERVER_LOG_FILE
@@ -245,6 +257,7 @@ def run_on_server(
                 float(cfg.serve.request_timeout_s),
             )
         metrics |= found
+        server_metrics.start(served.base_url)
         run_levels(
             load_plan(cfg, served, options),
             levels,
@@ -252,8 +265,10 @@ def run_on_server(
             runs,
             progress,
             check=server.check_running,
-            on_level=telemetry_label(telemetry),
+            on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
+            on_measure=server_metrics.on_measure,
         )
+        server_metrics.stop()  # its last scrape while the server still runs
     return metrics
 
 
@@ -288,6 +303,16 @@ def telemetry_label(telemetry: TelemetrySampler):
         telemetry.phase = level.label
 
     return label
+
+
+def each_level(*callbacks: Callable[[Level], None]) -> Callable[[Level], None]:
+    """One on_level callback that calls each of these in turn."""
+
+    def told(level: Level) -> None:
+        for callback in callbacks:
+            callback(level)
+
+    return told
 
 
 def probe_endpoint(endpoint: Endpoint) -> Endpoint:

@@ -80,6 +80,9 @@ def test_closed_loop_sweep_writes_every_request_and_a_row_per_level(run_quantben
         assert column in summary.columns, column
     assert summary["n_requests"].to_list() == [6, 6] and summary["n_failed_requests"].to_list() == [0, 0]
     assert_gone(standin_pid(job))
+    # The stand-in has no /metrics (404, as transformers serve): null server columns that say why.
+    assert summary["server_prompt_tokens"].null_count() == 2
+    assert all("/metrics answered HTTP 404" in note for note in summary["server_metrics_note"])
 
 
 def test_poisson_level_with_an_slo_and_no_usage_from_the_server(run_quantbench, tmp_path):

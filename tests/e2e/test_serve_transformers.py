@@ -29,6 +29,8 @@ def check_sweep(sweep: Path, precisions: list[str], levels: list[int], requests:
     for job in sorted(path.parent for path in sweep.rglob("result.json")):
         data = json.loads((job / "result.json").read_text())
         assert "--continuous-batching" in data["metrics"]["server_command"]
+        # transformers serve has no /metrics: FastAPI's 404, recorded as why the server columns are null.
+        assert data["metrics"]["server_metrics_reason"].endswith('/metrics answered HTTP 404: {"detail":"Not Found"}')
         requests_frame = pl.read_parquet(job / "requests.parquet")
         assert requests_frame.height == requests * len(levels)
         # End of sequence ignored: every request got exactly max_new_tokens, by the server's own count.

@@ -84,7 +84,7 @@ def test_llama_server_gets_a_slot_per_user_of_the_busiest_level_each_with_the_lo
     launch = engine.launch(server_request(cfg, tmp_path, max_concurrency=4, max_sequence_tokens=300))
     command = launch.command
     assert command[0] == str(own_llama_server)
-    switches = ["--cont-batching", "--no-kv-unified", "--no-cache-prompt"]
+    switches = ["--cont-batching", "--no-kv-unified", "--no-cache-prompt", "--metrics"]
     assert all(switch in command for switch in switches)
     valued = [word for word in command[1:] if word not in switches]
     assert dict(zip(valued[::2], valued[1::2])) == {

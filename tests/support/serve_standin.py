@@ -23,6 +23,9 @@ purpose:
                                  PREFIX_chat_ignore_eos.txt for a request with ignore_eos,
                                  PREFIX_chat_stream_options.txt with stream_options, else
                                  PREFIX_chat_plain.txt (first line "HTTP <status>", then the body)
+    --standin-metrics SOURCE     serve Prometheus text at /metrics (without it: 404, as transformers
+                                 serve): `live`, vLLM's names counting this server's own requests
+                                 (metrics_text), or a FILE recorded from a real server, served as is
 
     python tests/support/serve_standin.py serve /some/model --host 127.0.0.1 --port 8123
 """
@@ -56,12 +59,38 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--standin-record", default=None)
     parser.add_argument("--standin-kill-self", action="store_true")
     parser.add_argument("--standin-replay", default=None)
+    parser.add_argument("--standin-metrics", default=None)
     options, _unknown = parser.parse_known_args(argv)
     return options
 
 
+# --standin-metrics live: what each generation request adds to the counters (its usage reports 7
+# prompt tokens); a prompt seen before is a prefix-cache hit of all of them.
+LIVE_PROMPT_TOKENS = 7
+LIVE_KV_SLOTS = 8  # the KV-cache usage is the requests running over this
+
+
+def metrics_text(live: dict) -> str:
+    """vLLM's names and shapes (vllm/v1/metrics/loggers.py) with this server's live counts."""
+    labels = '{engine="0",model_name="standin"}'
+    lines = []
+    for name, kind, value in (
+        ("vllm:num_requests_running", "gauge", live["running"]),
+        ("vllm:num_requests_waiting", "gauge", 0),
+        ("vllm:kv_cache_usage_perc", "gauge", min(1.0, live["running"] / LIVE_KV_SLOTS)),
+        ("vllm:num_preemptions_total", "counter", 0),
+        ("vllm:prefix_cache_queries_total", "counter", live["queries"]),
+        ("vllm:prefix_cache_hits_total", "counter", live["hits"]),
+        ("vllm:prompt_tokens_total", "counter", live["prompt_tokens"]),
+        ("vllm:generation_tokens_total", "counter", live["generation_tokens"]),
+    ):
+        lines += [f"# HELP {name} stand-in", f"# TYPE {name} {kind}", f"{name}{labels} {float(value)}"]
+    return "\n".join(lines) + "\n"
+
+
 def make_app(options: argparse.Namespace):
     state = {"requests": 0}
+    live = {"running": 0, "queries": 0, "hits": 0, "prompt_tokens": 0, "generation_tokens": 0, "seen": set()}
     model_name = options.served_model_name or options.model
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
 
@@ -102,6 +131,14 @@ def make_app(options: argparse.Namespace):
             return await respond(send, 401, {"error": {"message": "invalid API key"}})
         if path == "/health":
             return await respond(send, 503 if options.standin_never_healthy else 200, {"status": "ok"})
+        if path == "/metrics" and options.standin_metrics:
+            if options.standin_metrics == "live":
+                text = metrics_text(live)
+            else:
+                with open(options.standin_metrics) as handle:
+                    text = handle.read()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            return await send({"type": "http.response.body", "body": text.encode()})
         if path == "/v1/models":
             return await respond(send, 200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
@@ -136,6 +173,19 @@ def make_app(options: argparse.Namespace):
         ):
             usage = "never"
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        prompt = json.dumps(body.get("messages") or body.get("prompt"))
+        live["queries"] += LIVE_PROMPT_TOKENS
+        live["prompt_tokens"] += LIVE_PROMPT_TOKENS
+        live["hits"] += LIVE_PROMPT_TOKENS if prompt in live["seen"] else 0
+        live["seen"].add(prompt)
+        live["running"] += 1
+        try:
+            await stream(send, body, chat, generated, usage)
+        finally:
+            live["running"] -= 1
+
+    async def stream(send, body: dict, chat: bool, generated: int, usage: str) -> None:
+        max_tokens = int(body.get("max_tokens") or 16)
 
         async def event(payload: dict) -> None:
             await send(
@@ -154,6 +204,7 @@ def make_app(options: argparse.Namespace):
             text = f" tok{index}"
             choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
             await event({**base, "choices": [choice]})
+            live["generation_tokens"] += 1
         reason = "length" if generated == max_tokens else "stop"
         final = {
             **base,

@@ -34,3 +34,6 @@ class ServeConfig:
     startup_timeout_s: float = 600.0  # from starting the server until its health endpoint answers
     request_timeout_s: float = 600.0  # one request, from sending until its last chunk
     slo: SloConfig = field(default_factory=SloConfig)
+    # Seconds between scrapes of the server's Prometheus /metrics during a level (besides one at
+    # each level's start, its measured start and the job's end); null: not scraped (docs/serving.md).
+    metrics_interval_s: Optional[float] = 0.5
