@@ -17,7 +17,7 @@ needs_llama_cpp = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
 )
 # Windows as long as tiny-llama's cheap passes allow (its context: 1024 tokens).
-TEXT = ["quality.context_tokens=256", "quality.stride=256", "quality.max_tokens=1024"]
+TEXT = ["quality.context_tokens=256", "quality.stride=256", "quality.max_tokens=512"]
 QUICK = ["bench.min_iterations=1", "bench.min_seconds=0", "bench.warmup_iterations=0", "bench.max_new_tokens=4"]
 
 
@@ -67,7 +67,7 @@ def test_an_f16_cache_scored_twice_is_its_own_reference_exactly(compose_config, 
     assert metrics["kv_cache_kld_mean"] == 0.0 and metrics["kv_cache_kld_max"] == 0.0
     assert metrics["kv_cache_top1_agree"] == 100.0 and metrics["kv_cache_ppl_ratio"] == 1.0
     assert metrics["kv_cache_ppl"] == pytest.approx(metrics["kv_cache_reference_ppl"], rel=1e-12)
-    assert metrics["kv_cache_ppl_n_tokens"] == windows.n_scored > 1000
+    assert metrics["kv_cache_ppl_n_tokens"] == windows.n_scored == 510
     assert torch.isfinite(torch.tensor(metrics["kv_cache_ppl"]))
 
 
@@ -151,6 +151,7 @@ def test_a_sequence_read_in_chunks_through_the_models_cache_scores_as_in_one_pas
     assert chunked.log_probs(tokens).shape == (300, one_pass.shape[1])
 
 
+@pytest.mark.slow  # ~7 s in the suite; the cheap tests above cover the quantized cache in generate()
 def test_transformers_quantized_cache_quality_against_the_models_own_cache(compose_config, shared_data, tmp_path):
     quality = ["quality=[ppl,kld]", f"quality.data_dir={shared_data}", *TEXT]
     metrics, _ = measure(

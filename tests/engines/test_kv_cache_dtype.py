@@ -177,12 +177,16 @@ def test_bytes_per_token_of_each_cache_type_on_tiny_llama_and_smollm2(compose_co
     assert kv_cache_dtype.vllm_facts("nvfp4", "float32", smollm2)["kv_cache_bytes_per_token"] is None
 
 
-def test_only_a_cache_other_than_f16_with_text_quality_is_compared_to_the_f16_cache(compose_config):
+def test_only_a_cache_other_than_f16_with_text_quality_is_compared_to_the_f16_cache():
+    from omegaconf import OmegaConf
+
     from quantbench.quality.cache_precision import compares_cache
 
-    with_text = compose_config(["quality=[ppl]"]).quality
-    pubmedqa_only = compose_config(["quality=[pubmedqa]"]).quality
-    assert compares_cache("q4_0", with_text) and compares_cache("q8_0", compose_config(["quality=[kld]"]).quality)
+    def quality(**selected):  # the quality node as `quality=[...]` composes it: absent metrics are null
+        return OmegaConf.create({"ppl": None, "kld": None, "pubmedqa": None, **selected})
+
+    with_text = quality(ppl={})
+    assert compares_cache("q4_0", with_text) and compares_cache("q8_0", quality(kld={"top_k": 32}))
     assert not compares_cache("f16", with_text)  # the reference type itself
     assert not compares_cache(None, with_text)  # llama.cpp's default cache is f16
-    assert not compares_cache("q4_0", pubmedqa_only) and not compares_cache("q4_0", compose_config([]).quality)
+    assert not compares_cache("q4_0", quality(pubmedqa={})) and not compares_cache("q4_0", quality())
