@@ -34,3 +34,8 @@ class ServeConfig:
     startup_timeout_s: float = 600.0  # from starting the server until its health endpoint answers
     request_timeout_s: float = 600.0  # one request, from sending until its last chunk
     slo: SloConfig = field(default_factory=SloConfig)
+    # A JSON Lines trace to replay as one open-loop level, "trace" (docs/serving.md#trace-replay):
+    # each line's arrival_s, input_tokens, output_tokens, optional prefix_group/prefix_tokens and
+    # conversation_id. Exclusive with concurrency/request_rate lists; requests_per_level does not apply.
+    trace: Optional[str] = None
+    trace_speed: float = 1.0  # time scale of the replay: 2 sends the trace twice as fast
