@@ -104,7 +104,8 @@ def level_records(
         generated, tokens_from = output_tokens(usage, exchange.finish_reason, asked, exchange.text, count_output_tokens)
         requested = None if prompt is None else prompt.input_tokens
         if prompt is not None and exchange.history:  # a later turn: its history is part of its input
-            requested = None if count_input_tokens is None else count_input_tokens(replace(prompt, history=exchange.history))
+            with_history = replace(prompt, history=exchange.history)
+            requested = None if count_input_tokens is None else count_input_tokens(with_history)
         # A request that failed before any text arrived has no timings, but still counts.
         ttft_ms = (exchange.arrivals[0] - sent) * 1e3 if exchange.arrivals else None
         e2e_ms = (
