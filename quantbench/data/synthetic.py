@@ -10,7 +10,8 @@ the model's tokenizer and chat template, so that happens where they are loaded
                    and special tokens included)
     output_tokens  the tokens it asks for (its max_tokens, with the end of sequence held back)
     prefix_group   with dataset.prefix.groups = K: which of the K shared system prompts it starts
-                   with (meta prefix_text is that prompt's passage; its length is prefix.tokens)
+                   with (each group given to as many prompts as the others, to one, in a seeded
+                   order; meta prefix_text is that prompt's passage, prefix_tokens its length)
     conversation, turn   with dataset.conversation.turns = T: T consecutive samples are the turns of
                    one conversation (turn 0 first)
 
@@ -132,7 +133,8 @@ class SyntheticText:
         outputs = shape["output"].draw(rng, requests)
         groups = shape["prefix_groups"]
         prefixes = passages(corpus, rng, [shape["prefix_tokens"]] * groups)
-        group_of = rng.integers(0, groups, shape["prompts"]) if groups else None
+        # Each group as often as the others (to one), in a seeded order.
+        group_of = rng.permutation(np.arange(shape["prompts"]) % groups) if groups else None
         texts = passages(corpus, rng, [int(length) for length in inputs])
         samples = []
         for index in range(requests):
