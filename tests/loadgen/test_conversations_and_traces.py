@@ -125,7 +125,8 @@ BAD_TRACES = [
     ('{"arrival_s": 0, "input_tokens": 5}\n', 1, "missing output_tokens"),
     ('{"arrival_s": -1, "input_tokens": 5, "output_tokens": 2}\n', 1, "arrival_s=-1 is negative"),
     (
-        '{"arrival_s": 2, "input_tokens": 5, "output_tokens": 2}\n\n{"arrival_s": 1, "input_tokens": 5, "output_tokens": 2}\n',
+        '{"arrival_s": 2, "input_tokens": 5, "output_tokens": 2}\n\n'
+        '{"arrival_s": 1, "input_tokens": 5, "output_tokens": 2}\n',
         3,
         "is before the line above",
     ),
