@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from quantbench.loadgen.rendering import chat_messages, plain_text
 from quantbench.loadgen.sse import EventDecoder
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class Exchange:
     error: str | None = None
     connection_retries: int = 0  # sends again after a stale keep-alive connection (STALE_CONNECTION_RETRIES)
     scheduled_at: float | None = None  # open loop: when the request was due (its send-time error is sent_at - this)
+    # A conversation's later turn: the (role, content) messages it carried before its own text
+    # (quantbench.loadgen.conversation), from which its input count is known afterwards.
+    history: tuple[tuple[str, str], ...] = ()
 
     @property
     def text(self) -> str:
@@ -59,9 +63,9 @@ def request_body(prompt: Prompt, model: str | None, max_tokens: int, options: di
     if model is not None:
         body["model"] = model
     if prompt.chat:
-        body["messages"] = [{"role": "user", "content": prompt.text}]
+        body["messages"] = chat_messages(prompt)
     else:
-        body["prompt"] = prompt.text
+        body["prompt"] = plain_text(prompt)
     return {**body, **options}
 
 
@@ -168,6 +172,9 @@ async def send(
 
     path = CHAT_PATH if prompt.chat else COMPLETIONS_PATH
     url = endpoint.base_url + path
+    if prompt.max_tokens and options.get("min_tokens") == max_tokens:
+        # llama-cpp-python's end-of-sequence hold was made for the job's length: this request's own
+        options = {**options, "min_tokens": prompt.max_tokens}
     body = request_body(prompt, endpoint.model, prompt.max_tokens or max_tokens, options)
     exchange = Exchange(prompt_id=prompt.id, sent_at=time.perf_counter())
     while True:

@@ -79,6 +79,8 @@ def run_levels(
         # At least one warm-up request per user, so every connection and batch slot is warm.
         warmup = max(plan.warmup_requests, level.concurrency or 1) if plan.warmup_requests > 0 else 0
         planned = plan.requests_per_level or 0
+        if level.schedule is not None:  # a trace sends all of its requests
+            planned = sum(1 + len(arrival.prompt.turns) for arrival in level.schedule)
         done = [0]
 
         # done and planned bound as defaults: each level's own, even though the level ends in this iteration
@@ -119,12 +121,16 @@ async def drive_level(
             if level.request_rate is not None
             else None
         )
+        # A trace (serve.trace) replays its own schedule, all of it: serve.requests_per_level does not apply.
+        requests = plan.requests_per_level
+        if level.schedule is not None:
+            arrivals, requests = iter(level.schedule), None
         return await run_level(
             level,
             one,
             measured,
             chosen.warmup(warmup),
-            lambda: Budget(plan.requests_per_level, plan.duration_s),
+            lambda: Budget(requests, plan.duration_s),
             arrivals,
             tick,
             on_measure,

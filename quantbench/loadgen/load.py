@@ -26,9 +26,13 @@ class Level:
     index: int
     concurrency: int | None = None  # closed loop
     request_rate: float | None = None  # open loop, requests per second
+    # Open loop on a given schedule: a replayed trace (serve.trace; quantbench.loadgen.trace).
+    schedule: tuple[Arrival, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
+        if self.schedule is not None:
+            return "trace"
         return f"{self.concurrency} users" if self.concurrency is not None else f"{self.request_rate:g} req/s"
 
 
@@ -53,6 +57,9 @@ class Arrival:
 
     offset_s: float
     prompt: Prompt
+    # A trace's conversation: when each later turn of the prompt is due (sent then, or when the
+    # turn before it has ended if that is later); empty: each as soon as the turn before it ends.
+    later_offsets_s: tuple[float, ...] = ()
 
 
 class Budget:
@@ -71,13 +78,26 @@ class Budget:
         self.sent += 1
         return True
 
+    def reserve(self, count: int) -> int:
+        """Up to `count` more requests for a conversation already started (its later turns): the
+        request limit holds, the time limit does not cut a conversation short."""
+        granted = count if self.requests is None else max(0, min(count, self.requests - self.sent))
+        self.sent += granted
+        return granted
+
+    def release(self, count: int) -> None:
+        """Requests reserved and not sent (a conversation that ended early)."""
+        self.sent -= count
+
 
 async def closed_loop(send: Send, prompts: Iterator[Prompt], users: int, budget: Budget) -> list[Exchange]:
     exchanges: list[Exchange] = []
 
     async def user() -> None:
-        while budget.take():
-            exchanges.append(await send(next(prompts)))
+        from quantbench.loadgen.conversation import converse
+
+        while budget.take():  # a conversation's later turns follow its first (quantbench.loadgen.conversation)
+            exchanges.extend(await converse(send, next(prompts), budget))
 
     await asyncio.gather(*(user() for _ in range(users)))
     return exchanges
@@ -106,10 +126,10 @@ async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> 
     tasks: list[asyncio.Task] = []
     started = time.perf_counter()
 
-    async def sent(arrival: Arrival, due: float) -> Exchange:
-        exchange = await send(arrival.prompt)
-        exchange.scheduled_at = due
-        return exchange
+    async def sent(arrival: Arrival, due: float) -> list[Exchange]:
+        from quantbench.loadgen.conversation import converse
+
+        return await converse(send, arrival.prompt, budget, due, started, arrival.later_offsets_s)
 
     try:
         for arrival in arrivals:
@@ -118,7 +138,7 @@ async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> 
             if not budget.take():
                 break
             tasks.append(asyncio.ensure_future(sent(arrival, due)))
-        return list(await asyncio.gather(*tasks))
+        return [exchange for exchanges in await asyncio.gather(*tasks) for exchange in exchanges]
     finally:
         for task in tasks:
             task.cancel()  # only those still running: an interrupted level leaves nothing behind

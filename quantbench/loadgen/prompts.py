@@ -29,6 +29,16 @@ class Prompt:
     # Tokens to generate for this request; None: the job's bench.max_new_tokens (a synthetic
     # workload or a trace gives each request its own).
     max_tokens: int | None = None
+    # A synthetic workload's or a trace's (quantbench.loadgen.synthetic; rendered by
+    # quantbench.loadgen.rendering): the shared system prompt in front of the text and its group;
+    # the conversation and turn; on a conversation's first turn its later turns, in order; on a
+    # later turn as it is sent, the (role, content) messages before it, the replies as received.
+    system: str | None = None
+    prefix_group: int | None = None
+    conversation: str | None = None
+    turn: int | None = None
+    turns: tuple[Prompt, ...] = ()
+    history: tuple[tuple[str, str], ...] = ()
 
 
 def uses_chat(tokenizer: Any, chat_template: bool) -> bool:
@@ -50,12 +60,9 @@ def build_prompts(
 
 
 def count_input_tokens(tokenizer: Any, text: str, chat: bool) -> int:
-    if chat:
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    return len(tokenizer(text)["input_ids"])
+    from quantbench.loadgen.rendering import count_prompt_tokens
+
+    return count_prompt_tokens(tokenizer, Prompt(id="", text=text, chat=chat, input_tokens=0))
 
 
 def count_output_tokens(tokenizer: Any, text: str) -> int:

@@ -6,6 +6,10 @@ come, in this order, from the server's usage report (`tokens_from` = usage), fro
 ended for its length (`finish_reason: length`) at the max_tokens it asked for (length), and only
 then from the model's tokenizer on the text received (tokenizer), which may cut the text into
 other tokens than the server generated. Input tokens: usage, else the prompt as sent, tokenized.
+Beside them what was asked: `input_tokens_requested` (the prompt's own count, made with the model's
+tokenizer as the server will see it; for a conversation's later turn, its history included),
+`input_tokens_usage` (the server's report alone, null without one) and `output_tokens_requested`
+(the request's max_tokens), so the server's count can be checked against the request's.
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ class RequestRecord:
     # (the load generator's own send-time error); null in a closed loop, where nothing is scheduled.
     scheduled_s: float | None = None
     send_lag_ms: float | None = None
+    # What was asked (quantbench.loadgen.level_stats compares it with the server's usage report), and
+    # a synthetic workload's or trace's shared-prefix group and conversation turn (null otherwise).
+    input_tokens_requested: int | None = None
+    input_tokens_usage: int | None = None
+    output_tokens_requested: int | None = None
+    prefix_group: int | None = None
+    conversation: str | None = None
+    turn: int | None = None
 
     @property
     def tpot_ms(self) -> float | None:
@@ -78,7 +90,11 @@ def level_records(
     prompts_by_id: dict[str, Prompt],
     max_tokens: int,
     count_output_tokens: Callable[[str], int],
+    count_input_tokens: Callable[[Prompt], int] | None = None,
 ) -> list[RequestRecord]:
+    """`count_input_tokens` counts a conversation turn's input with its history (None: not counted)."""
+    from dataclasses import replace
+
     records = []
     for position, exchange in enumerate(run.exchanges):
         sent = exchange.sent_at
@@ -86,6 +102,10 @@ def level_records(
         prompt = prompts_by_id.get(exchange.prompt_id)
         asked = (prompt.max_tokens if prompt is not None else None) or max_tokens
         generated, tokens_from = output_tokens(usage, exchange.finish_reason, asked, exchange.text, count_output_tokens)
+        requested = None if prompt is None else prompt.input_tokens
+        if prompt is not None and exchange.history:  # a later turn: its history is part of its input
+            with_history = replace(prompt, history=exchange.history)
+            requested = None if count_input_tokens is None else count_input_tokens(with_history)
         # A request that failed before any text arrived has no timings, but still counts.
         ttft_ms = (exchange.arrivals[0] - sent) * 1e3 if exchange.arrivals else None
         e2e_ms = (
@@ -105,15 +125,19 @@ def level_records(
                 ttft_ms=ttft_ms,
                 e2e_ms=e2e_ms,
                 chunk_ms=[(arrival - sent) * 1e3 for arrival in exchange.arrivals],
-                input_tokens=usage.get("prompt_tokens")
-                if usage.get("prompt_tokens") is not None
-                else (prompt.input_tokens if prompt else None),
+                input_tokens=usage.get("prompt_tokens") if usage.get("prompt_tokens") is not None else requested,
                 output_tokens=generated,
                 tokens_from=tokens_from,
                 finish_reason=exchange.finish_reason,
                 connection_retries=exchange.connection_retries,
                 scheduled_s=None if exchange.scheduled_at is None else exchange.scheduled_at - run.started_at,
                 send_lag_ms=None if exchange.scheduled_at is None else (sent - exchange.scheduled_at) * 1e3,
+                input_tokens_requested=requested,
+                input_tokens_usage=None if usage.get("prompt_tokens") is None else int(usage["prompt_tokens"]),
+                output_tokens_requested=asked,
+                prefix_group=None if prompt is None else prompt.prefix_group,
+                conversation=None if prompt is None else prompt.conversation,
+                turn=None if prompt is None else prompt.turn,
             )
         )
     return records
@@ -142,6 +166,12 @@ def records_frame(records: list[RequestRecord]):
         "connection_retries": pl.Int64,
         "scheduled_s": pl.Float64,
         "send_lag_ms": pl.Float64,
+        "input_tokens_requested": pl.Int64,
+        "input_tokens_usage": pl.Int64,
+        "output_tokens_requested": pl.Int64,
+        "prefix_group": pl.Int64,
+        "conversation": pl.Utf8,
+        "turn": pl.Int64,
         "tpot_ms": pl.Float64,
         "itl_ms": pl.List(pl.Float64),
     }

@@ -18,9 +18,20 @@ def level_records_of(
 ) -> list[list[RequestRecord]]:
     from quantbench.loadgen.prompts import count_output_tokens
     from quantbench.loadgen.records import level_records
+    from quantbench.loadgen.rendering import count_prompt_tokens
+    from quantbench.loadgen.synthetic import all_prompts
 
-    by_id = {prompt.id: prompt for prompt in prompts}
-    return [level_records(run, by_id, max_tokens, lambda text: count_output_tokens(tokenizer, text)) for run in runs]
+    by_id = {prompt.id: prompt for prompt in all_prompts(prompts)}  # a conversation's later turns too
+    return [
+        level_records(
+            run,
+            by_id,
+            max_tokens,
+            lambda text: count_output_tokens(tokenizer, text),
+            lambda prompt: count_prompt_tokens(tokenizer, prompt),
+        )
+        for run in runs
+    ]
 
 
 def write_requests(job_dir: Path, records: list[list[RequestRecord]]) -> None:
@@ -38,6 +49,7 @@ def summarise(cfg: DictConfig, runs: list[LevelRun], records: list[list[RequestR
     """One summary per level: its load, then every statistic of quantbench.loadgen.metrics."""
     from omegaconf import OmegaConf
 
+    from quantbench.loadgen.level_stats import workload_columns
     from quantbench.loadgen.metrics import level_summary
 
     slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
@@ -49,7 +61,10 @@ def summarise(cfg: DictConfig, runs: list[LevelRun], records: list[list[RequestR
                 "level": level.index,
                 "concurrency": level.concurrency,
                 "request_rate": level.request_rate,
+                # A replayed trace (serve.trace): its file; its level has neither load number.
+                "trace": None if level.schedule is None else str(cfg.serve.trace),
                 **level_summary(level_records, run.duration_s, slo, seed=int(cfg.bench.seed) + level.index),
+                **workload_columns(level_records),  # lengths, the usage check, send lag
                 "warmup_failed_requests": run.warmup_failed,
                 "prompts_repeated": run.prompts_repeated,
             }
@@ -61,7 +76,12 @@ def summary_line(metrics: dict[str, Any]) -> str:
     """The job's log line: each level's throughput and latency."""
     parts = []
     for level in metrics.get("levels", []):
-        load = f"c={level['concurrency']}" if level["concurrency"] is not None else f"rate={level['request_rate']:g}/s"
+        if level.get("trace"):
+            load = "trace"
+        elif level["concurrency"] is not None:
+            load = f"c={level['concurrency']}"
+        else:
+            load = f"rate={level['request_rate']:g}/s"
         e2e = level.get("e2e_p50_ms")
         parts.append(
             f"{load}: {level['request_throughput_per_s']:.2f} req/s, {level['output_tokens_per_s']:.1f} tok/s, "

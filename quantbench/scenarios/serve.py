@@ -28,6 +28,8 @@ from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
 from quantbench.loadgen.load import Level, LevelRun
 from quantbench.loadgen.server_metrics import ServerMetrics, check_interval
 from quantbench.loadgen.summary import level_records_of, summarise, write_requests
+from quantbench.loadgen.synthetic import longest_request_tokens
+from quantbench.loadgen.workload import probe_prompt
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
 
@@ -70,11 +72,12 @@ def serve_levels(serve: DictConfig) -> list[Level]:
 def measure_serve(
     cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
 ) -> tuple[dict[str, Any], list[str]]:
-    from quantbench.loadgen.prompts import build_prompts
+    from quantbench.loadgen.workload import read_serve_trace, serve_workload
     from quantbench.scenarios.setup import prepare_job
 
     levels = serve_levels(cfg.serve)
     server_metrics = ServerMetrics(check_interval(cfg.serve))
+    trace = read_serve_trace(cfg.serve)  # a malformed trace fails here, before any model work
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -100,10 +103,12 @@ def measure_serve(
     tokenizer = setup.family.load_processor(
         spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
     )
-    prompts = build_prompts(setup.dataset, tokenizer, int(cfg.bench.max_input_tokens), bool(cfg.dataset.chat_template))
+    # The dataset's prompts, a synthetic workload's or a trace's (with its own level): quantbench.loadgen.workload
+    prompts, levels, workload_facts = serve_workload(cfg, setup, tokenizer, levels, trace)
     max_tokens = int(cfg.bench.max_new_tokens)
 
     metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
+    metrics |= workload_facts
     runs: list[LevelRun] = []
     # The device's energy counter, read by the telemetry thread alone; each level's joules are
     # taken from its samples over the level's measured window (warm-up excluded).
@@ -132,7 +137,7 @@ def measure_serve(
                     "prefix_caching": "unknown (an endpoint quantbench did not start)",
                 }
                 options, found = request_options(
-                    endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
+                    endpoint, probe_prompt(prompts), lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
                 server_metrics.start(endpoint.base_url, endpoint.headers)
@@ -171,7 +176,11 @@ def measure_serve(
     metrics |= {
         "eos_ignored": every_request_ran_to(max_tokens, records),
         "chat_template": bool(prompts[0].chat),
-        "load_mode": "closed loop" if levels[0].concurrency is not None else "open loop (Poisson)",
+        "load_mode": "closed loop"
+        if levels[0].concurrency is not None
+        else "trace replay (open loop)"
+        if levels[0].schedule is not None
+        else "open loop (Poisson)",
         "n_levels": len(level_rows),
         "n_requests": sum(row["n_requests"] for row in level_rows),
         "n_failed_requests": sum(row["n_failed_requests"] for row in level_rows),
@@ -224,7 +233,7 @@ def run_on_server(
             threads=threads,
             cache_dir=request.cache_dir,
             max_concurrency=max((level.concurrency or 0 for level in levels), default=0) or None,
-            max_sequence_tokens=max(prompt.input_tokens for prompt in prompts) + int(cfg.bench.max_new_tokens),
+            max_sequence_tokens=longest_request_tokens(prompts, int(cfg.bench.max_new_tokens)),
         )
     )
     metrics: dict[str, Any] = weight_facts | {
@@ -251,7 +260,7 @@ def run_on_server(
         with progress.long_step(f"probing what {engine_name} accepts"):
             options, found = request_options(
                 served,
-                prompts[0],
+                probe_prompt(prompts),
                 engine.request_options,
                 int(cfg.bench.max_new_tokens),
                 float(cfg.serve.request_timeout_s),
@@ -290,10 +299,14 @@ def request_options(
 
 
 def every_request_ran_to(max_tokens: int, records: list[list[RequestRecord]]) -> bool:
-    """What the responses show: every successful request ended for its length, at max_tokens tokens
-    (the end of sequence was held back, whichever field or setting did it)."""
+    """What the responses show: every successful request ended for its length, at the max_tokens it
+    asked for (its own, else `max_tokens`): the end of sequence was held back, whichever field or
+    setting did it."""
     ok = [record for level in records for record in level if record.ok]
-    return bool(ok) and all(record.finish_reason == "length" and record.output_tokens == max_tokens for record in ok)
+    return bool(ok) and all(
+        record.finish_reason == "length" and record.output_tokens == (record.output_tokens_requested or max_tokens)
+        for record in ok
+    )
 
 
 def telemetry_label(telemetry: TelemetrySampler):

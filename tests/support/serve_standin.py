@@ -18,6 +18,10 @@ purpose:
                                  holds the end of sequence back (ignore_eos, min_tokens, generation_config)
     --standin-api-key-env VAR    require `Authorization: Bearer $VAR`
     --standin-record FILE        write this process's argv (JSON) to FILE
+    --standin-record-requests FILE   append each generation request's body to FILE, one JSON line each
+    --standin-count-tokens       usage's prompt_tokens counted with the model's tokenizer (MODEL's directory),
+                                 as a real server does: the chat template for chat requests, the text with its
+                                 special tokens for completions (default: 7 for every request)
     --standin-kill-self          SIGKILL itself at start, as the kernel's out-of-memory killer would
     --standin-replay PREFIX      answer chat requests with a transcript recorded from a real server:
                                  PREFIX_chat_ignore_eos.txt for a request with ignore_eos,
@@ -60,6 +64,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--standin-kill-self", action="store_true")
     parser.add_argument("--standin-replay", default=None)
     parser.add_argument("--standin-metrics", default=None)
+    parser.add_argument("--standin-record-requests", default=None)
+    parser.add_argument("--standin-count-tokens", action="store_true")
     options, _unknown = parser.parse_known_args(argv)
     return options
 
@@ -92,6 +98,7 @@ def make_app(options: argparse.Namespace):
     state = {"requests": 0}
     live = {"running": 0, "queries": 0, "hits": 0, "prompt_tokens": 0, "generation_tokens": 0, "seen": set()}
     model_name = options.served_model_name or options.model
+    count_prompt_tokens = prompt_token_counter(options.model) if options.standin_count_tokens else None
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
 
     async def respond(send, status: int, payload: dict) -> None:
@@ -145,6 +152,9 @@ def make_app(options: argparse.Namespace):
             return await respond(send, 404, {"error": {"message": f"no route {method} {path}"}})
         body = await read_body(receive)
         state["requests"] += 1
+        if options.standin_record_requests:
+            with open(options.standin_record_requests, "a") as handle:
+                handle.write(json.dumps({"path": path, "body": body}) + "\n")
         if options.standin_crash_after is not None and state["requests"] > options.standin_crash_after:
             print(f"standin: crashing on request {state['requests']} (--standin-crash-after)", flush=True)
             os._exit(3)
@@ -215,11 +225,42 @@ def make_app(options: argparse.Namespace):
             ],
         }
         if usage != "never":
-            final["usage"] = {"prompt_tokens": 7, "completion_tokens": generated, "total_tokens": 7 + generated}
+            prompt_tokens = 7 if count_prompt_tokens is None else count_prompt_tokens(body, chat)
+            final["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": generated,
+                "total_tokens": prompt_tokens + generated,
+            }
         await event(final)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     return app
+
+
+def prompt_token_counter(model_dir: str):
+    """Counts a request's prompt tokens as transformers serve does: the text with the tokenizer's
+    special tokens for a completion (read by `tokenizers` from the model's tokenizer.json: no
+    transformers import, which costs the stand-in ~10 s of start-up on 2 cores), the chat template
+    rendered and tokenized for messages (transformers' own tokenizer, loaded at the first chat request)."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    fast = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    loaded = {}
+
+    def count(body: dict, chat: bool) -> int:
+        if not chat:
+            return len(fast.encode(body["prompt"]).ids)
+        if "chat" not in loaded:
+            from transformers import AutoTokenizer
+
+            loaded["chat"] = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = loaded["chat"]
+        rendered = tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+    return count
 
 
 def main(argv: list[str] | None = None) -> None:

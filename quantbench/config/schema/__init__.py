@@ -15,6 +15,7 @@ from quantbench.config.schema.dataset import (
     ImageFolderDatasetConfig,
     PubMedQADatasetConfig,
     SyntheticImagesDatasetConfig,
+    SyntheticTextDatasetConfig,
     WikiTextDatasetConfig,
 )
 from quantbench.config.schema.engine import (
@@ -99,6 +100,7 @@ __all__ = [
     "SloConfig",
     "SlurmPlacementConfig",
     "SyntheticImagesDatasetConfig",
+    "SyntheticTextDatasetConfig",
     "TorchAoPrecisionConfig",
     "TransformersEngineConfig",
     "VllmEngineConfig",

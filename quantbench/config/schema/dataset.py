@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from omegaconf import MISSING
@@ -42,3 +42,46 @@ class PubMedQADatasetConfig(DatasetConfig):
 @dataclass
 class WikiTextDatasetConfig(DatasetConfig):
     hub_config: str = "wikitext-2-raw-v1"  # the hub dataset's configuration (subset)
+
+
+@dataclass
+class TokenLengthConfig:
+    """Token lengths drawn from a distribution (quantbench/data/lengths.py): `mean` and `stdev` are
+    the lengths' own, `min`/`max` clip them (max null: no clip; the model's context is checked)."""
+
+    distribution: str = "fixed"  # fixed | uniform | normal | lognormal
+    mean: float = 128.0
+    stdev: float = 0.0  # not used by fixed
+    min: int = 1
+    max: Optional[int] = None
+
+
+@dataclass
+class SharedPrefixConfig:
+    """K shared system prompts of exactly L tokens in front of the questions (0 and 0: none)."""
+
+    groups: int = 0  # K; each prompt (each conversation) is given one of them, seeded
+    tokens: int = 0  # L, the system prompt's own tokens (its template overhead comes on top)
+
+
+@dataclass
+class ConversationConfig:
+    """Each prompt a conversation of `turns` requests, each carrying the whole history."""
+
+    turns: int = 1
+
+
+@dataclass
+class SyntheticTextDatasetConfig(DatasetConfig):
+    """dataset=synthetic: requests of drawn input/output token counts cut from real text (docs/serving.md)."""
+
+    source: str = "wikitext2"  # the text: wikitext2 (the file at `path`; null: the hub) or builtin
+    n_prompts: int = 256  # distinct prompts (with conversation.turns > 1: distinct conversations)
+    # The whole input each request sends as the server counts it (template and system prompt included).
+    input_tokens: TokenLengthConfig = field(default_factory=TokenLengthConfig)
+    # Tokens each request asks for (its own max_tokens, the end of sequence held back).
+    output_tokens: TokenLengthConfig = field(default_factory=lambda: TokenLengthConfig(mean=32.0))
+    prefix: SharedPrefixConfig = field(default_factory=SharedPrefixConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    seed: int = 0  # the YAML options set ${bench.seed}
+    chat_template: bool = True

@@ -37,3 +37,8 @@ class ServeConfig:
     # Seconds between scrapes of the server's Prometheus /metrics during a level (besides one at
     # each level's start, its measured start and the job's end); null: not scraped (docs/serving.md).
     metrics_interval_s: Optional[float] = 0.5
+    # A JSON Lines trace to replay as one open-loop level, "trace" (docs/serving.md#trace-replay):
+    # each line's arrival_s, input_tokens, output_tokens, optional prefix_group/prefix_tokens and
+    # conversation_id. Exclusive with concurrency/request_rate lists; requests_per_level does not apply.
+    trace: Optional[str] = None
+    trace_speed: float = 1.0  # time scale of the replay: 2 sends the trace twice as fast

@@ -22,6 +22,7 @@ from quantbench.config.schema.dataset import (
     ImageFolderDatasetConfig,
     PubMedQADatasetConfig,
     SyntheticImagesDatasetConfig,
+    SyntheticTextDatasetConfig,
     WikiTextDatasetConfig,
 )
 from quantbench.config.schema.engine import (
@@ -78,6 +79,7 @@ def register_configs() -> None:
     store.store(group="dataset", name="base_pubmedqa", node=PubMedQADatasetConfig)
     store.store(group="bench", name="base_bench", node=BenchConfig)
     store.store(group="dataset", name="base_wikitext", node=WikiTextDatasetConfig)
+    store.store(group="dataset", name="base_synthetic_text", node=SyntheticTextDatasetConfig)
     store.store(group="scenario", name="base_scenario", node=ScenarioConfig)
     store.store(group="engine", name="base_engine", node=EngineConfig)
     store.store(group="engine", name="base_server_engine", node=ServerEngineConfig)
