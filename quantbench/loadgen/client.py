@@ -46,6 +46,7 @@ class Exchange:
     error: str | None = None
     connection_retries: int = 0  # sends again after a stale keep-alive connection (STALE_CONNECTION_RETRIES)
     scheduled_at: float | None = None  # open loop: when the request was due (its send-time error is sent_at - this)
+    cancelled: bool = False  # in flight when its level stopped early (over-saturated): neither done nor failed
 
     @property
     def text(self) -> str:

@@ -56,6 +56,9 @@ class RequestRecord:
     # (the load generator's own send-time error); null in a closed loop, where nothing is scheduled.
     scheduled_s: float | None = None
     send_lag_ms: float | None = None
+    # In flight when its level stopped early (over-saturated) and cancelled by the client: not ok,
+    # but not failed by the server either (quantbench.loadgen.load.Stopping).
+    cancelled: bool = False
 
     @property
     def tpot_ms(self) -> float | None:
@@ -114,6 +117,7 @@ def level_records(
                 connection_retries=exchange.connection_retries,
                 scheduled_s=None if exchange.scheduled_at is None else exchange.scheduled_at - run.started_at,
                 send_lag_ms=None if exchange.scheduled_at is None else (sent - exchange.scheduled_at) * 1e3,
+                cancelled=exchange.cancelled,
             )
         )
     return records
@@ -142,6 +146,7 @@ def records_frame(records: list[RequestRecord]):
         "connection_retries": pl.Int64,
         "scheduled_s": pl.Float64,
         "send_lag_ms": pl.Float64,
+        "cancelled": pl.Boolean,
         "tpot_ms": pl.Float64,
         "itl_ms": pl.List(pl.Float64),
     }

@@ -26,7 +26,8 @@ from quantbench.engines.base import ServerRequest, check_precision_engine, resol
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
 from quantbench.loadgen.load import Level, LevelRun
-from quantbench.loadgen.summary import level_records_of, summarise, write_requests
+from quantbench.loadgen.profiles import Profile, load_profile
+from quantbench.loadgen.summary import level_records_of, level_row, summarise, write_requests
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
 
@@ -66,13 +67,25 @@ def serve_levels(serve: DictConfig) -> list[Level]:
     return [Level(index, concurrency=users) for index, users in enumerate(concurrency)]
 
 
+def serve_profile(serve: DictConfig) -> Profile:
+    """serve.profile with its levels (quantbench.loadgen.profiles); JobSkipped for settings that cannot run."""
+    from quantbench.loadgen.driver import saturation_settings
+
+    if int(serve.client_processes) < 1:
+        raise JobSkipped(f"serve.client_processes must be at least 1, got {serve.client_processes}")
+    saturation_settings(serve)  # thresholds that cannot work are skipped before any model work
+    return load_profile(serve, serve_levels(serve))
+
+
 def measure_serve(
     cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
 ) -> tuple[dict[str, Any], list[str]]:
+    from omegaconf import OmegaConf
+
     from quantbench.loadgen.prompts import build_prompts
     from quantbench.scenarios.setup import prepare_job
 
-    levels = serve_levels(cfg.serve)
+    profile = serve_profile(cfg.serve)
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -100,8 +113,20 @@ def measure_serve(
     )
     prompts = build_prompts(setup.dataset, tokenizer, int(cfg.bench.max_input_tokens), bool(cfg.dataset.chat_template))
     max_tokens = int(cfg.bench.max_new_tokens)
+    slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
 
-    metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
+    def summary_of(run: LevelRun) -> dict[str, Any]:
+        """A level's summary row as soon as it ends: the profile decides the next level from it."""
+        [records] = level_records_of([run], prompts, max_tokens, tokenizer)
+        return level_row(run, records, slo, seed=int(cfg.bench.seed) + run.level.index)
+
+    metrics: dict[str, Any] = {
+        "scenario": "serve",
+        "engine": engine_name,
+        "max_new_tokens": max_tokens,
+        "profile": profile.name,
+        "client_processes": int(cfg.serve.client_processes),
+    }
     runs: list[LevelRun] = []
     # The device's energy counter, read by the telemetry thread alone; each level's joules are
     # taken from its samples over the level's measured window (warm-up excluded).
@@ -117,11 +142,12 @@ def measure_serve(
                     engine,
                     setup.load_request(cfg, device),
                     job_dir,
-                    levels,
+                    profile,
                     prompts,
                     runs,
                     progress,
                     telemetry,
+                    summary_of,
                 )
             else:
                 metrics |= {
@@ -132,13 +158,14 @@ def measure_serve(
                     endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
-                run_levels(
+                metrics |= run_levels(
                     load_plan(cfg, endpoint, options),
-                    levels,
+                    profile,
                     prompts,
                     runs,
                     progress,
                     check=None,
+                    summarise=summary_of,
                     on_level=telemetry_label(telemetry),
                 )
     finally:
@@ -161,7 +188,7 @@ def measure_serve(
     metrics |= {
         "eos_ignored": every_request_ran_to(max_tokens, records),
         "chat_template": bool(prompts[0].chat),
-        "load_mode": "closed loop" if levels[0].concurrency is not None else "open loop (Poisson)",
+        "load_mode": profile.load_mode,
         "n_levels": len(level_rows),
         "n_requests": sum(row["n_requests"] for row in level_rows),
         "n_failed_requests": sum(row["n_failed_requests"] for row in level_rows),
@@ -179,11 +206,12 @@ def run_on_server(
     engine: Any,
     request: LoadRequest,
     job_dir: Path,
-    levels: list[Level],
+    profile: Profile,
     prompts: list[Prompt],
     runs: list[LevelRun],
     progress: JobProgress,
     telemetry: TelemetrySampler,
+    summarise: Callable[[LevelRun], dict[str, Any]],
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
     stop it; the job-level facts of the server. `telemetry` samples the server's process."""
@@ -211,7 +239,7 @@ def run_on_server(
             trust_remote_code=bool(spec.config.trust_remote_code),
             threads=threads,
             cache_dir=request.cache_dir,
-            max_concurrency=max((level.concurrency or 0 for level in levels), default=0) or None,
+            max_concurrency=profile.max_concurrency,
             max_sequence_tokens=max(prompt.input_tokens for prompt in prompts) + int(cfg.bench.max_new_tokens),
         )
     )
@@ -245,13 +273,14 @@ def run_on_server(
                 float(cfg.serve.request_timeout_s),
             )
         metrics |= found
-        run_levels(
+        metrics |= run_levels(
             load_plan(cfg, served, options),
-            levels,
+            profile,
             prompts,
             runs,
             progress,
             check=server.check_running,
+            summarise=summarise,
             on_level=telemetry_label(telemetry),
         )
     return metrics

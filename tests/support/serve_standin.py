@@ -6,6 +6,8 @@ streaming one chunk per token. `--standin-*` options (given through engine.args)
 purpose:
 
     --standin-delay-ms MS        between chunks (default 2)
+    --standin-slots N            generate at most N requests at once; the others wait for a slot, in
+                                 order (a server with a capacity: TTFT and E2E rise with the load)
     --standin-crash-after N      exit (code 3) when the N+1-th generation request arrives
     --standin-never-healthy      /health answers 503 forever
     --standin-fail-every K       every K-th generation request gets HTTP 500
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -45,6 +48,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--standin-delay-ms", type=float, default=2.0)
+    parser.add_argument("--standin-slots", type=int, default=None)
     parser.add_argument("--standin-crash-after", type=int, default=None)
     parser.add_argument("--standin-never-healthy", action="store_true")
     parser.add_argument("--standin-fail-every", type=int, default=None)
@@ -62,6 +66,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def make_app(options: argparse.Namespace):
     state = {"requests": 0}
+    slots = asyncio.Semaphore(options.standin_slots) if options.standin_slots else contextlib.nullcontext()
     model_name = options.served_model_name or options.model
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
 
@@ -149,11 +154,12 @@ def make_app(options: argparse.Namespace):
         }
         if chat:
             await event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for index in range(generated):
-            await asyncio.sleep(options.standin_delay_ms / 1000)
-            text = f" tok{index}"
-            choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
-            await event({**base, "choices": [choice]})
+        async with slots:
+            for index in range(generated):
+                await asyncio.sleep(options.standin_delay_ms / 1000)
+                text = f" tok{index}"
+                choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+                await event({**base, "choices": [choice]})
         reason = "length" if generated == max_tokens else "stop"
         final = {
             **base,
