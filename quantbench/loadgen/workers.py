@@ -259,7 +259,8 @@ class ClientPool:
             start_at,
             warmup_failed=sum(message[1] for message in warm),
             warmup_error=failed[0][2] if failed else None,
-            prompts_repeated=any(message[2] for message in results.values()),
+            # An open loop's prompts were drawn here, for the schedule; a closed loop's by each process.
+            prompts_repeated=chosen.repeated if level.concurrency is None else any(m[2] for m in results.values()),
             stopped_early_reason=stop_reason,
             client_processes=len(self.processes),
         )
@@ -355,13 +356,15 @@ async def _level(connection: Connection, inbox: asyncio.Queue, share: Share) -> 
                 raise EOFError
         budget = Budget(share.requests, plan.duration_s, started=message[1])
         stopping = Stopping(budget)
+        leaving: list[bool] = []
 
         async def listen() -> None:
             while True:
                 message = await inbox.get()
                 if message[0] == "stop":
                     stopping.stop(message[1])
-                elif message[0] == "exit":  # the job's process is leaving: stop, then leave
+                elif message[0] == "exit":  # the job's process is leaving (an error, Ctrl-C): stop, then leave
+                    leaving.append(True)
                     stopping.stop("the job is ending")
                     inbox.put_nowait(message)
                     return
@@ -389,4 +392,5 @@ async def _level(connection: Connection, inbox: asyncio.Queue, share: Share) -> 
                 )
         finally:
             listener.cancel()
-        connection.send(("result", exchanges, prompts.repeated if prompts is not None else False))
+        if not leaving:  # nobody reads a result once the job's process is leaving
+            connection.send(("result", exchanges, prompts.repeated if prompts is not None else False))

@@ -60,7 +60,9 @@ def test_the_search_bisects_to_the_highest_concurrency_that_meets_the_slo(capaci
     facts = search.facts(done)
     assert facts["slo_search_bracketed"] is True
     assert (facts["slo_search_best_load"], facts["slo_search_first_failing_load"]) == (capacity, capacity + 1)
-    assert f"{capacity:g} users; {capacity + 1:g} users misses it (E2E p95 900 ms > 500 ms)" in facts["slo_search_reason"]
+    assert (
+        f"{capacity:g} users; {capacity + 1:g} users misses it (E2E p95 900 ms > 500 ms)" in facts["slo_search_reason"]
+    )
     assert len(done) <= 2 + 6  # log2(64) bisections after the two ends
 
 
@@ -144,7 +146,12 @@ def test_the_default_profile_runs_the_listed_levels(serve_node):
         (["serve.profile=slo-search", "serve.slo.e2e_ms=500", "serve.search.min=1.5"], "whole numbers"),
         (["serve.profile=slo-search", "serve.slo.e2e_ms=500", "serve.search.axis=users"], "serve.search.axis"),
         (
-            ["serve.profile=slo-search", "serve.slo.e2e_ms=500", "serve.search.axis=request_rate", "serve.search.min=0"],
+            [
+                "serve.profile=slo-search",
+                "serve.slo.e2e_ms=500",
+                "serve.search.axis=request_rate",
+                "serve.search.min=0",
+            ],
             "positive request rate",
         ),
         (["serve.profile=slo-search", "serve.slo.e2e_ms=500", "serve.search.max_probes=1"], "max_probes"),
