@@ -55,7 +55,9 @@ def profile_blocks(rows: pl.DataFrame, varying: list[str]) -> list:
     blocks: list = []
     for job in jobs.partition_by("job_dir", maintain_order=True):
         first = job.row(0, named=True)
-        who = " ".join(str(first[c]) for c in ("model", "precision", *varying) if c in first and first[c] is not None)
+        # One job's levels may lie on both load axes (a sweep): the axis does not name the job.
+        named = ("model", "precision", *(c for c in varying if c not in ("load_axis", "model", "precision")))
+        who = " ".join(str(first[c]) for c in named if c in first and first[c] is not None)
         if first["profile"] == "sweep":
             blocks += [Heading(3, f"Sweep: {who}"), _levels_table(job)]
             if first.get("sweep_note"):

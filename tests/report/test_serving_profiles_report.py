@@ -15,6 +15,7 @@ JOB = {"model": "smollm2-135m", "precision": "fp32", "n_requests": 16, "ttft_p50
 def level(job: str, index: int, **values) -> dict:
     return {
         **JOB,
+        "load_axis": "concurrency" if values.get("concurrency") is not None else "request_rate",
         "job_dir": job,
         "level": index,
         "concurrency": None,
@@ -32,7 +33,7 @@ def level(job: str, index: int, **values) -> dict:
 
 def test_sweeps_in_order_searches_with_their_answer_and_levels_stopped_early():
     rows = pl.DataFrame(
-        [
+        [  # rows carry the analysis' load axis: a sweep's levels lie on both
             # A sweep, as the analysis sorts rows: by load axis, then load (its rate levels first).
             level("s", 2, profile="sweep", role="rate", request_rate=2.5),
             level(
@@ -69,7 +70,7 @@ def test_sweeps_in_order_searches_with_their_answer_and_levels_stopped_early():
         ],
         infer_schema_length=None,
     )
-    text = render_markdown(Document("r", profile_blocks(rows, [])))
+    text = render_markdown(Document("r", profile_blocks(rows, ["load_axis"])))
     sweep = text.split("### Sweep: smollm2-135m fp32", 1)[1].split("###", 1)[0]
     order = [sweep.index(role) for role in ("synchronous", "throughput", "2.5 req/s", "4 req/s")]
     assert order == sorted(order)
