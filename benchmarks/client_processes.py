@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from client_overhead import TOLERANCE_MS, free_port, pin
+from client_overhead import TOLERANCE_MS, free_port, median_row, pin
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "docs" / "results" / "client_processes.md"
@@ -178,13 +178,7 @@ def main() -> int:
                     measure(port, processes, users, users * args.requests_per_user, args.tokens)
                     for _ in range(args.repeats)
                 ]
-                row = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
-                row |= {
-                    "processes": processes,
-                    "users": users,
-                    "requests": sum(run["requests"] for run in runs),
-                    "failed": sum(run["failed"] for run in runs),
-                }
+                row = median_row(runs) | {"processes": processes, "users": users}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:

@@ -16,8 +16,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from quantbench.errors import QuantbenchError
-from quantbench.loadgen.load import Level, LevelRun
+from quantbench.loadgen.load import Level, LevelRun, ServeFailed, level_arrivals
+
+__all__ = ["LoadPlan", "ServeFailed", "load_plan", "run_levels"]
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
     from quantbench.runtime.progress import JobProgress
 
 log = logging.getLogger("quantbench")
-
-
-class ServeFailed(QuantbenchError):
-    """The load could not be run (unreachable endpoint, every request of a level failed)."""
 
 
 @dataclass(frozen=True)
@@ -155,15 +152,6 @@ def drive(plan: LoadPlan, level: Level, prompts: list[Prompt], progress: JobProg
     return run
 
 
-def level_arrivals(plan: LoadPlan, level: Level, chosen: LevelPrompts):
-    """An open-loop level's schedule (seeded Poisson arrivals at its rate); None for a closed loop."""
-    from quantbench.loadgen.load import poisson_arrivals
-
-    if level.request_rate is None:
-        return None
-    return poisson_arrivals(level.request_rate, plan.seed, level.index, chosen.measured())
-
-
 async def drive_level(
     plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, tick, watch: LevelWatch | None = None
 ) -> LevelRun:
@@ -175,7 +163,7 @@ async def drive_level(
         async def one(prompt: Prompt):
             return await send(session, plan.endpoint, prompt, plan.max_tokens, plan.options, plan.timeout_s)
 
-        arrivals = level_arrivals(plan, level, chosen)
+        arrivals = level_arrivals(level, plan.seed, chosen)
         return await run_level(
             level,
             one,

@@ -15,15 +15,21 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
+from quantbench.errors import QuantbenchError
 from quantbench.loadgen.client import Exchange
 
 if TYPE_CHECKING:
-    from quantbench.loadgen.prompts import Prompt
+    from quantbench.loadgen.prompts import LevelPrompts, Prompt
 
 Send = Callable[["Prompt"], Awaitable[Exchange]]
 
 
 CANCELLED = "cancelled: in flight when the level stopped early"
+
+
+class ServeFailed(QuantbenchError):
+    """The load could not be run (unreachable endpoint, every request of a level failed, a client
+    process that died)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,13 @@ def poisson_arrivals(rate: float, seed: int, level: int, prompts: Iterator[Promp
     for gap_s, prompt in zip(poisson_gaps_s(rate, seed, level), prompts):
         offset_s += gap_s
         yield Arrival(offset_s, prompt)
+
+
+def level_arrivals(level: Level, seed: int, chosen: LevelPrompts) -> Iterator[Arrival] | None:
+    """An open-loop level's schedule (seeded Poisson arrivals at its rate); None for a closed loop."""
+    if level.request_rate is None:
+        return None
+    return poisson_arrivals(level.request_rate, seed, level.index, chosen.measured())
 
 
 async def open_loop(

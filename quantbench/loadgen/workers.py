@@ -33,12 +33,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from quantbench.loadgen.load import Arrival, Level, LevelRun
+from quantbench.loadgen.load import Arrival, Level, LevelRun, ServeFailed, level_arrivals
+
+# A job's LoadPlan (quantbench.loadgen.driver, which imports this module: not imported back) is `plan`.
+LoadPlan = Any
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from quantbench.loadgen.driver import LoadPlan
     from quantbench.loadgen.prompts import LevelPrompts, Prompt
     from quantbench.loadgen.saturation import LevelWatch
 
@@ -85,8 +87,6 @@ def scheduled(arrivals: Iterator[Arrival], requests: int | None, duration_s: flo
 
 def shares(plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, processes: int) -> list[Share]:
     """The level split over `processes`, as the module's docstring says."""
-    from quantbench.loadgen.driver import level_arrivals
-
     warm = chosen.warmup(warmup)
     if level.concurrency is not None:
         active = min(processes, level.concurrency)
@@ -109,7 +109,7 @@ def shares(plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, proc
             )
             for index in range(processes)
         ]
-    arrivals = scheduled(level_arrivals(plan, level, chosen), plan.requests_per_level, plan.duration_s)
+    arrivals = scheduled(level_arrivals(level, plan.seed, chosen), plan.requests_per_level, plan.duration_s)
     # Open loop: warm-up one at a time in each process, at least one each (its own connection).
     return [
         Share(level, plan, warm[index::processes] or warm[:1], arrivals=arrivals[index::processes])
@@ -133,8 +133,6 @@ class ClientPool:
 
     def __init__(self, processes: int):
         import multiprocessing
-
-        from quantbench.loadgen.driver import ServeFailed
 
         context = multiprocessing.get_context(START_METHOD)
         self.processes: list[Any] = []
@@ -170,8 +168,6 @@ class ClientPool:
         }
 
     def _fail(self, index: int, when: str) -> None:
-        from quantbench.loadgen.driver import ServeFailed
-
         process = self.processes[index]
         process.join(timeout=1.0)
         raise ServeFailed(f"client process {index} (pid {process.pid}) {describe_exit(process.exitcode)} {when}")
@@ -179,8 +175,6 @@ class ClientPool:
     def _receive(self, index: int, kind: str, when: str, timeout_s: float | None) -> Any:
         """The next message of process `index`, which must be of `kind`."""
         from multiprocessing.connection import wait
-
-        from quantbench.loadgen.driver import ServeFailed
 
         connection, process = self.connections[index], self.processes[index]
         if not wait([connection, process.sentinel], timeout_s):
@@ -242,8 +236,6 @@ class ClientPool:
                 elif message[0] == "result":
                     results[index] = message
                 elif message[0] == "error":
-                    from quantbench.loadgen.driver import ServeFailed
-
                     raise ServeFailed(f"client process {index} failed {when}: {message[1]}")
             now = time.perf_counter()
             if watch is not None and stop_reason is None and now >= next_check:

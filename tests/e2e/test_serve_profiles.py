@@ -32,6 +32,7 @@ def test_slo_search_brackets_the_highest_concurrency_and_a_search_without_an_obj
             "serve.requests_per_level=8",
             "serve.warmup_requests=1",
             "serve.slo.e2e_ms=130,null",
+            "bench.isolation=none",  # in this process: no warm worker to start for one small job
         ],
         tmp_path,
     )
