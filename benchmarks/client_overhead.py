@@ -133,6 +133,13 @@ async def measure(port: int, users: int, requests: int, tokens: int) -> dict:
     }
 
 
+def median_row(runs: list[dict]) -> dict:
+    """The median of each figure over the repeats (one run disturbed by other work on a shared
+    machine does not decide the row), with the requests and failures of them all."""
+    row = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
+    return row | {"requests": sum(run["requests"] for run in runs), "failed": sum(run["failed"] for run in runs)}
+
+
 def report(rows: list[dict], args: argparse.Namespace) -> str:
     ok = [row for row in rows if not row["failed"] and abs(row["client_itl_p50_ms"] - args.interval_ms) <= TOLERANCE_MS]
     sustained = max((row["users"] for row in ok), default=0)
@@ -208,14 +215,7 @@ def main() -> int:
                 asyncio.run(measure(port, users, users * args.requests_per_user, args.tokens))
                 for _ in range(args.repeats)
             ]
-            # The median of each figure over the repeats: one run disturbed by other work on a shared
-            # machine does not decide the row.
-            row = {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
-            row |= {
-                "users": users,
-                "requests": sum(run["requests"] for run in runs),
-                "failed": sum(run["failed"] for run in runs),
-            }
+            row = median_row(runs) | {"users": users}
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

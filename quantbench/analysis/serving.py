@@ -6,10 +6,11 @@
 - Quality and memory come from the offline job of the same model and precision, but only where it
   ran the same weights as the server: the same checkpoint where both recorded one, else the same
   model and precision settings. Otherwise the row says why they are not joined.
-- Highest load under the SLO: a level meets it when the p95 of each limited quantity (TTFT, TPOT,
-  E2E from `serve.slo`, or `analysis.serve_max_e2e_p95_ms` for jobs without one) is within its
-  limit and at most 5% of its requests failed; between the last level that meets it and the
-  first that does not, the crossing is interpolated linearly in load.
+- Highest load under the SLO: a level meets it as quantbench.loadgen.slo judges (the p95 of each
+  limited quantity: TTFT, TPOT, E2E from `serve.slo`, or `analysis.serve_max_e2e_p95_ms` for jobs
+  without one, within its limit, at most 5% of its requests failed, not over-saturated); between
+  the last level that meets it and the first that does not, the crossing is interpolated linearly
+  in load.
 - The study table: E2E p50/p95/p98 of each precision at one load (`analysis.serve_load`, else the
   highest load every precision measured), its size and speed against the baseline precision.
 """
@@ -25,18 +26,11 @@ from quantbench.analysis.cost import cost_per_1k_tokens
 from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
 from quantbench.config.schema import AnalysisConfig
+from quantbench.loadgen.slo import SLO_OBJECTIVES, describe_limits, misses, slo_limits
 from quantbench.measure.percentiles import min_samples, n_samples_column
 
 SERVE = "serve"
 LOAD_UNITS = {"concurrency": "users", "request_rate": "req/s"}
-SLO_PERCENTILE = 95
-MAX_FAILED_SHARE = 1 - SLO_PERCENTILE / 100  # more failed requests than this and a level misses the SLO
-# serve.slo key -> (the level's column judged against it, its name in sentences)
-SLO_OBJECTIVES = {
-    "ttft_ms": ("ttft_p95_ms", "TTFT p95"),
-    "tpot_ms": ("tpot_p95_ms", "TPOT p95"),
-    "e2e_ms": ("e2e_p95_ms", "E2E p95"),
-}
 JOINED_MEMORY = ("weight_memory_gb", "peak_memory_gb")
 # Level columns interpolated between two measured loads (recommend --users).
 INTERPOLATED = (
@@ -90,8 +84,7 @@ class ServingAnalysis:
 
 def _limits(result: dict[str, Any] | None, settings: AnalysisConfig) -> tuple[dict[str, float], str]:
     """The job's SLO (`serve.slo`), else the analysis' p95 E2E bound; and where it came from."""
-    slo = (((result or {}).get("config") or {}).get("serve") or {}).get("slo") or {}
-    limits = {key: float(value) for key, value in slo.items() if key in SLO_OBJECTIVES and value is not None}
+    limits = slo_limits((((result or {}).get("config") or {}).get("serve") or {}).get("slo"))
     if limits:
         return limits, "serve.slo"
     if settings.serve_max_e2e_p95_ms is not None:
@@ -194,24 +187,11 @@ def _crossing(lower: tuple[float, float], upper: tuple[float, float], limit: flo
     return load_a + (limit - value_a) / (value_b - value_a) * (load_b - load_a)
 
 
-def _misses(row: dict[str, Any], limits: dict[str, float]) -> list[str]:
-    """What a level breaks: each limited p95 above its limit, or too many failed requests."""
-    broken = []
-    for key, limit in limits.items():
-        column, name = SLO_OBJECTIVES[key]
-        value = row.get(column)
-        if value is None or value > limit:
-            broken.append(f"{name} {'not measured' if value is None else f'{value:.0f} ms'} > {limit:g} ms")
-    if row.get("n_requests") and (row.get("n_failed_requests") or 0) / row["n_requests"] > MAX_FAILED_SHARE:
-        broken.append(f"{row['n_failed_requests']}/{row['n_requests']} requests failed")
-    return broken
-
-
 def capacity_of(levels: list[dict[str, Any]], limits: dict[str, float], unit: str) -> tuple[float | None, str]:
     """(highest load meeting `limits`, how it was found) over one precision's levels."""
     levels = sorted(levels, key=lambda row: row["load"])
     for index, row in enumerate(levels):
-        broken = _misses(row, limits)
+        broken = misses(row, limits)
         if not broken:
             continue
         if index == 0:
@@ -228,6 +208,8 @@ def capacity_of(levels: list[dict[str, Any]], limits: dict[str, float], unit: st
         how = (
             "the last level that meets it; the next has too many failed requests"
             if failed and found == previous["load"]
+            else "the last level that meets it"
+            if found == previous["load"]
             else f"interpolated between {previous['load']:g} and {row['load']:g} {unit}"
         )
         return found, f"{found:.3g} {unit} ({how}; at {row['load']:g} {unit}: {'; '.join(broken)})"
@@ -238,7 +220,7 @@ def capacity_of(levels: list[dict[str, Any]], limits: dict[str, float], unit: st
 def _describe(limits: dict[str, float], source: str) -> str:
     if not limits:
         return "none set"
-    return ", ".join(f"{SLO_OBJECTIVES[key][1]} ≤ {limit:g} ms" for key, limit in limits.items()) + f" ({source})"
+    return f"{describe_limits(limits)} ({source})"
 
 
 def analyze_serving(

@@ -50,6 +50,7 @@ class Exchange:
     # A conversation's later turn: the (role, content) messages it carried before its own text
     # (quantbench.loadgen.conversation), from which its input count is known afterwards.
     history: tuple[tuple[str, str], ...] = ()
+    cancelled: bool = False  # in flight when its level stopped early (over-saturated): neither done nor failed
 
     @property
     def text(self) -> str:

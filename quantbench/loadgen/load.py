@@ -3,7 +3,9 @@
 Closed loop: each simulated user sends its next request when its previous one ends. Open loop:
 requests are sent at seeded exponential gaps whatever the server's state, so a server slower than
 the rate builds a queue, as under real traffic. A level stops sending after `requests` requests or
-`duration_s` seconds (whichever comes first) and waits for the requests in flight.
+`duration_s` seconds (whichever comes first) and waits for the requests in flight, or, stopped
+early (an over-saturated level: quantbench.loadgen.saturation), cancels them and records them as
+cancelled.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
+from quantbench.errors import QuantbenchError
 from quantbench.loadgen.client import Exchange
 
 if TYPE_CHECKING:
-    from quantbench.loadgen.prompts import Prompt
+    from quantbench.loadgen.prompts import LevelPrompts, Prompt
 
 Send = Callable[["Prompt"], Awaitable[Exchange]]
+
+
+CANCELLED = "cancelled: in flight when the level stopped early"
+
+
+class ServeFailed(QuantbenchError):
+    """The load could not be run (unreachable endpoint, every request of a level failed, a client
+    process that died)."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +39,24 @@ class Level:
     request_rate: float | None = None  # open loop, requests per second
     # Open loop on a given schedule: a replayed trace (serve.trace; quantbench.loadgen.trace).
     schedule: tuple[Arrival, ...] | None = field(default=None, repr=False, compare=False)
+    profile: str = "levels"  # the serve.profile that chose it (quantbench.loadgen.profiles)
+    role: str | None = None  # its part in the profile: synchronous, throughput, rate, probe; None: a plain level
+
+    @property
+    def kind(self) -> str:
+        """Its role, or for a plain level its loop: trace, concurrency (closed) or rate (open)."""
+        if self.role:
+            return self.role
+        if self.schedule is not None:
+            return "trace"
+        return "concurrency" if self.concurrency is not None else "rate"
 
     @property
     def label(self) -> str:
         if self.schedule is not None:
             return "trace"
-        return f"{self.concurrency} users" if self.concurrency is not None else f"{self.request_rate:g} req/s"
+        load = f"{self.concurrency} users" if self.concurrency is not None else f"{self.request_rate:g} req/s"
+        return f"{load} ({self.role})" if self.role and self.role != "rate" else load
 
 
 @dataclass
@@ -45,6 +68,8 @@ class LevelRun:
     warmup_failed: int = 0
     warmup_error: str | None = None
     prompts_repeated: bool = False  # more requests than the dataset has prompts
+    stopped_early_reason: str | None = None  # over-saturated: why the level stopped before its budget
+    client_processes: int = 1  # the processes that drove it (quantbench.loadgen.workers)
 
     @property
     def duration_s(self) -> float:
@@ -63,14 +88,18 @@ class Arrival:
 
 
 class Budget:
-    """When a level stops sending: after `requests` requests or `duration_s` seconds."""
+    """When a level stops sending: after `requests` requests or `duration_s` seconds after `started`
+    (a perf_counter time; default now), or once stopped early."""
 
-    def __init__(self, requests: int | None, duration_s: float | None):
+    def __init__(self, requests: int | None, duration_s: float | None, started: float | None = None):
         self.requests, self.duration_s = requests, duration_s
         self.sent = 0
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.stopped = False
 
     def take(self) -> bool:
+        if self.stopped:
+            return False
         if self.requests is not None and self.sent >= self.requests:
             return False
         if self.duration_s is not None and time.perf_counter() - self.started >= self.duration_s:
@@ -120,11 +149,30 @@ def poisson_arrivals(rate: float, seed: int, level: int, prompts: Iterator[Promp
         yield Arrival(offset_s, prompt)
 
 
-async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> list[Exchange]:
-    """Each arrival sent at its scheduled time whatever the server's state; `scheduled_at` records
-    when it was due, so the send-time error (sent_at - scheduled_at) is measured, not assumed."""
+def level_arrivals(level: Level, seed: int, chosen: LevelPrompts) -> Iterator[Arrival] | None:
+    """An open-loop level's schedule: a trace's own, else seeded Poisson arrivals at its rate; None
+    for a closed loop."""
+    if level.schedule is not None:
+        return iter(level.schedule)
+    if level.request_rate is None:
+        return None
+    return poisson_arrivals(level.request_rate, seed, level.index, chosen.measured())
+
+
+async def open_loop(
+    send: Send,
+    arrivals: Iterator[Arrival],
+    budget: Budget,
+    started: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> list[Exchange]:
+    """Each arrival sent at its scheduled time (after `started`, a perf_counter time shared by every
+    client process; default now) whatever the server's state; `scheduled_at` records when it was
+    due, so the send-time error (sent_at - scheduled_at) is measured, not assumed. `stop` ends the
+    wait for the next arrival at once."""
     tasks: list[asyncio.Task] = []
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
+    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
 
     async def sent(arrival: Arrival, due: float) -> list[Exchange]:
         from quantbench.loadgen.conversation import converse
@@ -134,14 +182,105 @@ async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> 
     try:
         for arrival in arrivals:
             due = started + arrival.offset_s
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            if stopped is None:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            elif due > time.perf_counter():
+                await asyncio.wait({stopped}, timeout=due - time.perf_counter())
             if not budget.take():
                 break
             tasks.append(asyncio.ensure_future(sent(arrival, due)))
         return [exchange for exchanges in await asyncio.gather(*tasks) for exchange in exchanges]
     finally:
+        if stopped is not None:
+            stopped.cancel()
         for task in tasks:
             task.cancel()  # only those still running: an interrupted level leaves nothing behind
+
+
+class Stopping:
+    """Ends a level's measured phase early: no more sends (the budget refuses), and the requests in
+    flight cancelled, each recorded as a cancelled exchange (`watched`)."""
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.event = asyncio.Event()
+        self.in_flight: set[asyncio.Future] = set()
+        self.reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.event.is_set():
+            return
+        self.reason = reason
+        self.budget.stopped = True
+        self.event.set()
+        for task in list(self.in_flight):
+            task.cancel()
+
+
+def watched(
+    send: Send,
+    stopping: Stopping,
+    on_sent: Callable[[float], Any] | None = None,
+    on_done: Callable[[Exchange], Any] | None = None,
+) -> Send:
+    """`send`, told to `on_sent` (its send time) and `on_done` (the finished exchange), and
+    cancellable by `stopping`: a request it cancels returns as a cancelled exchange (not reported
+    done). Any other cancellation (Ctrl-C) propagates."""
+
+    async def one(prompt: Prompt) -> Exchange:
+        sent_at = time.perf_counter()
+        if on_sent is not None:
+            on_sent(sent_at)
+        task = asyncio.ensure_future(send(prompt))
+        stopping.in_flight.add(task)
+        try:
+            exchange = await task
+        except asyncio.CancelledError:
+            if not (task.cancelled() and stopping.event.is_set()):
+                raise
+            return Exchange(
+                prompt_id=prompt.id, sent_at=sent_at, finished_at=time.perf_counter(), error=CANCELLED, cancelled=True
+            )
+        finally:
+            stopping.in_flight.discard(task)
+        if on_done is not None:
+            on_done(exchange)
+        return exchange
+
+    return one
+
+
+async def warm_up(level: Level, send: Send, prompts: list[Prompt], users: int) -> tuple[int, str | None]:
+    """The warm-up requests at `users` concurrency (open loop: one at a time); (failed, first error)."""
+    warm = await closed_loop(send, iter(prompts), users, Budget(len(prompts), None))
+    failed = [exchange for exchange in warm if exchange.error]
+    return len(failed), failed[0].error if failed else None
+
+
+async def measure(
+    level: Level,
+    send: Send,
+    measured: Iterator[Prompt],
+    arrivals: Iterator[Arrival] | None,
+    budget: Budget,
+    stopping: Stopping,
+    users: int | None = None,
+) -> list[Exchange]:
+    """The level's measured requests, from `budget.started`: closed loop from `measured` with
+    `users` (default the level's), open loop from `arrivals` (which carry their own prompts);
+    `send` is already `watched` by `stopping`."""
+    if level.concurrency is not None:
+        return await closed_loop(send, measured, users or level.concurrency, budget)
+    assert arrivals is not None
+    return await open_loop(send, arrivals, budget, started=budget.started, stop=stopping.event)
+
+
+def level_run(level: Level, exchanges: list[Exchange], started: float, **facts: Any) -> LevelRun:
+    """The run of a level from its exchanges: from the first send to the last end, sorted by send time."""
+    finished = max([started, *(exchange.finished_at or started for exchange in exchanges)])
+    started = min([finished, *(exchange.sent_at for exchange in exchanges)])
+    exchanges.sort(key=lambda exchange: exchange.sent_at)
+    return LevelRun(level=level, started_at=started, finished_at=finished, exchanges=exchanges, **facts)
 
 
 async def run_level(
@@ -152,41 +291,38 @@ async def run_level(
     budget_of: Callable[[], Budget],
     arrivals: Iterator[Arrival] | None,
     tick: Callable[[int], Any] | None = None,
+    watch: Any = None,
     on_measure: Callable[[], None] | None = None,
 ) -> LevelRun:
     """Warm up at the level's own concurrency (open loop: one at a time), then measure: closed loop
     from `measured`, open loop from `arrivals` (which carry their own prompts). `on_measure` runs
-    between the two, when no request is in flight (the server's counters are read then)."""
-    users = level.concurrency or 1
-    warm = await closed_loop(send, iter(warmup), users, Budget(len(warmup), None))
-    failed = [exchange for exchange in warm if exchange.error]
-
-    def counted(prompt: Prompt) -> Awaitable[Exchange]:
-        async def sent() -> Exchange:
-            exchange = await send(prompt)
-            if tick is not None:
-                tick(1)
-            return exchange
-
-        return sent()
-
+    between the two, when no request is in flight (the server's counters are read then). `watch` (a
+    quantbench.loadgen.saturation.LevelWatch) is told every send and completion and checked while
+    the level runs; when it finds the level over-saturated, the level stops early."""
+    warmup_failed, warmup_error = await warm_up(level, send, warmup, level.concurrency or 1)
     if on_measure is not None:
         on_measure()
     budget = budget_of()
-    started = time.perf_counter()
-    if level.concurrency is not None:
-        exchanges = await closed_loop(counted, measured, level.concurrency, budget)
-    else:
-        assert arrivals is not None
-        exchanges = await open_loop(counted, arrivals, budget)
-    finished = max([started, *(exchange.finished_at or started for exchange in exchanges)])
-    started = min([finished, *(exchange.sent_at for exchange in exchanges)])
-    exchanges.sort(key=lambda exchange: exchange.sent_at)
-    return LevelRun(
-        level=level,
-        started_at=started,
-        finished_at=finished,
-        exchanges=exchanges,
-        warmup_failed=len(failed),
-        warmup_error=failed[0].error if failed else None,
+    stopping = Stopping(budget)
+
+    def done(exchange: Exchange) -> None:
+        if tick is not None:
+            tick(1)
+        if watch is not None:
+            watch.on_done(exchange.sent_at, exchange.arrivals[0] if exchange.arrivals else None, exchange.finished_at)
+
+    one = watched(send, stopping, watch.on_sent if watch is not None else None, done)
+    monitor = asyncio.ensure_future(watch.monitor(stopping.stop)) if watch is not None else None
+    try:
+        exchanges = await measure(level, one, measured, arrivals, budget, stopping)
+    finally:
+        if monitor is not None:
+            monitor.cancel()
+    return level_run(
+        level,
+        exchanges,
+        budget.started,
+        warmup_failed=warmup_failed,
+        warmup_error=warmup_error,
+        stopped_early_reason=stopping.reason,
     )

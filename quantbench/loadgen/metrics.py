@@ -108,12 +108,15 @@ def level_summary(
 ) -> dict[str, Any]:
     """The level's summary row (without its identity: concurrency / request_rate are added by the caller)."""
     ok = [record for record in records if record.ok]
+    cancelled = sum(record.cancelled for record in records)
     rng = np.random.default_rng(seed)
     output_tokens = sum(record.output_tokens or 0 for record in ok)
     input_tokens = sum(record.input_tokens or 0 for record in ok)
     summary: dict[str, Any] = {
         "n_requests": len(records),
-        "n_failed_requests": len(records) - len(ok),
+        "n_failed_requests": len(records) - len(ok) - cancelled,
+        # In flight when the level stopped early (over-saturated): cancelled by the client, not failed.
+        "n_cancelled_requests": cancelled,
         "duration_s": duration_s,
         "request_throughput_per_s": len(ok) / duration_s,
         "output_tokens_per_s": output_tokens / duration_s,

@@ -70,21 +70,24 @@ def count_output_tokens(tokenizer: Any, text: str) -> int:
 
 
 class LevelPrompts:
-    """The prompts of one level: `measured()` in a seeded order, `warmup(n)` from the other end."""
+    """The prompts of one level: `measured()` in a seeded order, `warmup(n)` from the other end.
+    A client process of several (serve.client_processes) takes every `every`-th place of the
+    order from place `first`, so the processes together send the order as one process would."""
 
-    def __init__(self, prompts: Sequence[Prompt], seed: int, level: int):
+    def __init__(self, prompts: Sequence[Prompt], seed: int, level: int, first: int = 0, every: int = 1):
         import numpy as np
 
         if not prompts:
             raise ValueError("a serving level needs at least one prompt")
         self.prompts = list(prompts)
         self.order = [int(i) for i in np.random.default_rng([seed, level]).permutation(len(self.prompts))]
+        self.first, self.every = first, every
         self.handed_out = 0
 
     def measured(self) -> Iterator[Prompt]:
         """Endless; the dataset cycles once every prompt was sent (see `repeated`)."""
         while True:
-            position = self.order[self.handed_out % len(self.order)]
+            position = self.order[(self.first + self.handed_out * self.every) % len(self.order)]
             self.handed_out += 1
             yield self.prompts[position]
 
@@ -94,4 +97,4 @@ class LevelPrompts:
     @property
     def repeated(self) -> bool:
         """Whether this level sent some prompt twice (more requests than the dataset has samples)."""
-        return self.handed_out > len(self.prompts)
+        return self.handed_out > 0 and self.first + (self.handed_out - 1) * self.every >= len(self.prompts)

@@ -68,6 +68,9 @@ class RequestRecord:
     prefix_group: int | None = None
     conversation: str | None = None
     turn: int | None = None
+    # In flight when its level stopped early (over-saturated) and cancelled by the client: not ok,
+    # but not failed by the server either (quantbench.loadgen.load.Stopping).
+    cancelled: bool = False
 
     @property
     def tpot_ms(self) -> float | None:
@@ -138,6 +141,7 @@ def level_records(
                 prefix_group=None if prompt is None else prompt.prefix_group,
                 conversation=None if prompt is None else prompt.conversation,
                 turn=None if prompt is None else prompt.turn,
+                cancelled=exchange.cancelled,
             )
         )
     return records
@@ -172,6 +176,7 @@ def records_frame(records: list[RequestRecord]):
         "prefix_group": pl.Int64,
         "conversation": pl.Utf8,
         "turn": pl.Int64,
+        "cancelled": pl.Boolean,
         "tpot_ms": pl.Float64,
         "itl_ms": pl.List(pl.Float64),
     }

@@ -49,27 +49,47 @@ def summarise(cfg: DictConfig, runs: list[LevelRun], records: list[list[RequestR
     """One summary per level: its load, then every statistic of quantbench.loadgen.metrics."""
     from omegaconf import OmegaConf
 
+    slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
+    return [
+        level_row(run, level_records, slo, seed=int(cfg.bench.seed) + run.level.index, trace=cfg.serve.get("trace"))
+        for run, level_records in zip(runs, records)
+    ]
+
+
+def level_row(
+    run: LevelRun, records: list[RequestRecord], slo: dict[str, Any], seed: int, trace: str | None = None
+) -> dict[str, Any]:
+    """A level's summary: its identity (load, profile, role; a replayed trace's file), its statistics,
+    its workload (lengths, the usage check, send lag), how it ended, and whether it met serve.slo
+    (quantbench.loadgen.slo; null without an objective)."""
     from quantbench.loadgen.level_stats import workload_columns
     from quantbench.loadgen.metrics import level_summary
+    from quantbench.loadgen.slo import misses, slo_limits
 
-    slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
-    rows = []
-    for run, level_records in zip(runs, records):
-        level = run.level
-        rows.append(
-            {
-                "level": level.index,
-                "concurrency": level.concurrency,
-                "request_rate": level.request_rate,
-                # A replayed trace (serve.trace): its file; its level has neither load number.
-                "trace": None if level.schedule is None else str(cfg.serve.trace),
-                **level_summary(level_records, run.duration_s, slo, seed=int(cfg.bench.seed) + level.index),
-                **workload_columns(level_records),  # lengths, the usage check, send lag
-                "warmup_failed_requests": run.warmup_failed,
-                "prompts_repeated": run.prompts_repeated,
-            }
-        )
-    return rows
+    level = run.level
+    row = {
+        "level": level.index,
+        "concurrency": level.concurrency,
+        "request_rate": level.request_rate,
+        "profile": level.profile,
+        "role": level.kind,
+        # A replayed trace (serve.trace): its file; its level has neither load number.
+        "trace": None if level.schedule is None else str(trace),
+        **level_summary(records, run.duration_s, slo, seed=seed),
+        **workload_columns(records),  # lengths, the usage check, send lag
+        "warmup_failed_requests": run.warmup_failed,
+        "prompts_repeated": run.prompts_repeated,
+        "oversaturated": run.stopped_early_reason is not None,
+        "stopped_early": run.stopped_early_reason is not None,
+        "stopped_early_reason": run.stopped_early_reason,
+        "client_processes": run.client_processes,
+    }
+    limits = slo_limits(slo)
+    broken = misses(row, limits) if limits else None
+    return row | {
+        "level_meets_slo": None if broken is None else not broken,
+        "level_slo_misses": "; ".join(broken or []) or None,
+    }
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
@@ -82,6 +102,10 @@ def summary_line(metrics: dict[str, Any]) -> str:
             load = f"c={level['concurrency']}"
         else:
             load = f"rate={level['request_rate']:g}/s"
+        if level.get("role") in ("synchronous", "throughput", "probe"):
+            load += f" ({level['role']})"
+        if level.get("stopped_early"):
+            load += " (over-saturated, stopped early)"
         e2e = level.get("e2e_p50_ms")
         parts.append(
             f"{load}: {level['request_throughput_per_s']:.2f} req/s, {level['output_tokens_per_s']:.1f} tok/s, "
@@ -89,4 +113,7 @@ def summary_line(metrics: dict[str, Any]) -> str:
             if e2e is not None
             else f"{load}: {level['n_failed_requests']}/{level['n_requests']} failed"
         )
-    return f"{metrics.get('engine')} serve: " + "; ".join(parts)
+    line = f"{metrics.get('engine')} serve: " + "; ".join(parts)
+    if metrics.get("slo_search_reason"):
+        line += f"; slo-search: {metrics['slo_search_reason']}"
+    return line

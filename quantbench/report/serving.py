@@ -1,5 +1,6 @@
 """The serving section of a report: the study table at one load, the highest load under the SLO,
-every load level, and the quality, memory and cost of the weights each server ran."""
+the load profiles (quantbench.report.serving_profiles), every load level, and the quality, memory
+and cost of the weights each server ran."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from quantbench.analysis.formatting import fmt_fixed, fmt_number, fmt_pct, fmt_r
 from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, under_resolved
 from quantbench.measure.percentiles import min_samples
 from quantbench.report.document import Bullets, Heading, Paragraph, Table
+from quantbench.report.serving_profiles import profile_blocks
 
 # (column, header, formatter); a header with "{p}" names a percentile, flagged where under-resolved.
 Column = tuple[str, str, Callable[[Any], str]]
@@ -199,10 +201,11 @@ def serving_blocks(analysis: Analysis) -> list:
             (*(False for _ in serving.varying()), False, False, False),
         )
     )
-    blocks += [
-        Heading(3, "Every load level"),
-        _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load"))),
-    ]
+    blocks += profile_blocks(rows, serving.varying())
+    # A profile's levels name their role in it (synchronous, throughput, rate, probe).
+    profiled = "profile" in rows.columns and (rows.get_column("profile").fill_null("levels") != "levels").any()
+    leading = (("precision", "Precision"), *((("role", "Role"),) if profiled else ()), ("load", "Load"))
+    blocks += [Heading(3, "Every load level"), _table(serving, rows, LEVEL_COLUMNS, flagged, leading)]
     blocks += _server_metrics(serving, rows)
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
@@ -226,7 +229,9 @@ SERVING_METHOD = (
     "Serving (scenario=serve): per load level, TTFT = send → first chunk with text, E2E = send → end of the stream, "
     "TPOT = (E2E − TTFT) / (output tokens − 1), ITL = gaps between chunks (vLLM's definitions); percentiles over the "
     "level's successful requests. A level meets the SLO when the p95 of each limited quantity (serve.slo, else "
-    "analysis.serve_max_e2e_p95_ms for E2E) is within its limit and at most 5% of its requests failed; the highest "
-    "load under the SLO is interpolated linearly between the last level that meets it and the first that does not. "
+    "analysis.serve_max_e2e_p95_ms for E2E) is within its limit, at most 5% of its requests failed and it was not "
+    "stopped early as over-saturated (its queue kept growing: TTFT or requests in flight rising through it); the "
+    "highest load under the SLO is interpolated linearly between the last level that meets it and the first that does "
+    "not. "
     "The study table is at analysis.serve_load, else the highest load every precision measured."
 )

@@ -26,8 +26,9 @@ from quantbench.engines.base import ServerRequest, check_precision_engine, resol
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
 from quantbench.loadgen.load import Level, LevelRun
+from quantbench.loadgen.profiles import FixedLevels, Profile, load_profile
 from quantbench.loadgen.server_metrics import ServerMetrics, check_interval
-from quantbench.loadgen.summary import level_records_of, summarise, write_requests
+from quantbench.loadgen.summary import level_records_of, level_row, summarise, write_requests
 from quantbench.loadgen.synthetic import longest_request_tokens
 from quantbench.loadgen.workload import probe_prompt
 from quantbench.measure.energy import energy_metrics, open_energy_counter
@@ -69,15 +70,32 @@ def serve_levels(serve: DictConfig) -> list[Level]:
     return [Level(index, concurrency=users) for index, users in enumerate(concurrency)]
 
 
+def serve_profile(serve: DictConfig) -> Profile:
+    """serve.profile with its levels (quantbench.loadgen.profiles); JobSkipped for settings that cannot run."""
+    from quantbench.loadgen.driver import saturation_settings
+
+    if int(serve.client_processes) < 1:
+        raise JobSkipped(f"serve.client_processes must be at least 1, got {serve.client_processes}")
+    saturation_settings(serve)  # thresholds that cannot work are skipped before any model work
+    return load_profile(serve, serve_levels(serve))
+
+
 def measure_serve(
     cfg: DictConfig, device: Device, job_dir: Path, progress: JobProgress
 ) -> tuple[dict[str, Any], list[str]]:
+    from omegaconf import OmegaConf
+
     from quantbench.loadgen.workload import read_serve_trace, serve_workload
     from quantbench.scenarios.setup import prepare_job
 
-    levels = serve_levels(cfg.serve)
+    profile = serve_profile(cfg.serve)
     server_metrics = ServerMetrics(check_interval(cfg.serve))
     trace = read_serve_trace(cfg.serve)  # a malformed trace fails here, before any model work
+    if trace is not None and profile.name != "levels":
+        raise JobSkipped(
+            f"serve.trace replays its own arrivals as one level; serve.profile={profile.name} chooses levels of its "
+            "own: use one or the other"
+        )
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -104,10 +122,25 @@ def measure_serve(
         spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
     )
     # The dataset's prompts, a synthetic workload's or a trace's (with its own level): quantbench.loadgen.workload
-    prompts, levels, workload_facts = serve_workload(cfg, setup, tokenizer, levels, trace)
+    fixed = profile.levels if isinstance(profile, FixedLevels) else []
+    prompts, levels, workload_facts = serve_workload(cfg, setup, tokenizer, fixed, trace)
+    if trace is not None:
+        profile = FixedLevels(levels)  # the trace's own level
     max_tokens = int(cfg.bench.max_new_tokens)
+    slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
 
-    metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
+    def summary_of(run: LevelRun) -> dict[str, Any]:
+        """A level's summary row as soon as it ends: the profile decides the next level from it."""
+        [records] = level_records_of([run], prompts, max_tokens, tokenizer)
+        return level_row(run, records, slo, seed=int(cfg.bench.seed) + run.level.index, trace=cfg.serve.get("trace"))
+
+    metrics: dict[str, Any] = {
+        "scenario": "serve",
+        "engine": engine_name,
+        "max_new_tokens": max_tokens,
+        "profile": profile.name,
+        "client_processes": int(cfg.serve.client_processes),
+    }
     metrics |= workload_facts
     runs: list[LevelRun] = []
     # The device's energy counter, read by the telemetry thread alone; each level's joules are
@@ -124,12 +157,13 @@ def measure_serve(
                     engine,
                     setup.load_request(cfg, device),
                     job_dir,
-                    levels,
+                    profile,
                     prompts,
                     runs,
                     progress,
                     telemetry,
                     server_metrics,
+                    summary_of,
                 )
             else:
                 metrics |= {
@@ -141,13 +175,14 @@ def measure_serve(
                 )
                 metrics |= found
                 server_metrics.start(endpoint.base_url, endpoint.headers)
-                run_levels(
+                metrics |= run_levels(
                     load_plan(cfg, endpoint, options),
-                    levels,
+                    profile,
                     prompts,
                     runs,
                     progress,
                     check=None,
+                    summarise=summary_of,
                     on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
                     on_measure=server_metrics.on_measure,
                 )
@@ -176,11 +211,7 @@ def measure_serve(
     metrics |= {
         "eos_ignored": every_request_ran_to(max_tokens, records),
         "chat_template": bool(prompts[0].chat),
-        "load_mode": "closed loop"
-        if levels[0].concurrency is not None
-        else "trace replay (open loop)"
-        if levels[0].schedule is not None
-        else "open loop (Poisson)",
+        "load_mode": profile.load_mode,
         "n_levels": len(level_rows),
         "n_requests": sum(row["n_requests"] for row in level_rows),
         "n_failed_requests": sum(row["n_failed_requests"] for row in level_rows),
@@ -198,12 +229,13 @@ def run_on_server(
     engine: Any,
     request: LoadRequest,
     job_dir: Path,
-    levels: list[Level],
+    profile: Profile,
     prompts: list[Prompt],
     runs: list[LevelRun],
     progress: JobProgress,
     telemetry: TelemetrySampler,
     server_metrics: ServerMetrics,
+    summarise: Callable[[LevelRun], dict[str, Any]],
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
     stop it; the job-level facts of the server. `telemetry` samples the server's process,
@@ -232,7 +264,7 @@ def run_on_server(
             trust_remote_code=bool(spec.config.trust_remote_code),
             threads=threads,
             cache_dir=request.cache_dir,
-            max_concurrency=max((level.concurrency or 0 for level in levels), default=0) or None,
+            max_concurrency=profile.max_concurrency,
             max_sequence_tokens=longest_request_tokens(prompts, int(cfg.bench.max_new_tokens)),
         )
     )
@@ -267,13 +299,14 @@ def run_on_server(
             )
         metrics |= found
         server_metrics.start(served.base_url)
-        run_levels(
+        metrics |= run_levels(
             load_plan(cfg, served, options),
-            levels,
+            profile,
             prompts,
             runs,
             progress,
             check=server.check_running,
+            summarise=summarise,
             on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
             on_measure=server_metrics.on_measure,
         )

@@ -6,6 +6,8 @@ streaming one chunk per token. `--standin-*` options (given through engine.args)
 purpose:
 
     --standin-delay-ms MS        between chunks (default 2)
+    --standin-slots N            generate at most N requests at once; the others wait for a slot, in
+                                 order (a server with a capacity: TTFT and E2E rise with the load)
     --standin-crash-after N      exit (code 3) when the N+1-th generation request arrives
     --standin-never-healthy      /health answers 503 forever
     --standin-fail-every K       every K-th generation request gets HTTP 500
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +55,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--standin-delay-ms", type=float, default=2.0)
+    parser.add_argument("--standin-slots", type=int, default=None)
     parser.add_argument("--standin-crash-after", type=int, default=None)
     parser.add_argument("--standin-never-healthy", action="store_true")
     parser.add_argument("--standin-fail-every", type=int, default=None)
@@ -97,6 +101,7 @@ def metrics_text(live: dict) -> str:
 def make_app(options: argparse.Namespace):
     state = {"requests": 0}
     live = {"running": 0, "queries": 0, "hits": 0, "prompt_tokens": 0, "generation_tokens": 0, "seen": set()}
+    slots = asyncio.Semaphore(options.standin_slots) if options.standin_slots else contextlib.nullcontext()
     model_name = options.served_model_name or options.model
     count_prompt_tokens = prompt_token_counter(options.model) if options.standin_count_tokens else None
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
@@ -209,12 +214,13 @@ def make_app(options: argparse.Namespace):
         }
         if chat:
             await event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for index in range(generated):
-            await asyncio.sleep(options.standin_delay_ms / 1000)
-            text = f" tok{index}"
-            choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
-            await event({**base, "choices": [choice]})
-            live["generation_tokens"] += 1
+        async with slots:
+            for index in range(generated):
+                await asyncio.sleep(options.standin_delay_ms / 1000)
+                text = f" tok{index}"
+                choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+                await event({**base, "choices": [choice]})
+                live["generation_tokens"] += 1
         reason = "length" if generated == max_tokens else "stop"
         final = {
             **base,

@@ -54,7 +54,7 @@ from quantbench.config.schema.quality import (
 from quantbench.config.schema.renamed import RENAMED_KEYS
 from quantbench.config.schema.root import QuantbenchConfig
 from quantbench.config.schema.scenario import ScenarioConfig
-from quantbench.config.schema.serve import ServeConfig, SloConfig
+from quantbench.config.schema.serve import OversaturationConfig, SearchConfig, ServeConfig, SloConfig
 from quantbench.config.schema.store import (
     PLUGIN_SCHEMA_GROUPS,
     is_schema_option,
@@ -85,6 +85,7 @@ __all__ = [
     "ImageFolderDatasetConfig",
     "LlamaServerEngineConfig",
     "ModelConfig",
+    "OversaturationConfig",
     "PLUGIN_SCHEMA_GROUPS",
     "PerplexityQualityConfig",
     "PrecisionConfig",
@@ -95,6 +96,7 @@ __all__ = [
     "QuantoPrecisionConfig",
     "RENAMED_KEYS",
     "ScenarioConfig",
+    "SearchConfig",
     "ServeConfig",
     "ServerEngineConfig",
     "SloConfig",

@@ -18,6 +18,33 @@ class SloConfig:
 
 
 @dataclass
+class SearchConfig:
+    """serve.profile=slo-search: the range and the precision of the search (docs/serving.md)."""
+
+    axis: str = "concurrency"  # concurrency (closed loop, users) or request_rate (open loop, req/s)
+    min: float = 1  # the lowest load probed (first)
+    max: float = 64  # the highest load probed (second)
+    # The search ends when the bracket (highest load meeting the SLO, lowest missing it) is at most
+    # this wide; null: 1 user for concurrency, for request_rate only max_probes ends it.
+    resolution: Optional[float] = None
+    max_probes: int = 8  # levels at most, the minimum and the maximum included
+
+
+@dataclass
+class OversaturationConfig:
+    """When a level counts as over-saturated (quantbench.loadgen.saturation): its TTFT, or in an
+    open loop its requests in flight, rising through the level significantly and by a lot."""
+
+    min_requests: int = 20  # requests sent after the level's first completion before it is judged
+    min_duration_s: float = 5.0  # seconds of the level before it is judged
+    alpha: float = 0.001  # the one-sided p-value a rise must beat (Kendall's rank correlation with send time)
+    min_tau: float = 0.7  # and its strength: Kendall's τ at least this (a stable queue's busy periods are weaker)
+    ttft_growth: float = 1.0  # the rise that matters: last third's median TTFT ≥ (1 + this) × the first third's
+    in_flight_growth: float = 1.0  # the same for the requests in flight (open loop)
+    check_interval_s: float = 0.5  # how often it is judged while the level runs
+
+
+@dataclass
 class ServeConfig:
     """Load levels of `scenario=serve`: closed loop (concurrency) or open loop (request_rate)."""
 
@@ -42,3 +69,18 @@ class ServeConfig:
     # conversation_id. Exclusive with concurrency/request_rate lists; requests_per_level does not apply.
     trace: Optional[str] = None
     trace_speed: float = 1.0  # time scale of the replay: 2 sends the trace twice as fast
+    # Which levels run: levels (the concurrency or request_rate lists above), sweep (synchronous,
+    # throughput, then sweep_rates Poisson rates between their measured rates) or slo-search (the
+    # highest load meeting serve.slo, by bisection: serve.search). docs/serving.md#load-profiles
+    profile: str = "levels"
+    sweep_rates: int = 4  # sweep: open-loop rates between the synchronous and the throughput level
+    # sweep: users of the throughput level (null: serve.requests_per_level, every request at once)
+    sweep_throughput_users: Optional[int] = None
+    search: SearchConfig = field(default_factory=SearchConfig)
+    # Stop a level early once it is over-saturated (its queue keeps growing: serve.oversaturation);
+    # recorded as oversaturated and stopped_early with the reason; its requests in flight are cancelled.
+    stop_oversaturated: bool = True
+    oversaturation: OversaturationConfig = field(default_factory=OversaturationConfig)
+    # Client processes that drive each level together (one schedule, one start time, merged records):
+    # for servers that stream more chunks per second than one process reads (docs/serving.md#the-client).
+    client_processes: int = 1
