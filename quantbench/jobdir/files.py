@@ -5,6 +5,7 @@ in quantbench.jobdir too, imports the name.
     iterations.parquet             ITERATIONS_FILE: one row per timed iteration
     pubmedqa_predictions.parquet   PREDICTIONS_FILE: one row per PubMedQA question
     requests.parquet               REQUESTS_FILE: one row per request of a serving scenario
+    served_fidelity.parquet        SERVED_FIDELITY_FILE: one row per token scored through a server
     telemetry.parquet              TELEMETRY_FILE: power and clock samples over the timed phase
     job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
     traceback.txt                  TRACEBACK_FILE: the traceback of a job that failed
@@ -20,12 +21,20 @@ RESULT_FILE = "result.json"
 ITERATIONS_FILE = "iterations.parquet"
 PREDICTIONS_FILE = "pubmedqa_predictions.parquet"
 REQUESTS_FILE = "requests.parquet"
+SERVED_FIDELITY_FILE = "served_fidelity.parquet"
 TELEMETRY_FILE = "telemetry.parquet"
 JOB_CONFIG_FILE = "job.yaml"
 TRACEBACK_FILE = "traceback.txt"
 SERVER_LOG_FILE = "server.log"
 # What a run measured: set aside together when an ok result is replaced, removed together otherwise.
-MEASUREMENT_FILES = (RESULT_FILE, ITERATIONS_FILE, PREDICTIONS_FILE, REQUESTS_FILE, TELEMETRY_FILE)
+MEASUREMENT_FILES = (
+    RESULT_FILE,
+    ITERATIONS_FILE,
+    PREDICTIONS_FILE,
+    REQUESTS_FILE,
+    TELEMETRY_FILE,
+    SERVED_FIDELITY_FILE,
+)
 SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
 
 

@@ -12,6 +12,7 @@ from quantbench.analysis.formatting import fmt_fixed, fmt_number, fmt_pct, fmt_r
 from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, under_resolved
 from quantbench.measure.percentiles import min_samples
 from quantbench.report.document import Bullets, Heading, Paragraph, Table
+from quantbench.report.served_fidelity import served_fidelity_blocks
 
 # (column, header, formatter); a header with "{p}" names a percentile, flagged where under-resolved.
 Column = tuple[str, str, Callable[[Any], str]]
@@ -32,6 +33,10 @@ LEVEL_COLUMNS: tuple[Column, ...] = (
     ("e2e_p99_ms", "E2E {p99} ms", ms),
     ("goodput_per_s", "goodput req/s", fmt_number),
     ("slo_attainment", "SLO met", lambda v: fmt_pct(v * 100 if v is not None else None, 0)),
+    # serve.fidelity: the fidelity that applies to the level (its own under load, else at no load)
+    ("served_top1_agree", "served top-1 %", lambda v: fmt_fixed(v, 1)),
+    ("served_kld_mean", "served KL nats", lambda v: fmt_number(v, 4)),
+    ("quality_goodput_per_s", "quality goodput req/s", fmt_number),
     ("cost_per_1k_output_tokens_usd", "$ per 1k output tokens", fmt_usd),
 )
 STUDY_COLUMNS: tuple[Column, ...] = (
@@ -170,6 +175,9 @@ def serving_blocks(analysis: Analysis) -> list:
         Heading(3, "Every load level"),
         _table(serving, rows, LEVEL_COLUMNS, flagged, (("precision", "Precision"), ("load", "Load"))),
     ]
+    fidelity = served_fidelity_blocks(rows, serving.varying())
+    if fidelity:
+        blocks += [Heading(3, "Fidelity through the server"), *fidelity]
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
         needed = ", ".join(

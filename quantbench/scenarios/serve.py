@@ -29,6 +29,7 @@ from quantbench.loadgen.load import Level, LevelRun
 from quantbench.loadgen.summary import level_records_of, summarise, write_requests
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
+from quantbench.scenarios.serve_fidelity import ServedFidelity, check_settings, level_hooks, widened_launch
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -73,6 +74,7 @@ def measure_serve(
     from quantbench.scenarios.setup import prepare_job
 
     levels = serve_levels(cfg.serve)
+    check_settings(cfg.serve, len(levels))
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -100,6 +102,7 @@ def measure_serve(
     )
     prompts = build_prompts(setup.dataset, tokenizer, int(cfg.bench.max_input_tokens), bool(cfg.dataset.chat_template))
     max_tokens = int(cfg.bench.max_new_tokens)
+    fidelity = ServedFidelity.prepare(cfg, engine_name, setup, device, tokenizer, levels, progress)
 
     metrics: dict[str, Any] = {"scenario": "serve", "engine": engine_name, "max_new_tokens": max_tokens}
     runs: list[LevelRun] = []
@@ -122,6 +125,7 @@ def measure_serve(
                     runs,
                     progress,
                     telemetry,
+                    fidelity,
                 )
             else:
                 metrics |= {
@@ -132,20 +136,30 @@ def measure_serve(
                     endpoint, prompts[0], lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
+                if fidelity is not None:
+                    fidelity.attach(endpoint, float(cfg.serve.request_timeout_s))
+                    fidelity.measure_no_load(progress)
+                check, on_level = level_hooks(fidelity, None, telemetry_label(telemetry))
                 run_levels(
                     load_plan(cfg, endpoint, options),
                     levels,
                     prompts,
                     runs,
                     progress,
-                    check=None,
-                    on_level=telemetry_label(telemetry),
+                    check=check,
+                    on_level=on_level,
                 )
     finally:
         records = level_records_of(runs, prompts, max_tokens, tokenizer)
         write_requests(job_dir, records)
         telemetry.write(job_dir)
+        if fidelity is not None:
+            fidelity.stop_beside()
+            fidelity.write_records(job_dir)
     level_rows = summarise(cfg, runs, records)
+    if fidelity is not None:
+        fidelity.level_columns(level_rows, runs)
+        metrics |= fidelity.job_metrics()
     for row, run in zip(level_rows, runs):
         joules = telemetry.energy_between(run.started_at, run.finished_at)
         reason = energy_reason or "the energy counter's samples do not cover this level"
@@ -184,9 +198,11 @@ def run_on_server(
     runs: list[LevelRun],
     progress: JobProgress,
     telemetry: TelemetrySampler,
+    fidelity: ServedFidelity | None = None,
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
-    stop it; the job-level facts of the server. `telemetry` samples the server's process."""
+    stop it; the job-level facts of the server. `telemetry` samples the server's process;
+    `fidelity` (serve.fidelity) widens the server's limits and measures it at no load and beside a level."""
     from quantbench.engines.openai import Endpoint
     from quantbench.engines.weights import served_weights
     from quantbench.jobdir import SERVER_LOG_FILE
@@ -199,7 +215,7 @@ def run_on_server(
     port = free_port()
     # The server's CPU threads: hardware.threads, as offline jobs use (torch's through OMP_NUM_THREADS).
     threads = None if device.is_cuda else job_threads(cfg.hardware)
-    launch = engine.launch(
+    launch = widened_launch(engine, fidelity)(
         ServerRequest(
             weights=str(weights),
             precision=cfg.precision,
@@ -245,14 +261,18 @@ def run_on_server(
                 float(cfg.serve.request_timeout_s),
             )
         metrics |= found
+        if fidelity is not None:
+            fidelity.attach(served, float(cfg.serve.request_timeout_s))
+            fidelity.measure_no_load(progress)
+        check, on_level = level_hooks(fidelity, server.check_running, telemetry_label(telemetry))
         run_levels(
             load_plan(cfg, served, options),
             levels,
             prompts,
             runs,
             progress,
-            check=server.check_running,
-            on_level=telemetry_label(telemetry),
+            check=check,
+            on_level=on_level,
         )
     return metrics
 

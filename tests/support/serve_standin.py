@@ -23,6 +23,13 @@ purpose:
                                  PREFIX_chat_ignore_eos.txt for a request with ignore_eos,
                                  PREFIX_chat_stream_options.txt with stream_options, else
                                  PREFIX_chat_plain.txt (first line "HTTP <status>", then the body)
+    --standin-logprobs           load MODEL (a transformers directory: the job's weights) in float32
+                                 and answer llama-server's native POST /completion (token-id prompt,
+                                 n_probs, n_predict 1) with its real next-token log-probabilities,
+                                 as llama-server's completion_probabilities (served fidelity); without
+                                 it /completion is HTTP 404, as a server without the endpoint
+    --standin-logit-noise STD    add seeded Gaussian noise of this std to those logits (a server whose
+                                 outputs differ from the reference)
 
     python tests/support/serve_standin.py serve /some/model --host 127.0.0.1 --port 8123
 """
@@ -56,12 +63,57 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--standin-record", default=None)
     parser.add_argument("--standin-kill-self", action="store_true")
     parser.add_argument("--standin-replay", default=None)
+    parser.add_argument("--standin-logprobs", action="store_true")
+    parser.add_argument("--standin-logit-noise", type=float, default=0.0)
     options, _unknown = parser.parse_known_args(argv)
     return options
 
 
+def load_next_token_scorer(options: argparse.Namespace):
+    """`top_k(prompt_ids, k) -> [(id, log-probability)]` of the real model in MODEL, noise added if asked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(1)  # the job's client and its reference share the machine
+    model = AutoModelForCausalLM.from_pretrained(options.model, dtype=torch.float32).eval()
+
+    def top_k(prompt_ids: list[int], k: int) -> list[tuple[int, float]]:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt_ids]), use_cache=False).logits[0, -1].float()
+        if options.standin_logit_noise:
+            generator = torch.Generator().manual_seed(len(prompt_ids))
+            logits = logits + options.standin_logit_noise * torch.randn(logits.shape, generator=generator)
+        values, indices = torch.log_softmax(logits, dim=-1).topk(min(k, logits.numel()))
+        return list(zip(indices.tolist(), values.tolist()))
+
+    return top_k
+
+
+def llama_server_completion(top: list[tuple[int, float]], prompt_ids: list[int], model_name: str) -> dict:
+    """llama-server's non-streamed /completion answer (tools/server/server-task.cpp, to_json_non_oaicompat)."""
+
+    def entry(token: int, logprob: float) -> dict:
+        text = f"<{token}>"
+        return {"id": token, "token": text, "bytes": list(text.encode()), "logprob": logprob}
+
+    first = entry(*top[0])
+    return {
+        "index": 0,
+        "content": first["token"],
+        "tokens": [],
+        "id_slot": 0,
+        "stop": True,
+        "model": model_name,
+        "tokens_predicted": 1,
+        "tokens_evaluated": len(prompt_ids),
+        "stop_type": "limit",
+        "completion_probabilities": [{**first, "top_logprobs": [entry(*pair) for pair in top]}],
+    }
+
+
 def make_app(options: argparse.Namespace):
     state = {"requests": 0}
+    next_token_top_k = load_next_token_scorer(options) if options.standin_logprobs else None
     model_name = options.served_model_name or options.model
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
 
@@ -104,6 +156,14 @@ def make_app(options: argparse.Namespace):
             return await respond(send, 503 if options.standin_never_healthy else 200, {"status": "ok"})
         if path == "/v1/models":
             return await respond(send, 200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
+        if next_token_top_k is not None and method == "POST" and path == "/completion":
+            body = await read_body(receive)
+            prompt = body.get("prompt")
+            if not isinstance(prompt, list) or not prompt or body.get("post_sampling_probs"):
+                message = "standin: /completion imitates a token-id prompt with post_sampling_probs false only"
+                return await respond(send, 400, {"error": {"code": 400, "message": message}})
+            top = await asyncio.to_thread(next_token_top_k, prompt, int(body.get("n_probs") or 1))
+            return await respond(send, 200, llama_server_completion(top, prompt, model_name))
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
             return await respond(send, 404, {"error": {"message": f"no route {method} {path}"}})
         body = await read_body(receive)

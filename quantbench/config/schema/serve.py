@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from quantbench.config.schema.serve_fidelity import ServeFidelityConfig
+
 
 @dataclass
 class SloConfig:
@@ -34,3 +36,10 @@ class ServeConfig:
     startup_timeout_s: float = 600.0  # from starting the server until its health endpoint answers
     request_timeout_s: float = 600.0  # one request, from sending until its last chunk
     slo: SloConfig = field(default_factory=SloConfig)
+    # The served model's fidelity to the reference precision, through the serving API (docs/serving.md).
+    fidelity: ServeFidelityConfig = field(default_factory=ServeFidelityConfig)
+    # Quality-adjusted goodput: a level counts its goodput (its request throughput without serve.slo)
+    # only where its served fidelity meets these: top-1 agreement in percent (0-100, as top1_agree),
+    # KL divergence in nats (the served estimate); null: not checked.
+    fidelity_min_top1: Optional[float] = None
+    fidelity_max_kld: Optional[float] = None
