@@ -196,7 +196,13 @@ async def _whole_window(
 
 
 async def vllm_window(asking: Asking, task: WindowTask, scored: Scored) -> None:
-    body = {"prompt": task.token_ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": asking.top_k}
+    body = {
+        "prompt": task.token_ids,
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "prompt_logprobs": asking.top_k,
+        "stream": False,
+    }
     await _whole_window(asking, body, scored, lambda payload: parse_prompt_logprobs(payload, task.positions))
 
 
@@ -208,6 +214,7 @@ async def echo_window(asking: Asking, task: WindowTask, scored: Scored) -> None:
         "echo": True,
         "logprobs": asking.top_k,
         "return_tokens_as_token_ids": True,
+        "stream": False,
     }
     await _whole_window(asking, body, scored, lambda payload: parse_echo(payload, task.positions, asking.token_of))
 

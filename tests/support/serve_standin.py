@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -229,6 +230,32 @@ def make_app(options: argparse.Namespace):
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     return app
+
+
+@contextlib.contextmanager
+def serving_in_thread(argv: list[str]):
+    """The stand-in served by a thread of this process, its base URL yielded: for tests that would
+    otherwise pay a second interpreter's imports (torch and transformers, for --standin-logprobs)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    options = parse(argv)
+    config = uvicorn.Config(make_app(options), host=options.host, port=options.port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="standin", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the stand-in did not start on {options.host}:{options.port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{options.host}:{options.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def main(argv: list[str] | None = None) -> None:
