@@ -25,11 +25,12 @@ from quantbench.config import registry
 from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
+from quantbench.loadgen.fidelity_settings import check_settings
 from quantbench.loadgen.load import Level, LevelRun
 from quantbench.loadgen.summary import level_records_of, summarise, write_requests
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
-from quantbench.scenarios.serve_fidelity import ServedFidelity, check_settings, level_hooks, widened_launch
+from quantbench.scenarios.serve_fidelity import ServedFidelity, level_hooks, widened_launch
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

@@ -60,9 +60,7 @@ def endpoint_job(url: str, *extra: str) -> list[str]:
     ]
 
 
-def test_fp32_agrees_fully_at_no_load_and_under_load(
-    run_quantbench, tiny_llama_weights, tmp_path
-):
+def test_fp32_agrees_fully_at_no_load_and_under_load(run_quantbench, tiny_llama_weights, tmp_path):
     port = free_port()
     args = ["serve", tiny_llama_weights, "--port", str(port), "--standin-logprobs", "--standin-delay-ms", "25"]
     with serving_in_thread(args) as url:

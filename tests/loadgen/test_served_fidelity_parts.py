@@ -20,8 +20,8 @@ from quantbench.loadgen.fidelity_protocols import (
     parse_llama_server,
     parse_prompt_logprobs,
 )
+from quantbench.loadgen.fidelity_settings import check_settings, protocol_for
 from quantbench.loadgen.quality_goodput import between_levels, quality_goodput_columns, top1_limit_problem
-from quantbench.scenarios.serve_fidelity import check_settings, protocol_for
 
 RECORDED = FIXTURES / "fidelity"
 
