@@ -65,9 +65,11 @@ def run_levels(
     progress: JobProgress,
     check: Callable[[], None] | None,
     on_level: Callable[[Level], None] | None = None,
+    on_measure: Callable[[Level], None] | None = None,
 ) -> None:
     """Each level in turn, appending its run to `runs` as soon as it ends (so an error keeps them);
-    `on_level` is told each level as it starts (telemetry labels its samples with it)."""
+    `on_level` is told each level as it starts (telemetry labels its samples with it), `on_measure`
+    when its warm-up has ended (the served fidelity's run beside it starts then)."""
     from quantbench.loadgen.prompts import LevelPrompts
 
     for level in levels:
@@ -88,7 +90,8 @@ def run_levels(
 
         limit = f"{planned} requests" if planned else f"{plan.duration_s:g} s"
         log.info("level %s: %d warm-up requests, then %s", level.label, warmup, limit)
-        run = asyncio.run(drive_level(plan, level, chosen, warmup, tick))
+        measuring = None if on_measure is None else (lambda level=level: on_measure(level))
+        run = asyncio.run(drive_level(plan, level, chosen, warmup, tick, measuring))
         run.prompts_repeated = chosen.repeated
         runs.append(run)
         if check is not None:
@@ -99,7 +102,9 @@ def run_levels(
             raise ServeFailed(f"every request of level {level.label} failed: {run.exchanges[0].error}")
 
 
-async def drive_level(plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, tick) -> LevelRun:
+async def drive_level(
+    plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup: int, tick, on_measure=None
+) -> LevelRun:
     from quantbench.loadgen.client import new_session, send
     from quantbench.loadgen.load import Budget, poisson_arrivals, run_level
 
@@ -122,4 +127,5 @@ async def drive_level(plan: LoadPlan, level: Level, chosen: LevelPrompts, warmup
             lambda: Budget(plan.requests_per_level, plan.duration_s),
             arrivals,
             tick,
+            on_measure,
         )

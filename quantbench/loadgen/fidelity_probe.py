@@ -2,10 +2,10 @@
 
 At no load the run goes before the first level, one request at a time. Beside a level it runs in a
 thread of its own (its own event loop and HTTP session, so the level's event loop is not touched),
-started with the level (its warm-up included) and told to stop when the level's last request has
-ended: a request already sent then is kept (it was sent under load), none is sent after. What share
-of the run's request time fell within the level's measured window (first measured send to last end)
-is its `overlap`. A request the server refuses or fails ends the run with the server's words.
+started when the level's warm-up has ended (run_levels' on_measure) and told to stop when the
+level's last request has ended: a request already sent then is kept (it was sent under load), none
+is sent after. What share of the run's request time fell within the level's measured window (first
+measured send to last end) is its `overlap`. A request the server refuses or fails ends the run with the server's words.
 """
 
 from __future__ import annotations

@@ -132,9 +132,11 @@ async def run_level(
     budget_of: Callable[[], Budget],
     arrivals: Iterator[Arrival] | None,
     tick: Callable[[int], Any] | None = None,
+    on_measure: Callable[[], Any] | None = None,
 ) -> LevelRun:
     """Warm up at the level's own concurrency (open loop: one at a time), then measure: closed loop
-    from `measured`, open loop from `arrivals` (which carry their own prompts)."""
+    from `measured`, open loop from `arrivals` (which carry their own prompts). `on_measure` is told
+    when the warm-up has ended and the measured requests start."""
     users = level.concurrency or 1
     warm = await closed_loop(send, iter(warmup), users, Budget(len(warmup), None))
     failed = [exchange for exchange in warm if exchange.error]
@@ -148,6 +150,8 @@ async def run_level(
 
         return sent()
 
+    if on_measure is not None:
+        on_measure()
     budget = budget_of()
     started = time.perf_counter()
     if level.concurrency is not None:

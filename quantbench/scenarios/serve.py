@@ -140,15 +140,13 @@ def measure_serve(
                 if fidelity is not None:
                     fidelity.attach(endpoint, float(cfg.serve.request_timeout_s))
                     fidelity.measure_no_load(progress)
-                check, on_level = level_hooks(fidelity, None, telemetry_label(telemetry))
                 run_levels(
                     load_plan(cfg, endpoint, options),
                     levels,
                     prompts,
                     runs,
                     progress,
-                    check=check,
-                    on_level=on_level,
+                    **level_hooks(fidelity, None, telemetry_label(telemetry)),
                 )
     finally:
         records = level_records_of(runs, prompts, max_tokens, tokenizer)
@@ -265,15 +263,13 @@ def run_on_server(
         if fidelity is not None:
             fidelity.attach(served, float(cfg.serve.request_timeout_s))
             fidelity.measure_no_load(progress)
-        check, on_level = level_hooks(fidelity, server.check_running, telemetry_label(telemetry))
         run_levels(
             load_plan(cfg, served, options),
             levels,
             prompts,
             runs,
             progress,
-            check=check,
-            on_level=on_level,
+            **level_hooks(fidelity, server.check_running, telemetry_label(telemetry)),
         )
     return metrics
 

@@ -5,7 +5,8 @@
     scorer's cache entry; computed at the reference precision, in this process, before the server
     starts, on a miss) -> what the server must allow (a context for the longest window, the
     log-probabilities asked, one slot more for the run beside a level) -> a run at no load before the
-    levels, one beside the level serve.fidelity.under_load_level -> the job's columns, each level's
+    levels, one beside the measured requests of the level serve.fidelity.under_load_level (from the
+    end of its warm-up to its end) -> the job's columns, each level's
     fidelity and quality-adjusted goodput, `served_fidelity.parquet` (one row per scored token)
 
 A server that offers no log-probabilities, or refuses the requests, leaves the job ok: the reason is
@@ -183,20 +184,14 @@ class ServedFidelity:
         if self.no_load.error:
             log.warning("served fidelity at no load: %s", self.no_load.error)
 
-    def on_level(self, inner: Callable[[Level], None] | None) -> Callable[[Level], None]:
-        """run_levels' on_level: starts the run beside the chosen level, then calls `inner`."""
+    def on_measure(self, level: Level) -> None:
+        """run_levels' on_measure: the chosen level's warm-up has ended; the run beside it starts."""
+        self.stop_beside()
+        if self.probe is not None and level.index == self.under_load_index:
+            from quantbench.loadgen.fidelity_probe import ProbeBeside
 
-        def started(level: Level) -> None:
-            self.stop_beside()
-            if self.probe is not None and level.index == self.under_load_index:
-                from quantbench.loadgen.fidelity_probe import ProbeBeside
-
-                self.beside = ProbeBeside(self.probe)
-                self.beside.start()
-            if inner is not None:
-                inner(level)
-
-        return started
+            self.beside = ProbeBeside(self.probe)
+            self.beside.start()
 
     def after_level(self, inner: Callable[[], None] | None) -> Callable[[], None]:
         """run_levels' check, called as each level ends: stops the run beside it, then calls `inner`."""
@@ -300,11 +295,12 @@ def token_lookup(tokenizer: Any) -> Callable[[str], int | None]:
 
 def level_hooks(
     fidelity: ServedFidelity | None, check: Callable[[], None] | None, on_level: Callable[[Level], None] | None
-) -> tuple[Callable[[], None] | None, Callable[[Level], None] | None]:
-    """run_levels' `check` and `on_level`, with the run beside a level started and stopped by them."""
+) -> dict[str, Any]:
+    """run_levels' `check`, `on_level` and `on_measure`, with the run beside a level started when its
+    measured requests start and stopped when it ends."""
     if fidelity is None:
-        return check, on_level
-    return fidelity.after_level(check), fidelity.on_level(on_level)
+        return {"check": check, "on_level": on_level}
+    return {"check": fidelity.after_level(check), "on_level": on_level, "on_measure": fidelity.on_measure}
 
 
 def widened_launch(engine: Any, fidelity: ServedFidelity | None) -> Callable[[ServerRequest], Any]:

@@ -69,7 +69,6 @@ def test_fp32_agrees_fully_at_no_load_and_under_load(run_quantbench, tiny_llama_
                 url,
                 "serve.concurrency=[1,2]",
                 "serve.requests_per_level=12",
-                "serve.warmup_requests=0",  # the run beside level 1 starts with its measured requests
                 "serve.fidelity_min_top1=99",
             ),
             tmp_path / "same",
@@ -86,7 +85,8 @@ def test_fp32_agrees_fully_at_no_load_and_under_load(run_quantbench, tiny_llama_
     assert metrics["served_fidelity_error_no_load"] is None and metrics["served_fidelity_under_load_level"] == 1
     no_load, loaded = metrics["levels"]
     assert no_load["fidelity_measured_at"] == "no load" and no_load["served_fidelity_tokens"] == 12
-    assert loaded["fidelity_measured_at"] == "under load (this level)" and 0 < loaded["served_fidelity_overlap"] <= 1
+    # The run beside level 1 started after its warm-up, with its measured requests.
+    assert loaded["fidelity_measured_at"] == "under load (this level)" and 0.5 < loaded["served_fidelity_overlap"] <= 1
     for level in (no_load, loaded):  # no serve.slo: every successful request counts
         assert level["quality_goodput_per_s"] == level["request_throughput_per_s"] > 0
         assert level["fidelity_meets_limits"] is True

@@ -55,6 +55,17 @@ def test_vllm_prompt_logprobs_as_recorded():
         parse_prompt_logprobs(payload, [0])  # position 0 is null
 
 
+def test_echoed_logprobs_as_recorded_from_vllm():
+    exchange = recorded("vllm_echo.json")
+    prompt = exchange["request"]["prompt"]
+    rows = parse_echo(exchange["response"], list(range(1, len(prompt))), None)
+    asked = exchange["request"]["logprobs"]
+    assert all(len(row) in (asked, asked + 1) for row in rows)  # named by id: none is left out
+    # echo's top log-probabilities are vLLM's prompt_logprobs, the same numbers as the other protocol
+    same = parse_prompt_logprobs(recorded("vllm_prompt_logprobs.json")["response"], [1])[0]
+    assert dict(rows[0]).items() <= dict(same).items()
+
+
 def test_echoed_logprobs_by_token_id_and_by_text():
     by_id = {"choices": [{"logprobs": {"top_logprobs": [None, {"token_id:5": -0.1, "token_id:9": -2.4}]}}]}
     assert parse_echo(by_id, [1], None) == [[(5, -0.1), (9, -2.4)]]
@@ -171,3 +182,33 @@ def test_the_launch_request_is_widened_for_the_run(compose_config):
     assert fidelity.server_request(replace(request, max_concurrency=None)).max_concurrency is None  # open loop
     unavailable = ServedFidelity(cfg, None, "no log-probabilities", [Level(0, concurrency=1)])
     assert unavailable.server_request(request) == request
+
+
+def test_a_level_says_when_its_warm_up_has_ended():
+    import asyncio
+
+    from quantbench.loadgen.client import Exchange
+    from quantbench.loadgen.load import Budget, Level, run_level
+    from quantbench.loadgen.prompts import Prompt
+
+    events = []
+
+    async def send(prompt):
+        events.append(prompt.id)
+        return Exchange(prompt_id=prompt.id, sent_at=0.0, finished_at=0.0)
+
+    def prompts(name):
+        return (Prompt(f"{name}{i}", "text", False, 1) for i in range(10))
+
+    asyncio.run(
+        run_level(
+            Level(0, concurrency=2),
+            send,
+            prompts("m"),
+            list(prompts("w"))[:2],
+            lambda: Budget(3, None),
+            None,
+            on_measure=lambda: events.append("measuring"),
+        )
+    )
+    assert events == ["w0", "w1", "measuring", "m0", "m1", "m2"]
