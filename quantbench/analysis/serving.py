@@ -27,6 +27,7 @@ from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
 from quantbench.config.schema import AnalysisConfig
 from quantbench.loadgen.slo import SLO_OBJECTIVES, describe_limits, misses, slo_limits
+from quantbench.loadgen.quality_goodput import between_levels
 from quantbench.measure.percentiles import min_samples, n_samples_column
 
 SERVE = "serve"
@@ -344,6 +345,8 @@ def at_load(levels: list[dict[str, Any]], load: float, unit: str) -> tuple[dict[
             for column in INTERPOLATED:
                 a, b = lower.get(column), upper.get(column)
                 row[column] = a + share * (b - a) if a is not None and b is not None else None
+            if "served_top1_agree" in lower:  # the served fidelity (serve.fidelity) is not interpolated
+                row |= between_levels(lower, upper, share)
             row["load"] = load
             return row, f"interpolated between {lower['load']:g} and {upper['load']:g} {unit}"
     measured = ", ".join(f"{row['load']:g}" for row in levels)

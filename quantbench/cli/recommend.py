@@ -59,9 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     serving.add_argument("--max-ttft-p95-ms", type=float, help="upper limit on the p95 time to first token (ms)")
     serving.add_argument("--min-goodput", type=float, help="lower limit on goodput: requests/s meeting serve.slo")
+    serving.add_argument(
+        "--min-top1-agreement",
+        type=float,
+        metavar="PERCENT",
+        help="lower limit on the served model's top-1 agreement with the reference, in percent (serve.fidelity: "
+        "the level's own under load, else the job's at no load)",
+    )
+    serving.add_argument(
+        "--max-served-kld",
+        type=float,
+        metavar="NATS",
+        help="upper limit on the served model's KL divergence from the reference (serve.fidelity's estimate)",
+    )
+    serving.add_argument(
+        "--min-quality-goodput",
+        type=float,
+        help="lower limit on quality-adjusted goodput: requests/s of levels whose served fidelity meets "
+        "serve.fidelity_min_top1 / serve.fidelity_max_kld",
+    )
     args = parser.parse_args(argv)
     from quantbench.analysis.analyze import analyze
     from quantbench.analysis.sweep import recorded_settings
+    from quantbench.loadgen.quality_goodput import top1_limit_problem
     from quantbench.report.recommend_serving import (
         DEFAULT_MEMORY_COLUMN,
         ServingLimits,
@@ -69,7 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         render_serving,
     )
 
-    serving_limits = ServingLimits(args.users, args.max_e2e_p95_ms, args.max_ttft_p95_ms, args.min_goodput)
+    problem = top1_limit_problem(args.min_top1_agreement, "--min-top1-agreement")
+    if problem:
+        print(f"quantbench recommend: {problem}", file=sys.stderr)
+        return 2
+    serving_limits = ServingLimits(
+        args.users,
+        args.max_e2e_p95_ms,
+        args.max_ttft_p95_ms,
+        args.min_goodput,
+        args.min_top1_agreement,
+        args.max_served_kld,
+        args.min_quality_goodput,
+    )
     try:
         settings = recorded_settings(args.sweep_dirs[0], baseline=args.baseline)
         gate = settings.quality_gate if args.quality_gate is SWEEP_GATE else args.quality_gate
@@ -91,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             if analysis.serving is not None:
                 recommendation.notes.append(
                     "this sweep also has serving rows: judge them with --users, --max-e2e-p95-ms, "
-                    "--max-ttft-p95-ms or --min-goodput"
+                    "--max-ttft-p95-ms, --min-goodput or --min-top1-agreement"
                 )
             text = render(recommendation, limits)
     except QuantbenchError as error:

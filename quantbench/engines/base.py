@@ -46,6 +46,9 @@ class ServerRequest:
     # bench.max_new_tokens).
     max_concurrency: int | None = None
     max_sequence_tokens: int | None = None
+    # Log-probabilities per token a request may ask (the served fidelity's serve.fidelity.top_k),
+    # for servers that cap them (vLLM's --max-logprobs); None: the server's default.
+    max_logprobs: int | None = None
 
 
 @dataclass(frozen=True)

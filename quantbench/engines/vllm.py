@@ -262,6 +262,8 @@ class VllmEngine:
         if max_model_len is not None:
             command += ["--max-model-len", str(int(max_model_len))]
         facts["vllm_max_model_len"] = None if max_model_len is None else int(max_model_len)
+        if request.max_logprobs is not None:  # the served fidelity's prompt_logprobs (default cap: 20)
+            command += ["--max-logprobs", str(int(request.max_logprobs))]
         if not request.device.is_cuda:
             space = kv_cache_space_gb(engine)
             if space is not None:

@@ -5,6 +5,7 @@ in quantbench.jobdir too, imports the name.
     iterations.parquet             ITERATIONS_FILE: one row per timed iteration
     pubmedqa_predictions.parquet   PREDICTIONS_FILE: one row per PubMedQA question
     requests.parquet               REQUESTS_FILE: one row per request of a serving scenario
+    served_fidelity.parquet        SERVED_FIDELITY_FILE: one row per token scored through a server
     telemetry.parquet              TELEMETRY_FILE: power and clock samples over the timed phase
     server_metrics.parquet         SERVER_METRICS_FILE: the samples of a server's Prometheus /metrics
     job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
@@ -21,6 +22,7 @@ RESULT_FILE = "result.json"
 ITERATIONS_FILE = "iterations.parquet"
 PREDICTIONS_FILE = "pubmedqa_predictions.parquet"
 REQUESTS_FILE = "requests.parquet"
+SERVED_FIDELITY_FILE = "served_fidelity.parquet"
 TELEMETRY_FILE = "telemetry.parquet"
 SERVER_METRICS_FILE = "server_metrics.parquet"
 JOB_CONFIG_FILE = "job.yaml"
@@ -34,6 +36,7 @@ MEASUREMENT_FILES = (
     REQUESTS_FILE,
     TELEMETRY_FILE,
     SERVER_METRICS_FILE,
+    SERVED_FIDELITY_FILE,
 )
 SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
 

@@ -94,7 +94,8 @@ def run_levels(
     """Each level the profile hands out, in turn, appending its run to `runs` as soon as it ends (so
     an error keeps them); `summarise` makes a level's summary row, which the profile decides the next
     level from; `on_level` is told each level as it starts (telemetry labels its samples with it),
-    `on_measure` when its warm-up is over and its measured requests are about to go.
+    `on_measure` when its warm-up is over and its measured requests are about to go (the server's
+    counters are read then, and the served fidelity's run beside a level starts).
     Returns the job-level facts of the load (the profile's answer, the client processes)."""
     from quantbench.loadgen.profiles import Measured
     from quantbench.loadgen.workers import client_pool

@@ -96,9 +96,17 @@ class FidelityAccumulator:
         self.n_tokens = 0
 
     def add(self, reference: ReferenceDistribution, log_probs: Any) -> None:
-        self.token_kld.append(kl_divergence(reference, log_probs).cpu().numpy())
-        self.top1_matches += int((log_probs.argmax(dim=-1) == reference.top_indices[:, 0]).sum())
-        self.n_tokens += int(log_probs.shape[0])
+        self.add_scored(
+            kl_divergence(reference, log_probs).cpu().numpy(),
+            (log_probs.argmax(dim=-1) == reference.top_indices[:, 0]).cpu().numpy(),
+        )
+
+    def add_scored(self, token_kld: np.ndarray, top1_match: np.ndarray) -> None:
+        """One window's per-token KL divergence and top-1 matches, however they were computed (a
+        server's top-k: quantbench/quality/served.py)."""
+        self.token_kld.append(np.asarray(token_kld, dtype=np.float64))
+        self.top1_matches += int(np.count_nonzero(top1_match))
+        self.n_tokens += len(token_kld)
 
     def metrics(self, *, confidence: float) -> dict[str, Any]:
         mean = clustered_mean_interval(

@@ -130,11 +130,9 @@ def evaluate_text_metrics(
         if reference is None and _same_precision(precision, job_precision) and getattr(scorer, "own_reference", True):
             build_top_k = top_k
         elif reference is None:
-            log.info("computing the %s reference distributions of %s (once; cached in %s)", name, spec.name, entry)
-            reference = _reference_from_other_precision(
-                precision, scorer, windows, top_k, spec, device, cache_dir, tick
+            reference = _compute_and_cache(
+                entry, precision, scorer.family, scorer.device, windows, top_k, spec, device, cache_dir, tick
             )
-            save_reference(entry, reference, _reference_meta(spec, windows, precision, top_k, device))
         metrics.update({"kld_reference": name, "kld_top_k": top_k})
 
     perplexity = PerplexityAccumulator() if quality.ppl is not None else None
@@ -177,9 +175,38 @@ def _same_precision(a: DictConfig, b: DictConfig) -> bool:
     return OmegaConf.to_container(a, resolve=True) == OmegaConf.to_container(b, resolve=True)
 
 
-def _reference_from_other_precision(
+def cached_reference(
+    quality: DictConfig,
+    windows: TextWindows,
+    family: Any,
+    spec: ModelSpec,
+    device: Device,
+    cache_dir: Path,
+    tick: Tick | None = None,
+) -> tuple[ReferenceDistribution, str, int]:
+    """(the reference distributions of `windows`, the reference precision's name, its top k): the
+    cache entry evaluate_text_metrics uses, computed at the reference precision on a miss. For a
+    job that does not run the model itself at that precision (a served one)."""
+    from quantbench.config.schema import FidelityQualityConfig
+
+    kld = quality.get("kld") or FidelityQualityConfig()
+    top_k = int(kld.top_k)
+    name = reference_precision_name(str(kld.reference), device)
+    precision = compose_precision(name)
+    entry = reference_entry(cache_dir, spec, windows.digest(), precision, top_k, device)
+    reference = load_reference(entry, "cpu", windows.n_scored)
+    if reference is None:
+        reference = _compute_and_cache(
+            entry, precision, family, device.torch_device, windows, top_k, spec, device, cache_dir, tick
+        )
+    return reference, name, top_k
+
+
+def _compute_and_cache(
+    entry: Path,
     precision: DictConfig,
-    scorer: TokenScorer,
+    family: Any,
+    torch_device: str,
     windows: TextWindows,
     top_k: int,
     spec: ModelSpec,
@@ -187,15 +214,18 @@ def _reference_from_other_precision(
     cache_dir: Path,
     tick: Tick | None,
 ) -> ReferenceDistribution:
+    """The reference computed by loading the model at the reference precision, then cached."""
     from quantbench.measure.memory import release_memory
 
-    loaded = load_reference_model(precision, scorer.family, spec, device, cache_dir)
+    log.info("computing the %s reference distributions of %s (once; cached in %s)", precision.name, spec.name, entry)
+    loaded = load_reference_model(precision, family, spec, device, cache_dir)
     reference = compute_reference(
-        TokenScorer(scorer.family, loaded.model, loaded.processor, scorer.device), windows, top_k, tick
+        TokenScorer(family, loaded.model, loaded.processor, torch_device), windows, top_k, tick
     )
     # Free the reference model before this job's own pass: the two are in memory together only briefly.
     del loaded
     release_memory()
+    save_reference(entry, reference, _reference_meta(spec, windows, precision, top_k, device))
     return reference
 
 

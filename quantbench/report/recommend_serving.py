@@ -4,9 +4,12 @@ A candidate is one precision (in one group: model, engine, hardware, ...) at one
 `--users N` it is the precision's level at concurrency N, measured or interpolated linearly between
 the two measured levels around N (outside them: not a candidate, and the reason says which loads
 were measured). The limits: `--max-e2e-p95-ms`, `--max-ttft-p95-ms`, `--min-goodput` (requests/s
-meeting serve.slo), and the offline ones that apply to the served weights: `--max-memory-gb` and
-`--max-quality-drop`, from the offline job of the same weights (quantbench/analysis/serving.py). The
-choice is the highest output tokens/s within every limit.
+meeting serve.slo), the served model's fidelity (serve.fidelity: `--min-top1-agreement` in percent,
+`--max-served-kld` in nats, on the fidelity that applies to the level: its own under load, else the
+job's at no load; `--min-quality-goodput`, quantbench/loadgen/quality_goodput.py), and the offline
+ones that apply to the served weights: `--max-memory-gb` and `--max-quality-drop`, from the offline
+job of the same weights (quantbench/analysis/serving.py). The choice is the highest output tokens/s
+within every limit.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class ServingLimits:
     max_e2e_p95_ms: float | None = None
     max_ttft_p95_ms: float | None = None
     min_goodput: float | None = None
+    min_top1_agreement: float | None = None  # percent, as served_top1_agree
+    max_served_kld: float | None = None  # nats, as served_kld_mean
+    min_quality_goodput: float | None = None  # requests/s, as quality_goodput_per_s
 
     def given(self) -> bool:
         return any(value is not None for value in vars(self).values())
@@ -67,6 +73,7 @@ def _violations(
             reasons.append("no goodput measured (the job ran without serve.slo)")
         elif goodput < limits.min_goodput:
             reasons.append(f"goodput {goodput:.3g} req/s < minimum {limits.min_goodput:g} req/s")
+    reasons += _fidelity_violations(row, limits)
     why_not_joined = "" if row.get("quality_joined") else f" ({row.get('quality_join')})"
     if offline.max_memory_gb is not None:
         value = row.get(memory)
@@ -80,6 +87,26 @@ def _violations(
             reasons.append(f"quality not measured for these weights{why_not_joined}")
         elif drop > offline.max_quality_drop:
             reasons.append(f"{quality_label} {drop:.3g} > limit {offline.max_quality_drop:g}")
+    return reasons
+
+
+def _fidelity_violations(row: dict[str, Any], limits: ServingLimits) -> list[str]:
+    from quantbench.loadgen.quality_goodput import fidelity_misses
+
+    reasons = []
+    if limits.min_top1_agreement is not None or limits.max_served_kld is not None:
+        missed = fidelity_misses(row, limits.min_top1_agreement, limits.max_served_kld)
+        if missed and row.get("served_top1_agree") is None and row.get("served_kld_mean") is None:
+            why = row.get("served_fidelity_unavailable") or row.get("served_fidelity_error_no_load")
+            missed = [f"no served fidelity measured ({why or 'the job ran without serve.fidelity.enabled'})"]
+        where = f" ({row['fidelity_measured_at']})" if missed and row.get("fidelity_measured_at") else ""
+        reasons += [reason + where for reason in missed]
+    if limits.min_quality_goodput is not None:
+        value = row.get("quality_goodput_per_s")
+        if value is None:
+            reasons.append("no quality goodput measured (the job set no serve.fidelity_min_top1 or _max_kld)")
+        elif value < limits.min_quality_goodput:
+            reasons.append(f"quality goodput {value:.3g} req/s < minimum {limits.min_quality_goodput:g} req/s")
     return reasons
 
 
@@ -98,7 +125,7 @@ def recommend_serving(
     if offline.max_p95_ms is not None or offline.batch is not None:
         raise QuantbenchError(
             "--max-p95-ms and --batch judge offline batches; judge serving levels with "
-            "--users, --max-e2e-p95-ms, --max-ttft-p95-ms or --min-goodput"
+            "--users, --max-e2e-p95-ms, --max-ttft-p95-ms, --min-goodput or --min-top1-agreement"
         )
     varying = serving.varying()
     rows_frame = serving.rows
@@ -171,6 +198,9 @@ def recommend_serving(
                     "e2e_p95_ms": row.get("e2e_p95_ms"),
                     "ttft_p95_ms": row.get("ttft_p95_ms"),
                     "goodput_per_s": row.get("goodput_per_s"),
+                    "served_top1_agree": row.get("served_top1_agree"),
+                    "served_kld_mean": row.get("served_kld_mean"),
+                    "quality_goodput_per_s": row.get("quality_goodput_per_s"),
                     "quality_drop": row.get("quality_drop"),
                     "on_frontier": row["on_frontier"],
                     "how": row.get("how") or "",
@@ -193,6 +223,28 @@ def recommend_serving(
     )
 
 
+def _candidate_columns(candidates: pl.DataFrame, memory: str) -> list[tuple[str, Any, bool]]:
+    """(header, cell of a row, numeric) of the candidates table; the served fidelity's where measured."""
+    columns: list[tuple[str, Any, bool]] = [
+        ("configuration", lambda row: row["configuration"] + (" *" if row["on_frontier"] else ""), False),
+        (OBJECTIVE_LABEL, lambda row: fmt_number(row[OBJECTIVE]), True),
+        ("E2E p95 ms", lambda row: fmt_fixed(row["e2e_p95_ms"], 0), True),
+        ("TTFT p95 ms", lambda row: fmt_fixed(row["ttft_p95_ms"], 0), True),
+        ("goodput req/s", lambda row: fmt_number(row["goodput_per_s"]), True),
+    ]
+    if candidates.get_column("served_top1_agree").null_count() < candidates.height:
+        columns += [
+            ("served top-1 %", lambda row: fmt_fixed(row["served_top1_agree"], 1), True),
+            ("served KL nats", lambda row: fmt_number(row["served_kld_mean"], 4), True),
+            ("quality goodput req/s", lambda row: fmt_number(row["quality_goodput_per_s"]), True),
+        ]
+    return columns + [
+        (memory, lambda row: fmt_fixed(row[memory], 3), True),
+        ("quality drop", lambda row: fmt_number(row["quality_drop"]), True),
+        ("note", lambda row: row["how"], False),
+    ]
+
+
 def render_serving(recommendation: Recommendation, limits: ServingLimits, offline: Limits) -> str:
     from quantbench.report.document import Bullets, Document, Heading, Paragraph, Table
     from quantbench.report.markdown import render_markdown
@@ -205,6 +257,9 @@ def render_serving(recommendation: Recommendation, limits: ServingLimits, offlin
             ("max E2E p95 ms", limits.max_e2e_p95_ms),
             ("max TTFT p95 ms", limits.max_ttft_p95_ms),
             ("min goodput req/s", limits.min_goodput),
+            ("min served top-1 agreement %", limits.min_top1_agreement),
+            ("max served KL nats", limits.max_served_kld),
+            ("min quality goodput req/s", limits.min_quality_goodput),
             ("max memory GB", offline.max_memory_gb),
             ("max quality drop", offline.max_quality_drop),
         )
@@ -223,32 +278,15 @@ def render_serving(recommendation: Recommendation, limits: ServingLimits, offlin
     candidates = recommendation.candidates
     if candidates.height:
         document.add(Heading(2, f"Candidates ({OBJECTIVE_LABEL}, {memory}, quality drop; * on the Pareto frontier)"))
+        columns = _candidate_columns(candidates, memory)
         document.add(
             Table(
-                (
-                    "configuration",
-                    OBJECTIVE_LABEL,
-                    "E2E p95 ms",
-                    "TTFT p95 ms",
-                    "goodput req/s",
-                    memory,
-                    "quality drop",
-                    "note",
-                ),
+                tuple(header for header, _, _ in columns),
                 tuple(
-                    (
-                        row["configuration"] + (" *" if row["on_frontier"] else ""),
-                        fmt_number(row[OBJECTIVE]),
-                        fmt_fixed(row["e2e_p95_ms"], 0),
-                        fmt_fixed(row["ttft_p95_ms"], 0),
-                        fmt_number(row["goodput_per_s"]),
-                        fmt_fixed(row[memory], 3),
-                        fmt_number(row["quality_drop"]),
-                        row["how"],
-                    )
+                    tuple(cell(row) for _, cell, _ in columns)
                     for row in candidates.sort(OBJECTIVE, descending=True, nulls_last=True).iter_rows(named=True)
                 ),
-                (False, True, True, True, True, True, True, False),
+                tuple(numeric for _, _, numeric in columns),
             )
         )
     document.add(Heading(2, "Recommendation"))

@@ -14,6 +14,7 @@ from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, under_resol
 from quantbench.measure.percentiles import min_samples
 from quantbench.report.document import Bullets, Heading, Paragraph, Table
 from quantbench.report.serving_profiles import profile_blocks
+from quantbench.report.served_fidelity import served_fidelity_blocks
 
 # (column, header, formatter); a header with "{p}" names a percentile, flagged where under-resolved.
 Column = tuple[str, str, Callable[[Any], str]]
@@ -34,6 +35,10 @@ LEVEL_COLUMNS: tuple[Column, ...] = (
     ("e2e_p99_ms", "E2E {p99} ms", ms),
     ("goodput_per_s", "goodput req/s", fmt_number),
     ("slo_attainment", "SLO met", lambda v: fmt_pct(v * 100 if v is not None else None, 0)),
+    # serve.fidelity: the fidelity that applies to the level (its own under load, else at no load)
+    ("served_top1_agree", "served top-1 %", lambda v: fmt_fixed(v, 1)),
+    ("served_kld_mean", "served KL nats", lambda v: fmt_number(v, 4)),
+    ("quality_goodput_per_s", "quality goodput req/s", fmt_number),
     ("cost_per_1k_output_tokens_usd", "$ per 1k output tokens", fmt_usd),
 )
 # What each server said of itself per level (its /metrics: quantbench.loadgen.server_metric_levels).
@@ -207,6 +212,9 @@ def serving_blocks(analysis: Analysis) -> list:
     leading = (("precision", "Precision"), *((("role", "Role"),) if profiled else ()), ("load", "Load"))
     blocks += [Heading(3, "Every load level"), _table(serving, rows, LEVEL_COLUMNS, flagged, leading)]
     blocks += _server_metrics(serving, rows)
+    fidelity = served_fidelity_blocks(rows, serving.varying())
+    if fidelity:
+        blocks += [Heading(3, "Fidelity through the server"), *fidelity]
     blocks += [Heading(3, "Quality, memory and cost of the served weights"), *_joins(analysis, serving)]
     if flagged:
         needed = ", ".join(

@@ -25,6 +25,7 @@ from quantbench.config import registry
 from quantbench.engines.base import ServerRequest, check_precision_engine, resolve_engine
 from quantbench.errors import JobSkipped
 from quantbench.loadgen.driver import ServeFailed, load_plan, run_levels
+from quantbench.loadgen.fidelity_settings import check_settings
 from quantbench.loadgen.load import Level, LevelRun
 from quantbench.loadgen.profiles import FixedLevels, Profile, load_profile
 from quantbench.loadgen.server_metrics import ServerMetrics, check_interval
@@ -33,6 +34,7 @@ from quantbench.loadgen.synthetic import longest_request_tokens
 from quantbench.loadgen.workload import probe_prompt
 from quantbench.measure.energy import energy_metrics, open_energy_counter
 from quantbench.measure.telemetry import TelemetrySampler
+from quantbench.scenarios.serve_fidelity import ServedFidelity, level_hooks, widened_launch
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -96,6 +98,7 @@ def measure_serve(
             f"serve.trace replays its own arrivals as one level; serve.profile={profile.name} chooses levels of its "
             "own: use one or the other"
         )
+    check_settings(cfg.serve, len(profile.levels) if isinstance(profile, FixedLevels) else None)
     engine_name, engine = resolve_engine(cfg)
     check_precision_engine(cfg, engine_name, engine)
     family_name = registry.families().get(cfg.model.family).name
@@ -128,6 +131,15 @@ def measure_serve(
         profile = FixedLevels(levels)  # the trace's own level
     max_tokens = int(cfg.bench.max_new_tokens)
     slo = OmegaConf.to_container(cfg.serve.slo, resolve=True)
+    fidelity = ServedFidelity.prepare(
+        cfg,
+        engine_name,
+        setup,
+        device,
+        tokenizer,
+        profile.levels if isinstance(profile, FixedLevels) else None,
+        progress,
+    )
 
     def summary_of(run: LevelRun) -> dict[str, Any]:
         """A level's summary row as soon as it ends: the profile decides the next level from it."""
@@ -164,6 +176,7 @@ def measure_serve(
                     telemetry,
                     server_metrics,
                     summary_of,
+                    fidelity,
                 )
             else:
                 metrics |= {
@@ -174,6 +187,9 @@ def measure_serve(
                     endpoint, probe_prompt(prompts), lambda tokens: {}, max_tokens, float(cfg.serve.request_timeout_s)
                 )
                 metrics |= found
+                if fidelity is not None:
+                    fidelity.attach(endpoint, float(cfg.serve.request_timeout_s))
+                    fidelity.measure_no_load(progress)
                 server_metrics.start(endpoint.base_url, endpoint.headers)
                 metrics |= run_levels(
                     load_plan(cfg, endpoint, options),
@@ -181,10 +197,13 @@ def measure_serve(
                     prompts,
                     runs,
                     progress,
-                    check=None,
                     summarise=summary_of,
-                    on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
-                    on_measure=server_metrics.on_measure,
+                    **level_hooks(
+                        fidelity,
+                        None,
+                        each_level(telemetry_label(telemetry), server_metrics.on_level),
+                        server_metrics.on_measure,
+                    ),
                 )
                 server_metrics.stop()
     finally:
@@ -192,9 +211,15 @@ def measure_serve(
         write_requests(job_dir, records)
         telemetry.write(job_dir)
         server_metrics.write(job_dir)  # stops its scraping first, on every way out
+        if fidelity is not None:
+            fidelity.stop_beside()
+            fidelity.write_records(job_dir)
     level_rows = summarise(cfg, runs, records)
     for row, server_columns in zip(level_rows, server_metrics.level_columns(runs)):
         row |= server_columns
+    if fidelity is not None:
+        fidelity.level_columns(level_rows, runs)
+        metrics |= fidelity.job_metrics()
     for row, run in zip(level_rows, runs):
         joules = telemetry.energy_between(run.started_at, run.finished_at)
         reason = energy_reason or "the energy counter's samples do not cover this level"
@@ -236,10 +261,12 @@ def run_on_server(
     telemetry: TelemetrySampler,
     server_metrics: ServerMetrics,
     summarise: Callable[[LevelRun], dict[str, Any]],
+    fidelity: ServedFidelity | None = None,
 ) -> dict[str, Any]:
     """Start the engine's server on the precision's weights, run the levels (appended to `runs`),
     stop it; the job-level facts of the server. `telemetry` samples the server's process,
-    `server_metrics` scrapes its /metrics."""
+    `server_metrics` scrapes its /metrics; `fidelity` (serve.fidelity) widens the server's limits and
+    measures it at no load and beside a level."""
     from quantbench.engines.openai import Endpoint
     from quantbench.engines.weights import served_weights
     from quantbench.jobdir import SERVER_LOG_FILE
@@ -252,7 +279,7 @@ def run_on_server(
     port = free_port()
     # The server's CPU threads: hardware.threads, as offline jobs use (torch's through OMP_NUM_THREADS).
     threads = None if device.is_cuda else job_threads(cfg.hardware)
-    launch = engine.launch(
+    launch = widened_launch(engine, fidelity)(
         ServerRequest(
             weights=str(weights),
             precision=cfg.precision,
@@ -298,6 +325,9 @@ def run_on_server(
                 float(cfg.serve.request_timeout_s),
             )
         metrics |= found
+        if fidelity is not None:
+            fidelity.attach(served, float(cfg.serve.request_timeout_s))
+            fidelity.measure_no_load(progress)
         server_metrics.start(served.base_url)
         metrics |= run_levels(
             load_plan(cfg, served, options),
@@ -305,10 +335,13 @@ def run_on_server(
             prompts,
             runs,
             progress,
-            check=server.check_running,
             summarise=summarise,
-            on_level=each_level(telemetry_label(telemetry), server_metrics.on_level),
-            on_measure=server_metrics.on_measure,
+            **level_hooks(
+                fidelity,
+                server.check_running,
+                each_level(telemetry_label(telemetry), server_metrics.on_level),
+                server_metrics.on_measure,
+            ),
         )
         server_metrics.stop()  # its last scrape while the server still runs
     return metrics

@@ -32,6 +32,13 @@ purpose:
     --standin-metrics SOURCE     serve Prometheus text at /metrics (without it: 404, as transformers
                                  serve): `live`, vLLM's names counting this server's own requests
                                  (metrics_text), or a FILE recorded from a real server, served as is
+    --standin-logprobs           load MODEL (a transformers directory: the job's weights) in float32
+                                 and answer llama-server's native POST /completion (token-id prompt,
+                                 n_probs, n_predict 1) with its real next-token log-probabilities,
+                                 as llama-server's completion_probabilities (served fidelity); without
+                                 it /completion is HTTP 404, as a server without the endpoint
+    --standin-logit-noise STD    add seeded Gaussian noise of this std to those logits (a server whose
+                                 outputs differ from the reference)
 
     python tests/support/serve_standin.py serve /some/model --host 127.0.0.1 --port 8123
 """
@@ -70,6 +77,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--standin-metrics", default=None)
     parser.add_argument("--standin-record-requests", default=None)
     parser.add_argument("--standin-count-tokens", action="store_true")
+    parser.add_argument("--standin-logprobs", action="store_true")
+    parser.add_argument("--standin-logit-noise", type=float, default=0.0)
     options, _unknown = parser.parse_known_args(argv)
     return options
 
@@ -98,10 +107,53 @@ def metrics_text(live: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_next_token_scorer(options: argparse.Namespace):
+    """`top_k(prompt_ids, k) -> [(id, log-probability)]` of the real model in MODEL, noise added if asked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(1)  # the job's client and its reference share the machine
+    model = AutoModelForCausalLM.from_pretrained(options.model, dtype=torch.float32).eval()
+
+    def top_k(prompt_ids: list[int], k: int) -> list[tuple[int, float]]:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt_ids]), use_cache=False).logits[0, -1].float()
+        if options.standin_logit_noise:
+            generator = torch.Generator().manual_seed(len(prompt_ids))
+            logits = logits + options.standin_logit_noise * torch.randn(logits.shape, generator=generator)
+        values, indices = torch.log_softmax(logits, dim=-1).topk(min(k, logits.numel()))
+        return list(zip(indices.tolist(), values.tolist()))
+
+    return top_k
+
+
+def llama_server_completion(top: list[tuple[int, float]], prompt_ids: list[int], model_name: str) -> dict:
+    """llama-server's non-streamed /completion answer (tools/server/server-task.cpp, to_json_non_oaicompat)."""
+
+    def entry(token: int, logprob: float) -> dict:
+        text = f"<{token}>"
+        return {"id": token, "token": text, "bytes": list(text.encode()), "logprob": logprob}
+
+    first = entry(*top[0])
+    return {
+        "index": 0,
+        "content": first["token"],
+        "tokens": [],
+        "id_slot": 0,
+        "stop": True,
+        "model": model_name,
+        "tokens_predicted": 1,
+        "tokens_evaluated": len(prompt_ids),
+        "stop_type": "limit",
+        "completion_probabilities": [{**first, "top_logprobs": [entry(*pair) for pair in top]}],
+    }
+
+
 def make_app(options: argparse.Namespace):
     state = {"requests": 0}
     live = {"running": 0, "queries": 0, "hits": 0, "prompt_tokens": 0, "generation_tokens": 0, "seen": set()}
     slots = asyncio.Semaphore(options.standin_slots) if options.standin_slots else contextlib.nullcontext()
+    next_token_top_k = load_next_token_scorer(options) if options.standin_logprobs else None
     model_name = options.served_model_name or options.model
     count_prompt_tokens = prompt_token_counter(options.model) if options.standin_count_tokens else None
     api_key = os.environ.get(options.standin_api_key_env) if options.standin_api_key_env else None
@@ -153,6 +205,14 @@ def make_app(options: argparse.Namespace):
             return await send({"type": "http.response.body", "body": text.encode()})
         if path == "/v1/models":
             return await respond(send, 200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
+        if next_token_top_k is not None and method == "POST" and path == "/completion":
+            body = await read_body(receive)
+            prompt = body.get("prompt")
+            if not isinstance(prompt, list) or not prompt or body.get("post_sampling_probs"):
+                message = "standin: /completion imitates a token-id prompt with post_sampling_probs false only"
+                return await respond(send, 400, {"error": {"code": 400, "message": message}})
+            top = await asyncio.to_thread(next_token_top_k, prompt, int(body.get("n_probs") or 1))
+            return await respond(send, 200, llama_server_completion(top, prompt, model_name))
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
             return await respond(send, 404, {"error": {"message": f"no route {method} {path}"}})
         body = await read_body(receive)
@@ -267,6 +327,32 @@ def prompt_token_counter(model_dir: str):
         return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
 
     return count
+
+
+@contextlib.contextmanager
+def serving_in_thread(argv: list[str]):
+    """The stand-in served by a thread of this process, its base URL yielded: for tests that would
+    otherwise pay a second interpreter's imports (torch and transformers, for --standin-logprobs)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    options = parse(argv)
+    config = uvicorn.Config(make_app(options), host=options.host, port=options.port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="standin", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the stand-in did not start on {options.host}:{options.port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{options.host}:{options.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from quantbench.config.schema.serve_fidelity import ServeFidelityConfig
+
 
 @dataclass
 class SloConfig:
@@ -84,3 +86,10 @@ class ServeConfig:
     # Client processes that drive each level together (one schedule, one start time, merged records):
     # for servers that stream more chunks per second than one process reads (docs/serving.md#the-client).
     client_processes: int = 1
+    # The served model's fidelity to the reference precision, through the serving API (docs/serving.md).
+    fidelity: ServeFidelityConfig = field(default_factory=ServeFidelityConfig)
+    # Quality-adjusted goodput: a level counts its goodput (its request throughput without serve.slo)
+    # only where its served fidelity meets these: top-1 agreement in percent (0-100, as top1_agree),
+    # KL divergence in nats (the served estimate); null: not checked.
+    fidelity_min_top1: Optional[float] = None
+    fidelity_max_kld: Optional[float] = None
