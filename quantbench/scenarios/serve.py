@@ -125,8 +125,9 @@ def measure_serve(
         spec.load_path, revision=spec.revision, trust_remote_code=spec.config.trust_remote_code
     )
     # The dataset's prompts, a synthetic workload's or a trace's (with its own level): quantbench.loadgen.workload
-    fixed = profile.levels if isinstance(profile, FixedLevels) else []
-    prompts, levels, workload_facts = serve_workload(cfg, setup, tokenizer, fixed, trace)
+    prompts, levels, workload_facts = serve_workload(
+        cfg, setup, tokenizer, profile.levels if isinstance(profile, FixedLevels) else [], trace
+    )
     if trace is not None:
         profile = FixedLevels(levels)  # the trace's own level
     max_tokens = int(cfg.bench.max_new_tokens)
