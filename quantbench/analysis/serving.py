@@ -26,8 +26,8 @@ from quantbench.analysis.cost import cost_per_1k_tokens
 from quantbench.analysis.quality import quality_metrics
 from quantbench.analysis.sweep import GROUP_COLUMNS
 from quantbench.config.schema import AnalysisConfig
-from quantbench.loadgen.slo import SLO_OBJECTIVES, describe_limits, misses, slo_limits
 from quantbench.loadgen.quality_goodput import between_levels
+from quantbench.loadgen.slo import SLO_OBJECTIVES, describe_limits, misses, slo_limits
 from quantbench.measure.percentiles import min_samples, n_samples_column
 
 SERVE = "serve"

@@ -13,8 +13,8 @@ from quantbench.analysis.formatting import fmt_fixed, fmt_number, fmt_pct, fmt_r
 from quantbench.analysis.serving import LOAD_UNITS, ServingAnalysis, under_resolved
 from quantbench.measure.percentiles import min_samples
 from quantbench.report.document import Bullets, Heading, Paragraph, Table
-from quantbench.report.serving_profiles import profile_blocks
 from quantbench.report.served_fidelity import served_fidelity_blocks
+from quantbench.report.serving_profiles import profile_blocks
 
 # (column, header, formatter); a header with "{p}" names a percentile, flagged where under-resolved.
 Column = tuple[str, str, Callable[[Any], str]]
