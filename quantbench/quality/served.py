@@ -10,9 +10,10 @@ is taken over the partition {each token of S} + {one bucket holding everything e
     Q(bucket) = 1 - (the server's returned mass) + its returned tokens outside S
 
 That is the exact KL divergence of a coarsening of P and Q, hence a lower bound of the full one
-(merging outcomes never increases KL). Where the server's k tokens hold the reference's K (k >= K
-and the two rank alike), S is the reference's top K and the value equals the offline scorer's
-`kl_divergence` (top K + rest) on the same logits: docs/results/served_fidelity.md measures both
+(merging outcomes never increases KL), and of the offline scorer's `kl_divergence` (top K + rest: S
+is within the reference's top K). Where the server's k tokens hold the reference's K (k >= K and the
+two rank alike), S is the reference's top K and the value equals the offline one on the same logits,
+up to the rounding of float32 probabilities (0.05 % on SmolLM2): docs/results/served_fidelity.md measures both
 against the full-vocabulary KL. The server's returned mass can round to a little over 1 (its
 float32 probabilities, their logarithms printed in decimal): Q(bucket) is floored at
 Q_BUCKET_FLOOR, below what those probabilities resolve.

@@ -6,8 +6,8 @@
     starts, on a miss) -> what the server must allow (a context for the longest window, the
     log-probabilities asked, one slot more for the run beside a level) -> a run at no load before the
     levels, one beside the measured requests of the level serve.fidelity.under_load_level (from the
-    end of its warm-up to its end) -> the job's columns, each level's
-    fidelity and quality-adjusted goodput, `served_fidelity.parquet` (one row per scored token)
+    end of its warm-up to its end) -> the job's columns, each level's fidelity and quality-adjusted
+    goodput, `served_fidelity.parquet` (one row per scored token)
 
 A server that offers no log-probabilities, or refuses the requests, leaves the job ok: the reason is
 recorded (`served_fidelity_unavailable`, `served_fidelity_error_no_load` / `..._under_load`).
