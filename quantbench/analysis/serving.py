@@ -31,7 +31,7 @@ from quantbench.loadgen.slo import SLO_OBJECTIVES, describe_limits, misses, slo_
 from quantbench.measure.percentiles import min_samples, n_samples_column
 
 SERVE = "serve"
-LOAD_UNITS = {"concurrency": "users", "request_rate": "req/s"}
+LOAD_UNITS = {"concurrency": "users", "request_rate": "req/s", "trace": "× trace speed"}
 JOINED_MEMORY = ("weight_memory_gb", "peak_memory_gb")
 # Level columns interpolated between two measured loads (recommend --users).
 INTERPOLATED = (
@@ -230,12 +230,21 @@ def analyze_serving(
     """The serving analysis of `serve_rows` (ok serving rows with hardware columns); None without any."""
     if serve_rows.height == 0:
         return None
+    # A replayed trace's level (serve.trace) has neither load number: its axis is the trace, its load
+    # the replay's speed (serve.trace_speed), so it is compared only with replays of a trace.
+    traced = pl.col("trace").is_not_null() if "trace" in serve_rows.columns else pl.lit(False)
+    speed = pl.col("trace_speed").cast(pl.Float64) if "trace_speed" in serve_rows.columns else pl.lit(1.0)
     rows = serve_rows.with_columns(
-        pl.when(pl.col("concurrency").is_not_null())
+        pl.when(traced)
+        .then(pl.lit("trace"))
+        .when(pl.col("concurrency").is_not_null())
         .then(pl.lit("concurrency"))
         .otherwise(pl.lit("request_rate"))
         .alias("load_axis"),
-        pl.coalesce(pl.col("concurrency").cast(pl.Float64), pl.col("request_rate").cast(pl.Float64)).alias("load"),
+        pl.when(traced)
+        .then(speed.fill_null(1.0))
+        .otherwise(pl.coalesce(pl.col("concurrency").cast(pl.Float64), pl.col("request_rate").cast(pl.Float64)))
+        .alias("load"),
         cost_per_1k_tokens(pl.col("price_per_hour_usd"), pl.col("output_tokens_per_s")).alias(
             "cost_per_1k_output_tokens_usd"
         )

