@@ -154,6 +154,9 @@ def drive(
         done[0] += count
         progress.tick(f"serve {level.label}", done[0], max(planned, done[0]))
 
+    # The level starts now (its warm-up first): the progress line names it, not the level before.
+    progress.tick(f"serve {level.label}", 0, planned)
+
     watch = LevelWatch(plan.saturation, open_loop=level.concurrency is None) if plan.saturation is not None else None
     limit = f"{planned} requests" if planned else f"{plan.duration_s:g} s"
     log.info("level %s: %d warm-up requests, then %s", level.label, warmup, limit)
