@@ -18,12 +18,21 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 if TYPE_CHECKING:
     from quantbench.loadgen.client import Exchange
-    from quantbench.loadgen.load import Budget, Send
     from quantbench.loadgen.prompts import Prompt
+
+# What converse needs of quantbench.loadgen.load (which calls it): its request function and budget,
+# as protocols, so that load is not imported back.
+Send = Callable[["Prompt"], Awaitable["Exchange"]]
+
+
+class Budget(Protocol):
+    def reserve(self, count: int) -> int: ...
+
+    def release(self, count: int) -> None: ...
 
 
 async def converse(

@@ -10,10 +10,18 @@ tokenized with the tokenizer's special tokens (the BOS a server adds).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from quantbench.loadgen.prompts import Prompt
+
+class Prompt(Protocol):
+    """What rendering reads of a prompt (quantbench.loadgen.prompts.Prompt): a protocol here, so that
+    the prompts module, which counts its prompts with this one, is not imported back."""
+
+    text: str
+    chat: bool
+    system: str | None
+    history: tuple[tuple[str, str], ...]
+
 
 PLAIN_SEPARATOR = "\n\n"  # between the system prompt and the text, and before a later turn's text
 
