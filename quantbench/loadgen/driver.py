@@ -68,6 +68,7 @@ def run_levels(
 ) -> None:
     """Each level in turn, appending its run to `runs` as soon as it ends (so an error keeps them);
     `on_level` is told each level as it starts (telemetry labels its samples with it)."""
+    from quantbench.loadgen.clock import level_gc
     from quantbench.loadgen.prompts import LevelPrompts
 
     for level in levels:
@@ -90,7 +91,8 @@ def run_levels(
 
         limit = f"{planned} requests" if planned else f"{plan.duration_s:g} s"
         log.info("level %s: %d warm-up requests, then %s", level.label, warmup, limit)
-        run = asyncio.run(drive_level(plan, level, chosen, warmup, tick))
+        with level_gc():  # no collector pause inside the level (quantbench.loadgen.clock)
+            run = asyncio.run(drive_level(plan, level, chosen, warmup, tick))
         run.prompts_repeated = chosen.repeated
         runs.append(run)
         if check is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from quantbench.loadgen.client import Exchange
+from quantbench.loadgen.clock import until
 
 if TYPE_CHECKING:
     from quantbench.loadgen.prompts import Prompt
@@ -134,7 +135,7 @@ async def open_loop(send: Send, arrivals: Iterator[Arrival], budget: Budget) -> 
     try:
         for arrival in arrivals:
             due = started + arrival.offset_s
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await until(due)  # asleep until just before, then yielding to the loop: on time to a loop iteration
             if not budget.take():
                 break
             tasks.append(asyncio.ensure_future(sent(arrival, due)))
