@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,16 @@ async def _stream(
             read_chunk(exchange, last.data, time.perf_counter())
 
 
+async def within(awaitable: Any, timeout_s: float) -> Any:
+    """`awaitable` with a time limit (asyncio.TimeoutError past it). Python 3.11's asyncio.timeout runs
+    it in the calling task; wait_for (3.10) starts a task of its own, which sends the request one
+    event-loop iteration later: under load, a send-time error of that iteration's length."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout=timeout_s)
+
+
 def describe_transport_error(error: BaseException, url: str) -> str:
     """One line naming what went wrong on the wire (a refused connection says so)."""
     import aiohttp
@@ -180,7 +191,7 @@ async def send(
     exchange = Exchange(prompt_id=prompt.id, sent_at=time.perf_counter())
     while True:
         try:
-            await asyncio.wait_for(_stream(session, url, endpoint, body, exchange), timeout=timeout_s)
+            await within(_stream(session, url, endpoint, body, exchange), timeout_s)
         except asyncio.TimeoutError:
             exchange.error = f"timed out after {timeout_s:g} s (serve.request_timeout_s)"
         except aiohttp.ClientError as error:

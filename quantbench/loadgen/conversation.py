@@ -15,10 +15,11 @@ starts, so one that starts near the limit is cut to the requests left; the time 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+
+from quantbench.loadgen.clock import until
 
 if TYPE_CHECKING:
     from quantbench.loadgen.client import Exchange
@@ -60,7 +61,7 @@ async def converse(
             turn_due = exchange.finished_at or time.perf_counter()
             if index < len(later_offsets_s) and level_started is not None:
                 turn_due = max(turn_due, level_started + later_offsets_s[index])
-                await asyncio.sleep(max(0.0, turn_due - time.perf_counter()))
+                await until(turn_due)
         sent = replace(turn, history=history)
         exchange = await send(sent)
         exchange.scheduled_at = turn_due

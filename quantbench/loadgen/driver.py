@@ -139,6 +139,7 @@ def drive(
     on_measure: Callable[[Level], None] | None = None,
 ) -> LevelRun:
     """One level: in this process, or split over the client processes of `pool`."""
+    from quantbench.loadgen.clock import level_gc
     from quantbench.loadgen.prompts import LevelPrompts
     from quantbench.loadgen.saturation import LevelWatch
 
@@ -163,7 +164,8 @@ def drive(
     measure = None if on_measure is None else (lambda: on_measure(level))
     if pool is not None:
         return pool.run_level(plan, level, chosen, warmup, tick, watch, measure)
-    run = asyncio.run(drive_level(plan, level, chosen, warmup, tick, watch, measure))
+    with level_gc():  # no collector pause inside the level (quantbench.loadgen.clock)
+        run = asyncio.run(drive_level(plan, level, chosen, warmup, tick, watch, measure))
     run.prompts_repeated = chosen.repeated
     return run
 

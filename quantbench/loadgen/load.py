@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from quantbench.errors import QuantbenchError
 from quantbench.loadgen.client import Exchange
+from quantbench.loadgen.clock import SPIN_S, until
 
 if TYPE_CHECKING:
     from quantbench.loadgen.prompts import LevelPrompts, Prompt
@@ -182,10 +183,10 @@ async def open_loop(
     try:
         for arrival in arrivals:
             due = started + arrival.offset_s
-            if stopped is None:
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            elif due > time.perf_counter():
-                await asyncio.wait({stopped}, timeout=due - time.perf_counter())
+            if stopped is not None and due > time.perf_counter():  # a stop ends the wait at once
+                await asyncio.wait({stopped}, timeout=max(0.0, due - time.perf_counter() - SPIN_S))
+            if stopped is None or not stopped.done():
+                await until(due)  # asleep until just before, then yielding to the loop: on time to a loop iteration
             if not budget.take():
                 break
             tasks.append(asyncio.ensure_future(sent(arrival, due)))

@@ -69,3 +69,23 @@ def test_requests_on_connections_the_server_closes_after_every_response_all_succ
     exchanges, connections = asyncio.run(serve_and_send(dropped=0, n_requests=20))
     assert [exchange.error for exchange in exchanges] == [None] * 20
     assert all(exchange.text == "ab" for exchange in exchanges) and connections >= 20
+
+
+def test_a_request_past_its_time_limit_is_recorded_as_timed_out():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)  # never answers within the limit
+        writer.close()
+
+    async def run():
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        endpoint = Endpoint(base_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", model="m")
+        try:
+            async with new_session(10.0) as session:
+                return await send(session, endpoint, PROMPT, 2, {}, 0.3)
+        finally:
+            server.close()
+
+    exchange = asyncio.run(run())
+    assert exchange.error == "timed out after 0.3 s (serve.request_timeout_s)"
+    assert 0.3 <= exchange.finished_at - exchange.sent_at < 2
