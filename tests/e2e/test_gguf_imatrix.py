@@ -88,6 +88,9 @@ def load_iq(compose_config, precision: str):
     return registry.backends().get("gguf").load(request).metrics
 
 
+# Slow (~30 s on 2 cores: llama-imatrix and two quantizations); the default tier keeps
+# tests/gguf's check that the iq types calibrate on the GPTQ/AWQ windows, and the skipped row.
+@pytest.mark.slow
 @needs_llama_cpp
 def test_iq_types_share_one_importance_matrix_computed_once_from_the_calibration_windows(compose_config, cache_dir):
     tools_or_skip(cache_dir)
