@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def app(cfg: DictConfig) -> None:
     from quantbench.collect.sweeps import frame_from_rows, job_rows, print_table
+    from quantbench.sweep.cost import job_finished, job_started
     from quantbench.sweep.execute import command_line_keys, execute_job
     from quantbench.sweep.interrupt import note_running
 
@@ -35,8 +36,10 @@ def app(cfg: DictConfig) -> None:
     note_running(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir, multirun)
     if not multirun and int(cfg.bench.repeats) > 1:  # the repeat axis is a sweep axis (quantbench's sweeper)
         log.warning("bench.repeats=%s applies to sweeps (-m); this single run is one job", cfg.bench.repeats)
+    in_sweep = job_started(hydra_cfg, cfg)  # in a sweep: its place and the time left
     # Resumed, isolated in a child process (bench.isolation=process) or run here (none).
     result = execute_job(cfg, Path(hydra_cfg.runtime.output_dir), command_line_keys(hydra_cfg))
+    job_finished(in_sweep, result)  # its duration into the cache's history, its reuse record
     if hydra_cfg.mode == RunMode.RUN:
         print_table(frame_from_rows(job_rows(result.to_json())), f"quantbench: {hydra_cfg.runtime.output_dir}")
         if result.sample_output:

@@ -84,6 +84,11 @@ if BaseSubmititLauncher is not None:
             return executor
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            return self.launch_jobs(job_overrides, range(initial_job_idx, initial_job_idx + len(job_overrides)))
+
+        def launch_jobs(self, job_overrides: Sequence[Sequence[str]], job_numbers: Sequence[int]) -> Sequence[JobReturn]:
+            """Launch each job under its own job number (its directory): a resumed sweep launches
+            only the jobs it lacks, all at once, however their numbers skip (quantbench's sweeper)."""
             assert self.config is not None
             sweep_dir = Path(str(self.config.hydra.sweep.dir))
             sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +104,7 @@ if BaseSubmititLauncher is not None:
                 log.info("submitit '%s': %d job(s) with %s", self.cluster, len(positions), shown)
                 arguments = []
                 for position in positions:
-                    number = initial_job_idx + position
+                    number = job_numbers[position]
                     log.info("\t#%d : %s", number, " ".join(filter_overrides(job_overrides[position])))
                     arguments.append(
                         (

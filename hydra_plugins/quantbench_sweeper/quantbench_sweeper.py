@@ -11,17 +11,33 @@ jobs in the same order.
 With `bench.repeats=1` (the default) nothing is added: job configs, overrides and config hashes
 are what they were before repeats existed.
 
+Before launching, the sweep is planned (quantbench.sweep.plan): in a sweep directory that already
+holds results (`quantbench resume`, or the same sweep run again with `hydra.sweep.dir=`), only the
+jobs without an ok result of the same config are launched, each under its own job number, and one
+line says how many jobs there are, how many are reused, and what the rest will cost
+(quantbench.sweep.cost). A launcher with `launch_jobs(job_overrides, job_numbers)` (quantbench's
+SLURM launcher) gets all of them at once; any other launcher gets each contiguous run of job
+numbers in turn. `hydra.sweeper.dry_run=true` plans and says so, and launches nothing.
+
 Hydra imports every module under hydra_plugins/ when any Hydra app starts: this one imports
-only Hydra's own basic sweeper.
+only Hydra's own basic sweeper; quantbench itself is imported when a sweep starts.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Hydra loads plugin modules without registering them in
+# sys.modules, where a dataclass with string annotations looks itself up.
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
-from typing import Any, List
-
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 REPEAT_KEY = "bench.repeat"
 REPEATS_KEY = "bench.repeats"
@@ -41,13 +57,81 @@ def repeat_axis(repeats: Any, arguments: List[str]) -> List[str]:
     return [f"{REPEAT_KEY}=range(0,{count})"]
 
 
+@dataclass
+class QuantbenchSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.quantbench_sweeper.quantbench_sweeper.RepeatingSweeper"
+    dry_run: bool = False  # plan the sweep, say what it would launch and cost, launch nothing
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="quantbench_schema", node=QuantbenchSweeperConf)
+
+
+def contiguous_runs(numbers: Sequence[int]) -> List[List[int]]:
+    """Job numbers split where they skip: [0, 1, 4, 5, 6] -> [[0, 1], [4, 5, 6]]."""
+    runs: List[List[int]] = []
+    for number in numbers:
+        if runs and runs[-1][-1] + 1 == number:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    return runs
+
+
 class RepeatingSweeper(BasicSweeper):
     _repeat: List[str] = []
 
+    def __init__(
+        self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None, dry_run: bool = False
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.dry_run = dry_run
+
     def sweep(self, arguments: List[str]) -> Any:
-        assert self.config is not None
+        assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         self._repeat = repeat_axis(OmegaConf.select(self.config, REPEATS_KEY, default=1), list(arguments))
-        return super().sweep(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+
+        from quantbench.sweep.cost import announce_sweep
+        from quantbench.sweep.plan import composer, composition_fingerprint, plan_sweep
+
+        loader = self.hydra_context.config_loader
+        plan = plan_sweep(
+            self.config, jobs, composition_fingerprint(loader, self.config), composer(loader, self.config)
+        )
+        sequential = type(self.launcher).__name__ == "BasicLauncher"  # Hydra's: one job after another, here
+        announce_sweep(self.config, jobs, plan, sequential)
+        if self.dry_run:
+            log.info("dry run (hydra.sweeper.dry_run=true): nothing launched")
+            return []
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")  # Hydra's record of the sweep, as its sweeper writes it
+        returns: List[Sequence[JobReturn]] = []
+        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else max(len(plan.to_run), 1)
+        for start in range(0, len(plan.to_run), size):
+            numbers = plan.to_run[start : start + size]
+            batch = [jobs[number] for number in numbers]
+            self.validate_batch_is_legal(batch)  # the reused jobs were composed when they ran
+            results = self._launch(batch, numbers)
+            for result in results:
+                _ = result.return_value  # raises if the job raised, as Hydra's basic sweeper does
+            returns.append(results)
+        return returns
+
+    def _launch(self, batch: List[List[str]], numbers: List[int]) -> List[JobReturn]:
+        """Launch `batch` as job numbers `numbers`: at once where the launcher takes explicit numbers."""
+        assert self.launcher is not None
+        launch_jobs = getattr(self.launcher, "launch_jobs", None)
+        if launch_jobs is not None:
+            return list(launch_jobs(batch, numbers))
+        results: List[JobReturn] = []
+        position = 0
+        for run in contiguous_runs(numbers):
+            results.extend(self.launcher.launch(batch[position : position + len(run)], initial_job_idx=run[0]))
+            position += len(run)
+        return results
 
     def _parse_config(self) -> List[str]:
         # Before hydra.sweeper.params and the command line: the slowest-varying axis.

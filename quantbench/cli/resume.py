@@ -1,7 +1,9 @@
 """`quantbench resume DIR [OVERRIDES]`: a sweep run again into its own directory, with the overrides
 Hydra recorded in DIR/multirun.yaml, which is the same as typing the sweep again with
-`hydra.sweep.dir=DIR`. Each job then measures only what is not there yet: what counts as "the same
-job" (the config identity, the reuse rule) is quantbench.jobdir's.
+`hydra.sweep.dir=DIR`. The sweep is planned before anything is launched (quantbench.sweep.plan): only
+the jobs without an ok result of the same config are launched, under their own job numbers; what
+counts as "the same job" (the config identity, the reuse rule) is quantbench.jobdir's.
+`--dry-run` plans and says what would run and what it would cost, and launches nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from omegaconf import OmegaConf
 
 SWEEP_RECORD = "multirun.yaml"  # Hydra's record of a sweep: its config and the overrides it ran with
 # Hydra overrides that belong to the old invocation, not to the sweep's definition.
-_NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
+_NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=", "hydra.sweeper.dry_run=")
+DRY_RUN = "hydra.sweeper.dry_run=true"  # quantbench's sweeper: plan, log the plan, launch nothing
 
 
 def replay_arguments(sweep_dir: Path, extra: list[str]) -> list[str]:
@@ -40,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (holds multirun.yaml)")
     parser.add_argument("overrides", nargs="*", help="extra overrides, e.g. resume=false or bench.timeout_s=600")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="say how many jobs would be reused and run, and the estimate; run none"
+    )
     args = parser.parse_args(argv)
     try:
-        arguments = replay_arguments(args.sweep_dir, args.overrides)
+        arguments = replay_arguments(args.sweep_dir, [*args.overrides, *([DRY_RUN] if args.dry_run else [])])
     except FileNotFoundError as error:
         print(f"quantbench resume: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ in quantbench.jobdir too, imports the name.
     job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
     traceback.txt                  TRACEBACK_FILE: the traceback of a job that failed
     server.log                     SERVER_LOG_FILE: the output of the server a serving job started
+    reuse.json                     REUSE_RECORD_FILE: what an ok result was accepted under, so a resumed
+                                   sweep can reuse it without composing the job's config (quantbench.sweep.plan)
     result.superseded-<time>.json  an ok result a re-run replaced (and its other measurement files)
 """
 
@@ -28,6 +30,7 @@ SERVER_METRICS_FILE = "server_metrics.parquet"
 JOB_CONFIG_FILE = "job.yaml"
 TRACEBACK_FILE = "traceback.txt"
 SERVER_LOG_FILE = "server.log"
+REUSE_RECORD_FILE = "reuse.json"
 # What a run measured: set aside together when an ok result is replaced, removed together otherwise.
 MEASUREMENT_FILES = (
     RESULT_FILE,

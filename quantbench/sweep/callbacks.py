@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("quantbench")
 
@@ -23,6 +23,9 @@ class CollectSweep(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from quantbench.collect.sweeps import SUMMARY_PARQUET, print_table, write_summary
+
+        if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):
+            return  # a planned sweep that launched nothing: nothing new to collect
 
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = write_summary(sweep_dir)
