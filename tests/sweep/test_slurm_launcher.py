@@ -59,3 +59,27 @@ def test_a_site_hardware_file_names_its_own_partition(tmp_path):
     (site, _), (builtin, _) = launcher.placement_groups([["hardware=site-h100"], ["hardware=h100"]])
     assert site["partition"] == "gpu-h100" and site["gres"] == "gpu:nvidia_h100_80gb:1"
     assert builtin["partition"] is None and builtin["gres"] == "gpu:h100:1"
+
+
+def test_the_slurm_launcher_submits_each_job_under_the_number_it_is_given(monkeypatch):
+    """A resumed sweep launches jobs 1 and 3 only: their directories must stay theirs."""
+    launcher = launcher_for([])
+    submitted = []
+
+    class Job:
+        def __init__(self, number):
+            self.number = number
+
+        def results(self):
+            return [self.number]
+
+    class Executor:
+        def map_array(self, function, overrides, key, numbers, *rest):
+            submitted.extend(numbers)
+            return [Job(number) for number in numbers]
+
+    monkeypatch.setattr(launcher, "_executor", lambda placement: Executor())
+    returns = launcher.launch_jobs([["precision=fp16"], ["precision=nf4"]], [1, 3])
+    assert submitted == [1, 3] and list(returns) == [1, 3]
+    launcher.launch([["precision=fp16"], ["precision=nf4"]], initial_job_idx=4)
+    assert submitted[2:] == [4, 5]
