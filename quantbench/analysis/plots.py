@@ -24,6 +24,14 @@ from quantbench.analysis.sweep import column_or_none
 from quantbench.analysis.telemetry_plots import NoTelemetry, draw_telemetry
 
 
+# Past this many bars on one axes a number above each is unreadable (and drawing them dominated the
+# report's time at hundreds of configurations): the tables carry the numbers.
+MAX_LABELLED_BARS = 40
+# Past this many drawn artists on one axes, a legend is placed in a fixed corner: matplotlib's "best"
+# place tests every candidate position against every data point (seconds per figure at 400 bars).
+MAX_ARTISTS_FOR_BEST_LEGEND = 60
+
+
 @dataclass(frozen=True)
 class Figure:
     name: str
@@ -79,7 +87,8 @@ def _grouped_bars(
             yerr=errors if low and high else None,
             capsize=3,
         )
-        ax.bar_label(bars, labels=[annotate.format(height) for height in heights], fontsize=7, padding=2)
+        if len(frame) <= MAX_LABELLED_BARS:
+            ax.bar_label(bars, labels=[annotate.format(height) for height in heights], fontsize=7, padding=2)
     ax.set_xticks(
         range(len(categories)),
         categories,
@@ -93,6 +102,11 @@ def _grouped_bars(
 
 
 def save(fig, path: Path) -> Path:
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        crowded = len(ax.patches) + len(ax.lines) + len(ax.collections) > MAX_ARTISTS_FOR_BEST_LEGEND
+        if legend is not None and crowded and legend._loc in (0, "best"):  # 0: matplotlib's code for "best"
+            legend.set_loc("upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -160,7 +174,8 @@ def _latency(analysis: Analysis, path: Path) -> str:
         positions = np.arange(len(names))
         for offset, (column, label) in zip((-0.2, 0.2), (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"))):
             bars = ax.bar(positions + offset, frame.get_column(column).to_list(), 0.4, label=label)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
+            if 2 * len(positions) <= MAX_LABELLED_BARS:
+                ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
         ax.set_xticks(positions, names, rotation=30 if len(names) > 4 else 0)
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("precision")

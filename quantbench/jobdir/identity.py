@@ -75,9 +75,9 @@ def identity_of(cfg: DictConfig, device: Device | None) -> dict[str, Any]:
     }
 
 
-def renamed_config(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with each key of RENAMED_KEYS under its new name (a copy; idempotent)."""
-    config = copy.deepcopy(config)
+def renamed_config(config: dict[str, Any], in_place: bool = False) -> dict[str, Any]:
+    """`config` with each key of RENAMED_KEYS under its new name (a copy unless `in_place`; idempotent)."""
+    config = config if in_place else copy.deepcopy(config)
     for old, new in RENAMED_KEYS.items():
         *old_parents, old_leaf = old.split(".")
         node = _node(config, old_parents)

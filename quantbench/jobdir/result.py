@@ -56,8 +56,9 @@ class JobResult:
         return json_ready(asdict(self))
 
     @classmethod
-    def from_json(cls, data: Any) -> JobResult:
-        """A result.json's contents, upgraded to this schema version; UnreadableResult otherwise."""
+    def from_json(cls, data: Any, owned: bool = False) -> JobResult:
+        """A result.json's contents, upgraded to this schema version; UnreadableResult otherwise.
+        `owned`: `data` is the caller's to give away (just parsed), so it is upgraded in place."""
         if not isinstance(data, dict):
             raise UnreadableResult(f"{RESULT_FILE} holds a JSON {type(data).__name__}, not an object")
         version = data.get("schema_version")
@@ -73,11 +74,11 @@ class JobResult:
                 f"{RESULT_FILE} has schema version {version}, older than this quantbench reads "
                 f"({OLDEST_READABLE_SCHEMA_VERSION} to {SCHEMA_VERSION}); re-run the job"
             )
-        data = copy.deepcopy(data)
+        data = data if owned else copy.deepcopy(data)
         for upgraded_to in range(version + 1, SCHEMA_VERSION + 1):
             data["metrics"] = _renamed(data.get("metrics") or {}, RENAMED_METRICS.get(upgraded_to, {}))
         data["schema_version"] = SCHEMA_VERSION
-        data["config"] = renamed_config(data.get("config") or {})
+        data["config"] = renamed_config(data.get("config") or {}, in_place=True)  # data is a copy, or owned
         missing = [name for name in ("status", "identity", "config_hash") if name not in data]
         if missing:
             raise UnreadableResult(f"{RESULT_FILE} lacks {', '.join(missing)}; re-run the job")
@@ -114,7 +115,7 @@ def read_result(job_dir: Path) -> JobResult:
         raise UnreadableResult(f"no {RESULT_FILE} in {path.parent}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UnreadableResult(f"unreadable {RESULT_FILE}: {error}") from None
-    return JobResult.from_json(data)
+    return JobResult.from_json(data, owned=True)
 
 
 def write_traceback(job_dir: Path, text: str) -> None:

@@ -1,0 +1,73 @@
+"""How long do `quantbench collect`, `report` and `resume` planning take on sweeps of thousands of jobs,
+and how much memory? Targets at 10,000 jobs on a 2-core machine: collect under 30 s, report under 60 s.
+
+Each command runs as its own process, timed from the outside, its peak resident memory read from the
+kernel's accounting of that one child (os.wait4). `collect` runs twice: the second time finds what the
+first collected (incremental collection) and reads only what changed. `resume --dry-run` plans the
+sweep (which jobs to launch) and launches nothing. The sweeps come from make_synthetic_sweep.py:
+
+    python benchmarks/make_synthetic_sweep.py --jobs 10000 --out /tmp/sweep-10k
+    python benchmarks/sweep_scale.py /tmp/sweep-10k [/tmp/sweep-1k ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from quantbench.collect.sweeps import JOBS_PARQUET, SUMMARY_CSV, SUMMARY_PARQUET
+
+STEPS = (
+    ("collect (first)", ["collect"]),
+    ("collect (again)", ["collect"]),
+    ("report", ["report"]),
+    ("resume planning", ["resume", "--dry-run"]),
+)
+
+
+def run(arguments: list[str], sweep_dir: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak resident GB, exit code) of `quantbench ARGUMENTS SWEEP_DIR`."""
+    command = [sys.executable, "-m", "quantbench.cli.main", arguments[0], str(sweep_dir), *arguments[1:]]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall_s = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    error = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        print(f"quantbench {' '.join(arguments)} {sweep_dir} exited with {process.returncode}:\n{error[-2000:]}")
+    return wall_s, usage.ru_maxrss / 1024 / 1024, process.returncode  # ru_maxrss is in KiB on Linux
+
+
+def measure(sweep_dir: Path) -> list[tuple[str, float, float, int]]:
+    for name in (SUMMARY_PARQUET, SUMMARY_CSV, JOBS_PARQUET):  # the first collect starts from nothing
+        (sweep_dir / name).unlink(missing_ok=True)
+    for stale in sweep_dir.glob(".quantbench-collected*"):
+        stale.unlink()
+    return [(label, *run(arguments, sweep_dir)) for label, arguments in STEPS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", help="sweep directories (make_synthetic_sweep.py)")
+    args = parser.parse_args(argv)
+    print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    rows = []
+    for sweep_dir in args.sweep_dirs:
+        jobs = sum(1 for path in sweep_dir.iterdir() if path.name.isdigit())
+        for label, wall_s, peak_gb, code in measure(sweep_dir):
+            rows.append((jobs, label, wall_s, peak_gb, code))
+            print(f"{jobs} jobs  {label:<16} {wall_s:7.1f} s  peak {peak_gb:5.2f} GB  exit {code}", flush=True)
+    print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    print("\n| jobs | step | wall s | peak memory GB |\n| ---: | --- | ---: | ---: |")
+    for jobs, label, wall_s, peak_gb, code in rows:
+        print(f"| {jobs:,} | {label} | {wall_s:.1f} | {peak_gb:.2f} |" + ("" if code == 0 else f" exit {code}"))
+    return 0 if all(row[-1] == 0 for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
