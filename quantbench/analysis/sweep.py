@@ -12,13 +12,21 @@ its sweep directory (`sweep_dir`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from quantbench.collect.sweeps import SUMMARY_PARQUET, SWEEP_COLUMN, collect_sweep, locate_job_dir, merge_summaries
+from quantbench.collect.sweeps import (
+    SUMMARY_PARQUET,
+    SWEEP_COLUMN,
+    collect_sweep,
+    job_directories,
+    locate_job_dir,
+    merge_summaries,
+)
 from quantbench.config.schema import AnalysisConfig
 from quantbench.errors import QuantbenchError, UnreadableResult
 from quantbench.jobdir import ITERATIONS_FILE, RESULT_FILE, read_result
@@ -32,6 +40,7 @@ GROUP_COLUMNS = ("model", "family", "hardware", "device", "scenario", "engine", 
 # compared with the baseline like a precision, not a group of its own.
 ENGINE_LABEL_SEPARATOR = " · "
 OFFLINE_DEFAULT_ENGINE = "transformers"  # offline rows from before the engine was recorded
+_SOURCE_COLUMN = "_quantbench_iterations_file"  # while reading every job's iterations at once
 
 
 @dataclass
@@ -94,11 +103,36 @@ class Sweep:
 
     def iterations(self, job_dir: str | None) -> pl.DataFrame | None:
         key = str(job_dir)
+        if not self._iterations:
+            self._read_all_iterations()
         if key not in self._iterations:
             path = self.job_path(job_dir)
             file = path / ITERATIONS_FILE if path else None
             self._iterations[key] = pl.read_parquet(file) if file and file.is_file() else None
         return self._iterations[key]
+
+    def _read_all_iterations(self) -> None:
+        """Every ok job's iterations in one read: polars reads thousands of small files in parallel
+        where one read per file cost most of a 10,000-job report. Files whose columns differ (jobs
+        of several quantbench versions) are read one by one, as they are asked for."""
+        if "job_dir" not in self.summary.columns:
+            return
+        listed = self.ok.get_column("job_dirs").to_list() if "job_dirs" in self.ok.columns else []
+        names = {str(job_dir) for job_dir in self.ok.get_column("job_dir").to_list() if job_dir}
+        names |= {str(job_dir) for text in listed if text for job_dir in json.loads(text)}
+        files = {}
+        for name in names:
+            path = self.job_path(name)
+            if path is not None and (path / ITERATIONS_FILE).is_file():
+                files[str(path / ITERATIONS_FILE)] = name
+        if len(files) < 2:
+            return
+        try:
+            frame = pl.read_parquet(list(files), include_file_paths=_SOURCE_COLUMN)
+        except (pl.exceptions.PolarsError, OSError):
+            return
+        for (file,), part in frame.partition_by(_SOURCE_COLUMN, as_dict=True).items():
+            self._iterations[files[file]] = part.drop(_SOURCE_COLUMN)
 
     def first_result(self) -> dict[str, Any] | None:
         """The result.json of the first ok job (of any job, when none is ok): config and environment."""
@@ -145,7 +179,8 @@ def _summary_is_current(sweep_dir: Path) -> bool:
     if not summary.is_file():
         return False
     written = summary.stat().st_mtime
-    return all(result.stat().st_mtime <= written for result in sweep_dir.rglob(RESULT_FILE))
+    results = (job_dir / RESULT_FILE for job_dir in job_directories(sweep_dir))
+    return all(not result.is_file() or result.stat().st_mtime <= written for result in results)
 
 
 def load_sweep(sweep_dir: str | Path) -> Sweep:

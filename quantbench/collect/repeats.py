@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -60,15 +61,22 @@ def repeat_interval(values: Sequence[float], confidence: float = 0.95) -> Repeat
     mean = float(data.mean())
     if n < 2:
         return RepeatInterval(mean, math.nan, math.nan, n)
-    from scipy import stats  # here, not at import: collecting a sweep without repeats never needs scipy
-
-    t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    t = _t_quantile(0.5 + confidence / 2, n - 1)
     if np.all(data > 0):  # rates: multiplicative noise, so the interval of the log rates, never below 0
         logs = np.log(data)
         half = t * float(logs.std(ddof=1)) / math.sqrt(n)
         return RepeatInterval(mean, math.exp(logs.mean() - half), math.exp(logs.mean() + half), n)
     half = t * float(data.std(ddof=1)) / math.sqrt(n)
     return RepeatInterval(mean, mean - half, mean + half, n)
+
+
+@lru_cache(maxsize=64)
+def _t_quantile(probability: float, degrees_of_freedom: int) -> float:
+    """Student's t quantile, once per sweep (scipy's ppf costs milliseconds a call: seconds at 400
+    configurations). scipy is imported here, not at import: a sweep without repeats never needs it."""
+    from scipy import stats
+
+    return float(stats.t.ppf(probability, degrees_of_freedom))
 
 
 def configuration_key(row: dict[str, Any]) -> tuple:

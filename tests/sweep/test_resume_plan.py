@@ -138,9 +138,11 @@ def test_the_plan_trusts_a_record_only_for_the_same_fingerprint_overrides_and_re
 
 
 def test_the_sweeper_launches_the_planned_numbers_at_once_or_in_contiguous_runs():
-    from hydra_plugins.quantbench_sweeper.quantbench_sweeper import RepeatingSweeper, contiguous_runs
+    from hydra_plugins.quantbench_sweeper.quantbench_sweeper import RepeatingSweeper, contiguous_runs, covering_jobs
 
     assert contiguous_runs([0, 1, 4, 5, 6, 9]) == [[0, 1], [4, 5, 6], [9]]
+    grid = [[f"precision={p}", f"batch={b}"] for p in ("fp32", "nf4", "int8") for b in (1, 8)]
+    assert covering_jobs(grid) == [["precision=fp32", "batch=1"], ["precision=fp32", "batch=8"], grid[2], grid[4]]
 
     class Basic:
         def __init__(self):
