@@ -12,7 +12,9 @@ the job log, and the reuse record a finished job leaves. About 6% of the jobs ar
 traceback) and 4% `skipped`, as on a shared cluster.
 
     python benchmarks/make_synthetic_sweep.py --jobs 10000 --out /tmp/sweep-10k
-    python benchmarks/make_synthetic_sweep.py --jobs 1000 --out /tmp/sweep-1k --template TEMPLATE   # the one-job sweep the first run printed
+    python benchmarks/make_synthetic_sweep.py --jobs 1000 --out /tmp/sweep-1k --template TEMPLATE
+
+(TEMPLATE: the one-job sweep the first run printed.)
 """
 
 from __future__ import annotations
@@ -227,7 +229,9 @@ def write_sweep(out: Path, template: Path, jobs: int, seed: int) -> None:
             result["sample_output"] = []
             result["reason"] = rng.choice(FAILED_REASONS) if status == "failed" else SKIPPED_REASON
             if status == "failed":
-                (job_dir / TRACEBACK_FILE).write_text(f"Traceback (most recent call last):\n  ...\n{result['reason']}\n")
+                (job_dir / TRACEBACK_FILE).write_text(
+                    f"Traceback (most recent call last):\n  ...\n{result['reason']}\n"
+                )
         (job_dir / "result.json").write_text(json.dumps(result, indent=2))
         if status == "ok":
             write_reuse_record(job_dir, fingerprint, overrides, result["config_hash"])
@@ -249,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.template is None:
         args.template = make_template(Path(tempfile.mkdtemp(prefix="quantbench-template-")) / "sweep")
     write_sweep(args.out, args.template, args.jobs, args.seed)
-    print(f"wrote {args.jobs} jobs into {args.out} in {time.perf_counter() - started:.0f} s (template: {args.template})")
+    print(
+        f"wrote {args.jobs} jobs into {args.out} in {time.perf_counter() - started:.0f} s (template: {args.template})"
+    )
     return 0
 
 

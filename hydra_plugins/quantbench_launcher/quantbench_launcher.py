@@ -86,7 +86,9 @@ if BaseSubmititLauncher is not None:
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             return self.launch_jobs(job_overrides, range(initial_job_idx, initial_job_idx + len(job_overrides)))
 
-        def launch_jobs(self, job_overrides: Sequence[Sequence[str]], job_numbers: Sequence[int]) -> Sequence[JobReturn]:
+        def launch_jobs(
+            self, job_overrides: Sequence[Sequence[str]], job_numbers: Sequence[int]
+        ) -> Sequence[JobReturn]:
             """Launch each job under its own job number (its directory): a resumed sweep launches
             only the jobs it lacks, all at once, however their numbers skip (quantbench's sweeper)."""
             assert self.config is not None

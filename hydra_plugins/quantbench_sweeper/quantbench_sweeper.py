@@ -120,13 +120,15 @@ class RepeatingSweeper(BasicSweeper):
             self.config, jobs, composition_fingerprint(loader, self.config), composer(loader, self.config)
         )
         sequential = type(self.launcher).__name__ == "BasicLauncher"  # Hydra's: one job after another, here
-        announce_sweep(self.config, jobs, plan, sequential)
+        announce_sweep(self.config, jobs, plan, sequential, launching=not self.dry_run)
         if self.dry_run:
             log.info("dry run (hydra.sweeper.dry_run=true): nothing launched")
             return []
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")  # Hydra's record of the sweep, as its sweeper writes it
+        OmegaConf.save(
+            self.config, sweep_dir / "multirun.yaml"
+        )  # Hydra's record of the sweep, as its sweeper writes it
         returns: List[Sequence[JobReturn]] = []
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else max(len(plan.to_run), 1)
         for start in range(0, len(plan.to_run), size):

@@ -23,7 +23,6 @@ from quantbench.analysis.hardware_axis import HARDWARE_AXIS
 from quantbench.analysis.sweep import column_or_none
 from quantbench.analysis.telemetry_plots import NoTelemetry, draw_telemetry
 
-
 # Past this many bars on one axes a number above each is unreadable (and drawing them dominated the
 # report's time at hundreds of configurations): the tables carry the numbers.
 MAX_LABELLED_BARS = 40

@@ -25,7 +25,12 @@ from quantbench.jobdir import RESULT_FILE
 
 COLLECTED_FILE = ".quantbench-collected.json"
 # The modules whose code turns a result.json into summary rows.
-ROW_CODE = ("quantbench.collect.sweeps", "quantbench.loadgen.rows", "quantbench.jobdir.result", "quantbench.jobdir.identity")
+ROW_CODE = (
+    "quantbench.collect.sweeps",
+    "quantbench.loadgen.rows",
+    "quantbench.jobdir.result",
+    "quantbench.jobdir.identity",
+)
 
 
 @lru_cache(maxsize=1)

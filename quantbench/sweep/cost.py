@@ -105,9 +105,10 @@ def estimate_jobs(sweep_config: DictConfig, jobs: Sequence[Sequence[str]], numbe
 
 
 def announce_sweep(
-    sweep_config: DictConfig, jobs: Sequence[Sequence[str]], plan: SweepPlan, sequential: bool
+    sweep_config: DictConfig, jobs: Sequence[Sequence[str]], plan: SweepPlan, sequential: bool, launching: bool = True
 ) -> SweepCost:
-    """The sweep's one line before its first job; the plan file for its jobs."""
+    """The sweep's one line before its first job; the plan file for its jobs (`launching`: not for a
+    dry run, which must not change what the jobs of a sweep still running there read)."""
     global _current
     sweep_dir = str(sweep_config.hydra.sweep.dir)
     cost = SweepCost(
@@ -120,9 +121,10 @@ def announce_sweep(
         sequential,
     )
     log.info(cost_line(cost, plan.composed))
-    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(sweep_dir) / SWEEP_PLAN_FILE, cost.to_json())
-    _current = cost
+    if launching:
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(sweep_dir) / SWEEP_PLAN_FILE, cost.to_json())
+        _current = cost
     return cost
 
 

@@ -207,7 +207,9 @@ def plan_sweep(
         job_dir = sweep_dir / str(number)
         if not (job_dir / RESULT_FILE).is_file():
             plan.to_run.append(number)
-        elif fingerprint is not None and not _sets_resume(overrides) and _record_covers(job_dir, fingerprint, overrides):
+        elif (
+            fingerprint is not None and not _sets_resume(overrides) and _record_covers(job_dir, fingerprint, overrides)
+        ):
             plan.reused.append(number)
         elif _recorded_status(job_dir) != "ok":  # failed, skipped or unreadable: it runs, nothing to compare
             plan.to_run.append(number)

@@ -11,7 +11,9 @@ from quantbench.jobdir import RESULT_FILE, JobResult, write_result
 
 def make_job(sweep, number: int, status: str, precision: str, batch: int, **metrics) -> None:
     identity = {"model": "m", "precision": precision, "backend": precision, "batch": batch}
-    write_result(sweep / str(number), JobResult(status, None, identity, {"batch": batch}, f"h{number}", metrics=metrics))
+    write_result(
+        sweep / str(number), JobResult(status, None, identity, {"batch": batch}, f"h{number}", metrics=metrics)
+    )
 
 
 def test_a_sweep_collected_again_reads_only_the_results_that_changed(tmp_path, monkeypatch):
