@@ -6,9 +6,11 @@ job numbers; on SLURM the others cost no allocation at all.
 config. Composing a job's config with Hydra costs about 0.3 s on two cores, an hour for 10,000
 jobs, so the plan first tries a record the job left beside its result (`REUSE_RECORD_FILE`): the
 fingerprint of everything composition reads (the config sources, the environment variables they
-read, the code that hashes a config: `composition_fingerprint`), the job's overrides, and the size
-and time of the `result.json` the rule accepted. The same inputs compose the same config, so when
-all three are unchanged the rule's answer is unchanged too and nothing is composed. Anything else
+read, the code that hashes a config: `composition_fingerprint`), the job's overrides, and the size,
+time and stored config hash of the `result.json` the rule accepted. The same inputs compose the
+same config, so when all three are unchanged (the result by its size and time, or, in a copied
+sweep directory, by its stored config hash) the rule's answer is unchanged too and nothing is
+composed. Anything else
 (no record, an edited config file, other overrides, a result.json written since) composes that one
 job and asks the rule, and a job the rule accepts gets a fresh record. So a changed config is never
 reused: at worst a job is composed that did not need to be.
@@ -58,9 +60,11 @@ def composition_fingerprint(config_loader: Any, sweep_config: DictConfig) -> str
     """A hash of everything a job's composed config is a function of, besides its own overrides: every
     config Hydra's search path holds (files, packages, the ConfigStore's schemas), the primary config's
     name and the sweep's Hydra overrides, the environment variables the configs read (`oc.env`), and
-    quantbench's config-identity code and version."""
+    what the reuse rule is made of: quantbench's version and the keys the config hash leaves out or
+    renames (not the rule's source file: a refactoring must not cost a 10,000-job sweep an hour of
+    composing; a change of the rule's meaning comes with a new version)."""
     from quantbench import __version__
-    from quantbench.jobdir import identity
+    from quantbench.jobdir import HASH_EXCLUDED_KEYS, RENAMED_KEYS
 
     digest = hashlib.sha256()
     texts: list[str] = []
@@ -76,7 +80,7 @@ def composition_fingerprint(config_loader: Any, sweep_config: DictConfig) -> str
     for name in sorted({match for text in texts for match in _ENVIRONMENT_READ.findall(text)}):
         digest.update(f"env {name}={os.environ.get(name)!r}\n".encode())
     digest.update(f"quantbench {__version__}\n".encode())
-    digest.update(Path(identity.__file__).read_bytes())
+    digest.update(json.dumps([list(HASH_EXCLUDED_KEYS), RENAMED_KEYS], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
@@ -157,14 +161,6 @@ def write_reuse_record(job_dir: Path, fingerprint: str, overrides: Sequence[str]
     write_json_atomic(Path(job_dir) / REUSE_RECORD_FILE, record)
 
 
-def _recorded_status(job_dir: Path) -> str | None:
-    try:
-        data = json.loads((job_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("status") if isinstance(data, dict) else None
-
-
 def _sets_resume(overrides: Sequence[str]) -> bool:
     """A job's own resume=false (or anything but true): decided on its composed config."""
     return any(
@@ -174,16 +170,36 @@ def _sets_resume(overrides: Sequence[str]) -> bool:
 
 
 def _record_covers(job_dir: Path, fingerprint: str, overrides: Sequence[str]) -> bool:
+    """The record says this result was accepted under these inputs. A result.json of another size or
+    time (a sweep directory copied without its times) is read: the same `ok` result, by the config
+    hash it stores, is the one the record accepted."""
     try:
         record = json.loads((job_dir / REUSE_RECORD_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return (
+    if not (
         isinstance(record, dict)
         and record.get("fingerprint") == fingerprint
         and record.get("overrides") == list(overrides)
-        and record.get("result") == _result_stamp(job_dir)
+    ):
+        return False
+    if record.get("result") == _result_stamp(job_dir):
+        return True
+    stored = _stored(job_dir)
+    return (
+        stored.get("status") == "ok"
+        and record.get("config_hash") is not None
+        and (stored.get("config_hash") == record["config_hash"])
     )
+
+
+def _stored(job_dir: Path) -> dict[str, Any]:
+    """result.json as stored (status, config_hash), read plainly; empty when unreadable."""
+    try:
+        data = json.loads((job_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # ---- the plan -----------------------------------------------------------------------------------
@@ -211,7 +227,7 @@ def plan_sweep(
             fingerprint is not None and not _sets_resume(overrides) and _record_covers(job_dir, fingerprint, overrides)
         ):
             plan.reused.append(number)
-        elif _recorded_status(job_dir) != "ok":  # failed, skipped or unreadable: it runs, nothing to compare
+        elif _stored(job_dir).get("status") != "ok":  # failed, skipped or unreadable: it runs, nothing to compare
             plan.to_run.append(number)
         else:
             plan.composed += 1

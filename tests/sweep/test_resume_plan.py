@@ -120,7 +120,11 @@ def test_the_plan_trusts_a_record_only_for_the_same_fingerprint_overrides_and_re
     _record(tmp_path / "1", "old", jobs[1])  # another config state
     _record(tmp_path / "2", "F", ["precision=nf4", "batch=8"])  # other overrides
     _record(tmp_path / "3", "F", jobs[3])
-    (tmp_path / "3" / "result.json").write_text((tmp_path / "3" / "result.json").read_text() + " ")  # rewritten since
+    rewritten = json.loads((tmp_path / "3" / "result.json").read_text())
+    (tmp_path / "3" / "result.json").write_text(json.dumps({**rewritten, "config_hash": "other"}))  # measured since
+    _ok_result(tmp_path / "4")
+    _record(tmp_path / "4", "F", jobs[4])
+    (tmp_path / "4" / "result.json").write_text((tmp_path / "4" / "result.json").read_text() + " ")  # copied: new time
     _ok_result(tmp_path / "5")
     (tmp_path / "5" / "result.json").write_text('{"status": "failed"}')  # failed: runs, without composing
     composed = []
@@ -130,7 +134,7 @@ def test_the_plan_trusts_a_record_only_for_the_same_fingerprint_overrides_and_re
         raise ValueError("not composable here")  # such a job runs, and reports its own error
 
     plan = plan_sweep(_sweep_config(tmp_path), jobs, "F", compose)
-    assert plan == SweepPlan(total=6, to_run=[1, 2, 3, 4, 5], reused=[0], composed=3, fingerprint="F")
+    assert plan == SweepPlan(total=6, to_run=[1, 2, 3, 5], reused=[0, 4], composed=3, fingerprint="F")
     assert composed == [1, 2, 3]
     assert plan_sweep(_sweep_config(tmp_path, resume=False), jobs, "F", compose).to_run == [0, 1, 2, 3, 4, 5]
     # a job's own resume=false is decided on its composed config, not by the record
