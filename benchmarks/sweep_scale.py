@@ -16,6 +16,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +34,19 @@ def run(arguments: list[str], sweep_dir: Path) -> tuple[float, float, int]:
     """(wall seconds, peak resident GB, exit code) of `quantbench ARGUMENTS SWEEP_DIR`."""
     command = [sys.executable, "-m", "quantbench.cli.main", arguments[0], str(sweep_dir), *arguments[1:]]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall_s = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    error = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode != 0:
-        print(f"quantbench {' '.join(arguments)} {sweep_dir} exited with {process.returncode}:\n{error[-2000:]}")
-    return wall_s, usage.ru_maxrss / 1024 / 1024, process.returncode  # ru_maxrss is in KiB on Linux
+    with tempfile.TemporaryFile() as output:  # a file, not a pipe: a full pipe would stall the child
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall_s = time.perf_counter() - started
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(f"quantbench {' '.join(arguments)} {sweep_dir} exited with {code}:\n{text[-2000:]}")
+    for line in text.splitlines():
+        if "sweep of " in line:  # resume planning: what it decided (and whether it had to compose)
+            print("   ", line.split("] ", 1)[-1])
+    return wall_s, usage.ru_maxrss / 1024 / 1024, code  # ru_maxrss is in KiB on Linux
 
 
 def measure(sweep_dir: Path) -> list[tuple[str, float, float, int]]:

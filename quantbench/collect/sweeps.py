@@ -313,10 +313,17 @@ def render_table(frame: pl.DataFrame, title: str):
     return table
 
 
+# The terminal table shows at most this many rows (drawing 400 took seconds, and nobody reads them
+# there); every row is in summary.csv / summary.parquet.
+MAX_TABLE_ROWS = 100
+
+
 def print_table(frame: pl.DataFrame, title: str) -> None:
     from rich.console import Console
 
     console = Console()
     if not console.is_terminal:  # a log file or pipe: do not wrap the table at 80 columns
         console = Console(width=200)
-    console.print(render_table(frame, title))
+    console.print(render_table(frame.head(MAX_TABLE_ROWS), title))
+    if frame.height > MAX_TABLE_ROWS:
+        console.print(f"... and {frame.height - MAX_TABLE_ROWS} more rows: all {frame.height} are in {SUMMARY_CSV}")

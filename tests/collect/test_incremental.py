@@ -53,3 +53,13 @@ def test_a_damaged_cache_file_costs_one_full_collection(tmp_path):
     (sweep / incremental.COLLECTED_FILE).write_text("{not json")
     assert collect_sweep(sweep)["qps"].to_list() == [1.0]
     assert json.loads((sweep / incremental.COLLECTED_FILE).read_text())["jobs"]["0"]["rows"][0]["qps"] == 1.0
+
+
+def test_the_terminal_table_of_a_large_sweep_is_cut_and_says_where_the_rest_is(tmp_path, capsys, monkeypatch):
+    sweep = tmp_path / "sweep"
+    for number in range(5):
+        make_job(sweep, number, "ok", f"p{number}", 1, qps=float(number))
+    monkeypatch.setattr(sweeps, "MAX_TABLE_ROWS", 3)
+    sweeps.print_table(collect_sweep(sweep), "t")
+    out = capsys.readouterr().out
+    assert "p2" in out and "p3" not in out and "... and 2 more rows: all 5 are in summary.csv" in out
