@@ -30,8 +30,9 @@ STEPS = (
 )
 
 
-def run(arguments: list[str], sweep_dir: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak resident GB, exit code) of `quantbench ARGUMENTS SWEEP_DIR`."""
+def run(arguments: list[str], sweep_dir: Path) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak resident GB, exit code) of `quantbench ARGUMENTS SWEEP_DIR`.
+    On a shared machine the CPU seconds (user + system) are the steadier figure."""
     command = [sys.executable, "-m", "quantbench.cli.main", arguments[0], str(sweep_dir), *arguments[1:]]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as output:  # a file, not a pipe: a full pipe would stall the child
@@ -46,10 +47,11 @@ def run(arguments: list[str], sweep_dir: Path) -> tuple[float, float, int]:
     for line in text.splitlines():
         if "sweep of " in line:  # resume planning: what it decided (and whether it had to compose)
             print("   ", line.split("] ", 1)[-1])
-    return wall_s, usage.ru_maxrss / 1024 / 1024, code  # ru_maxrss is in KiB on Linux
+    cpu_s = usage.ru_utime + usage.ru_stime
+    return wall_s, cpu_s, usage.ru_maxrss / 1024 / 1024, code  # ru_maxrss is in KiB on Linux
 
 
-def measure(sweep_dir: Path) -> list[tuple[str, float, float, int]]:
+def measure(sweep_dir: Path) -> list[tuple[str, float, float, float, int]]:
     for name in (SUMMARY_PARQUET, SUMMARY_CSV, JOBS_PARQUET):  # the first collect starts from nothing
         (sweep_dir / name).unlink(missing_ok=True)
     for stale in sweep_dir.glob(".quantbench-collected*"):
@@ -65,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for sweep_dir in args.sweep_dirs:
         jobs = sum(1 for path in sweep_dir.iterdir() if path.name.isdigit())
-        for label, wall_s, peak_gb, code in measure(sweep_dir):
-            rows.append((jobs, label, wall_s, peak_gb, code))
-            print(f"{jobs} jobs  {label:<16} {wall_s:7.1f} s  peak {peak_gb:5.2f} GB  exit {code}", flush=True)
+        for label, wall_s, cpu_s, peak_gb, code in measure(sweep_dir):
+            rows.append((jobs, label, wall_s, cpu_s, peak_gb, code))
+            print(f"{jobs} jobs  {label:<16} {wall_s:7.1f} s  cpu {cpu_s:6.1f} s  peak {peak_gb:5.2f} GB  exit {code}")
     print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
-    print("\n| jobs | step | wall s | peak memory GB |\n| ---: | --- | ---: | ---: |")
-    for jobs, label, wall_s, peak_gb, code in rows:
-        print(f"| {jobs:,} | {label} | {wall_s:.1f} | {peak_gb:.2f} |" + ("" if code == 0 else f" exit {code}"))
+    print("\n| jobs | step | wall s | CPU s | peak memory GB |\n| ---: | --- | ---: | ---: | ---: |")
+    for jobs, label, wall_s, cpu_s, peak_gb, code in rows:
+        line = f"| {jobs:,} | {label} | {wall_s:.1f} | {cpu_s:.1f} | {peak_gb:.2f} |"
+        print(line + ("" if code == 0 else f" exit {code}"))
     return 0 if all(row[-1] == 0 for row in rows) else 1
 
 
