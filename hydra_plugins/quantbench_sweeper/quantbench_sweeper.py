@@ -17,7 +17,7 @@ only Hydra's own basic sweeper.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.errors import HydraException
@@ -43,6 +43,22 @@ def repeat_axis(repeats: Any, arguments: List[str]) -> List[str]:
 
 class RepeatingSweeper(BasicSweeper):
     _repeat: List[str] = []
+
+    def setup(self, **kwargs: Any) -> None:
+        super().setup(**kwargs)
+        from quantbench.sweep.composed_once import keep_validated_configs
+
+        keep_validated_configs(self)  # each job's config composed once, not again by the launcher
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        from quantbench.sweep.composed_once import KeptConfigs
+
+        assert self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        if isinstance(loader, KeptConfigs):
+            loader.validate(self.config, batch)
+        else:
+            super().validate_batch_is_legal(batch)
 
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None
