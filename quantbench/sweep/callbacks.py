@@ -16,8 +16,8 @@ class CollectSweep(Callback):
     """Collect every job's result.json into summary.parquet/.csv and print the table."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from quantbench.sweep.interrupt import note_running
         from quantbench.sweep.early_worker import settle
+        from quantbench.sweep.interrupt import note_running
 
         # Where a Ctrl-C writes the summary so far, whichever launcher runs the jobs (and where).
         note_running(Path(config.hydra.sweep.dir), multirun=True)
