@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 KEEP_MAX_JOBS = 256
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs the jobs in this process
 
 
 class KeptConfigs:
@@ -53,9 +54,9 @@ def keep_validated_configs(sweeper: Any) -> None:
     the launcher composes in this process."""
     from dataclasses import replace
 
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-    if type(sweeper.launcher) is not BasicLauncher:
+    launcher = type(sweeper.launcher)
+    # By name: Hydra's plugin scan executes its plugin modules again, making a second class object.
+    if f"{launcher.__module__}.{launcher.__qualname__}" != BASIC_LAUNCHER:
         return
     context = replace(sweeper.hydra_context, config_loader=KeptConfigs(sweeper.hydra_context.config_loader))
     sweeper.hydra_context = sweeper.launcher.hydra_context = context

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs the jobs in this process
+from quantbench.sweep.composed_once import BASIC_LAUNCHER
+
 ISOLATION_ENV = "QUANTBENCH_ISOLATION"  # the schema's default for bench.isolation
 # Flags with which Hydra runs no job (help, the composed config, shell completion).
 _NO_JOB_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
