@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+STARTED_AT = ENDED_AT = 0.0  # the sweep's start and end (time.time()), for the timeline
 SWEEP = ["-m", "model=tiny-llama", "precision=fp32,bf16,int8,nf4", "batch=1,4", "hardware=cpu"]
 # A job's own phases, as result.json's metrics name them (quantbench/job/run.py).
 PHASES = ("materialise_s", "load_s", "quantize_s", "warmup_s", "measured_s")
@@ -39,6 +40,57 @@ def job_seconds(result: dict, missing: set[str]) -> float:
     return total
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def timeline(started_at: float, ended_at: float, out_dir: Path, results: list[dict]) -> list[str]:
+    """Where the overhead went, from the files' times (the sweep writes job.yaml right before it
+    starts a job's process, the job writes result.json at its end) and the jobs' own phases:
+    - before: the sweep's start, or the previous job's result, to this job's job.yaml (the previous
+      job's exit, Hydra's per-job set-up and composition, the resume check);
+    - startup_s: job.yaml to the load (the fork, or the worker's start for the first job, and the
+      job's own set-up);
+    - after: the end of the timed phase to result.json (quality, metrics, writing the result);
+    - the end: the last result to the sweep's exit (the collector, the table, exiting)."""
+    lines = [f"  {'job':>9}  {'before':>7}  {'startup_s':>9}  {'phases':>7}  {'after':>6}"]
+    previous = started_at
+    totals = {"before": 0.0, "startup": 0.0, "after": 0.0}
+    for result in results:
+        job_dir = out_dir / str(result.get("job_dir_name", ""))
+        metrics = result.get("metrics") or {}
+        written = _mtime(job_dir / "job.yaml")
+        finished = _mtime(job_dir / "result.json")
+        if written is None or finished is None:
+            continue
+        startup = float(metrics.get("startup_s") or 0.0)
+        phases = job_seconds(result, set())
+        before, after = written - previous, finished - written - startup - phases
+        totals["before"] += before
+        totals["startup"] += startup
+        totals["after"] += after
+        name = f"{result['identity']['precision']} b{result['identity']['batch']}"
+        lines.append(f"  {name:>9}  {before:7.2f}  {startup:9.2f}  {phases:7.2f}  {after:6.2f}")
+        previous = finished
+    lines.append(
+        f"  {'sum':>9}  {totals['before']:7.2f}  {totals['startup']:9.2f}  {'':>7}  {totals['after']:6.2f}"
+        f"   + the end (collector, exit) {ended_at - previous:.2f}"
+    )
+    return lines
+
+
+def worker_ready_s(out_dir: Path) -> str:
+    """The warm worker's start, as the sweep logged it (`warm worker ready in X s`)."""
+    for log_file in sorted(out_dir.glob("*/*.log")):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if "warm worker ready in" in line:
+                return line.split("warm worker ready in", 1)[1].split(" s", 1)[0].strip() + " s"
+    return "not logged"
+
+
 def run_sweep(isolation: str, out_dir: Path, extra: list[str]) -> tuple[float, list[dict]]:
     command = [
         sys.executable,
@@ -51,11 +103,19 @@ def run_sweep(isolation: str, out_dir: Path, extra: list[str]) -> tuple[float, l
         *extra,
     ]
     started = time.perf_counter()
+    global STARTED_AT, ENDED_AT
+    STARTED_AT = time.time()
     subprocess.run(
         command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "QUANTBENCH_ISOLATION": isolation}
     )
+    ENDED_AT = time.time()
     wall_s = time.perf_counter() - started
-    return wall_s, [json.loads(path.read_text()) for path in sorted(out_dir.glob("*/result.json"))]
+    results = []
+    for path in sorted(out_dir.glob("*/result.json"), key=lambda path: int(path.parent.name)):
+        result = json.loads(path.read_text())
+        result["job_dir_name"] = path.parent.name
+        results.append(result)
+    return wall_s, results
 
 
 def main() -> int:
@@ -99,6 +159,8 @@ def main() -> int:
             f"{name} {float(metrics[name]):.2f}" for name in ("startup_s", *PHASES) if metrics.get(name) is not None
         )
         print(f"  {result['identity']['precision']:>5} b{result['identity']['batch']}: {result['status']}: {phases}")
+    print(f"where the overhead went, seconds (warm worker ready in {worker_ready_s(out_dir)} after its start):")
+    print("\n".join(timeline(STARTED_AT, ENDED_AT, out_dir, results)))
     print(f"sweep directory: {out_dir}")
     return 0
 

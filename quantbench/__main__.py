@@ -20,6 +20,7 @@ from quantbench.cli.overrides import prepare_arguments
 from quantbench.config.plugin_configs import config_packages
 from quantbench.config.schema import register_configs
 from quantbench.errors import QuantbenchError
+from quantbench.sweep.early_worker import guess_from_command_line
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    register_help_resolver()
+    register_help_resolver(sys.argv[1:])  # the group listing only when --help prints it
+    guess_from_command_line(sys.argv[1:])  # a sweep's warm worker imports torch while Hydra starts
     try:  # one line for a mistake on the command line (or a plugin registered twice), before Hydra composes anything
         register_configs()
         config_packages()  # a conf tree two packages register: this one line, not a traceback from Hydra's search path

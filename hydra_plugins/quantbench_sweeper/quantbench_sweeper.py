@@ -105,6 +105,22 @@ class RepeatingSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.dry_run = dry_run
 
+    def setup(self, **kwargs: Any) -> None:
+        super().setup(**kwargs)
+        from quantbench.sweep.composed_once import keep_validated_configs
+
+        keep_validated_configs(self)  # each job's config composed once, not again by the launcher
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        from quantbench.sweep.composed_once import KeptConfigs
+
+        assert self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        if isinstance(loader, KeptConfigs):
+            loader.validate(self.config, batch)
+        else:
+            super().validate_batch_is_legal(batch)
+
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         self._repeat = repeat_axis(OmegaConf.select(self.config, REPEATS_KEY, default=1), list(arguments))

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     expected = os.environ.get(PARENT_PID_ENV)
     die_with_parent(int(expected) if expected else None)
     _adopt_parent_import_path()
+    from quantbench.job.discoveries import forget_if_stale  # stdlib only at import
+
+    forget_if_stale()  # a forked job keeps the worker's plugin discoveries only for the same path
     _configure_logging(args.log_file)
     # Imported after the parent-death signal is armed: importing takes seconds.
     from quantbench.jobdir import JOB_CONFIG_FILE, load_job_config, write_traceback

@@ -16,10 +16,12 @@ class CollectSweep(Callback):
     """Collect every job's result.json into summary.parquet/.csv and print the table."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from quantbench.sweep.early_worker import settle
         from quantbench.sweep.interrupt import note_running
 
         # Where a Ctrl-C writes the summary so far, whichever launcher runs the jobs (and where).
         note_running(Path(config.hydra.sweep.dir), multirun=True)
+        settle(config)  # the warm worker imports torch while Hydra composes the jobs' configs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from quantbench.collect.sweeps import SUMMARY_PARQUET, print_table, write_summary

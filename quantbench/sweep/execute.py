@@ -22,8 +22,20 @@ def command_line_keys(hydra_cfg: Any) -> CommandLineKeys:
 
     groups = set(hydra_cfg.runtime.choices)
     if GlobalHydra.instance().is_initialized():  # list-valued groups (quality=[ppl,kld]) are not in choices
-        groups |= set(GlobalHydra.instance().config_loader().list_groups(""))
+        groups |= _top_groups(GlobalHydra.instance().config_loader())
     return CommandLineKeys.from_overrides(hydra_cfg.overrides.task, groups)
+
+
+_listed: tuple[Any, frozenset[str]] | None = None  # (the config loader, its top-level groups)
+
+
+def _top_groups(loader: Any) -> frozenset[str]:
+    """The config tree's top-level groups, listed once per config loader (once per sweep, not per
+    job: listing them copies the whole config repository)."""
+    global _listed
+    if _listed is None or _listed[0] is not loader:
+        _listed = (loader, frozenset(loader.list_groups("")))
+    return _listed[1]
 
 
 def execute_job(cfg: DictConfig, job_dir: Path, command_line: CommandLineKeys | None = None) -> JobResult:

@@ -22,8 +22,10 @@ Rules that keep a fork honest:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import re
 import select
 import sys
 from pathlib import Path
@@ -33,28 +35,45 @@ from quantbench.job.child import PARENT_PID_ENV
 from quantbench.runtime.processes import die_with_parent
 from quantbench.sweep.fork_protocol import MessageReader, WorkerUnavailable, send_message
 
-# Imported once in the worker: what every job's process would otherwise import again. Not polars
-# (quantbench.scenarios.offline imports it, so not that either): its thread pools do not survive a fork, so each
-# job imports it itself (a fraction of a second). torch is made to be forked (DataLoader workers).
+# Imported once in the worker: what every job's process would otherwise import again (an offline
+# transformers job, listed from sys.modules after one). torch is made to be forked (DataLoader
+# workers). polars too, as long as its thread pool has not started: importing it starts only
+# jemalloc's background threads (which jemalloc's fork handlers replace) and a spill-cleanup thread;
+# its compute pool starts at its first parallel operation, which the worker never runs, and each
+# job starts its own. `started_thread_pools` checks that before every fork.
 WARM_IMPORTS = (
     "torch",
     "transformers",
     "transformers.models.auto.modeling_auto",
     "transformers.models.llama.modeling_llama",
     "transformers.generation.utils",
+    "transformers.tokenization_utils_tokenizers",
+    "transformers.convert_slow_tokenizer",
     "safetensors.torch",
+    "polars",
     "quantbench.scenarios.setup",
+    "quantbench.scenarios.offline",
     "quantbench.jobdir",
+    "quantbench.job.run",
     "quantbench.backends.dense",
+    "quantbench.backends.bitsandbytes",
     "quantbench.backends.transformers_loading",
+    "quantbench.data.builtin",
+    "quantbench.engines.transformers",
+    "quantbench.engines.transformers_offline",
     "quantbench.families.decoder",
+    "quantbench.models.random_init",
     "quantbench.measure.environment",
+    "quantbench.measure.hardware_facts",
     "quantbench.measure.loop",
     "quantbench.measure.memory",
+    "quantbench.measure.telemetry",
     "quantbench.quality",
     "quantbench.scenarios",
 )
-NOT_FORK_SAFE = ("polars",)  # modules that must not be imported in the worker
+# Threads of pools a forked child would inherit as started but without their threads (a deadlock at
+# its first task): polars' compute pool (polars-0, polars-1, ...) and its async runtime.
+POOL_THREADS = re.compile(r"polars-\d+|tokio-rt")
 
 
 def _cuda_initialised() -> bool:
@@ -94,6 +113,10 @@ def _run_forked_job(request: dict[str, Any], worker_pid: int, started_fd: int, w
 def _fork_job(request: dict[str, Any], worker_fds: list[int]) -> int:
     """Fork one job's process; returns its pid once it leads its own session (so a killpg from the
     sweep always reaches it)."""
+    # The worker's objects (torch's, transformers') move to the collector's permanent generation:
+    # the job's collections (its own gc passes, release_memory) no longer walk them, nor touch (and
+    # copy) their pages.
+    gc.freeze()
     started_read, started_write = os.pipe()
     worker_pid = os.getpid()
     pid = os.fork()
@@ -120,14 +143,37 @@ def prepare() -> str | None:
         from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
         get_checkpoint_conversion_mapping("llama")
+        from quantbench.job.discoveries import discover
+
+        discover()  # plugins' entry points and the hardware table, once for every job
         os.close(os.pidfd_open(os.getpid()))  # Linux >= 5.3: how the worker waits for its jobs
     except Exception as error:  # any failure: the sweep falls back to fresh interpreters
         return f"the warm worker could not prepare: {type(error).__name__}: {error}"
     if _cuda_initialised():
         return "CUDA was initialised while importing; a job forked from here could not use the GPU"
-    imported = [name for name in NOT_FORK_SAFE if name in sys.modules]
-    if imported:
-        return f"{', '.join(imported)} was imported, and its threads do not survive a fork"
+    return started_thread_pools()
+
+
+def _thread_names() -> list[str]:
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # not Linux: the worker needs pidfd_open anyway
+        return []
+    names = []
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                names.append(comm.read().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return names
+
+
+def started_thread_pools() -> str | None:
+    """Why a job forked now would inherit a started thread pool without its threads, or None."""
+    started = sorted({name for name in _thread_names() if POOL_THREADS.match(name)})
+    if started:
+        return f"a thread pool was started in the warm worker ({', '.join(started)}); a forked job would deadlock in it"
     return None
 
 
@@ -184,6 +230,10 @@ def serve(requests_fd: int, replies_fd: int) -> int:
             if _cuda_initialised():  # checked before every fork, not only at start
                 send_message(replies_fd, {"error": "CUDA is initialised in the warm worker; it cannot fork GPU jobs"})
                 continue
+            unsafe = started_thread_pools()
+            if unsafe:  # the sweep starts a new worker
+                send_message(replies_fd, {"error": unsafe})
+                return 0
             changed = stale_sources(imported)
             if changed:  # the sweep starts a new worker, which imports the code as it is now
                 send_message(

@@ -64,7 +64,9 @@ def stdio_identity() -> tuple[tuple[int, int] | None, ...]:
 class WarmWorker:
     """The sweep's side of the worker: start it, ask it for job processes, stop it."""
 
-    def __init__(self, environment: dict[str, str]):
+    def __init__(self, environment: dict[str, str], wait: bool = True):
+        """Starts the worker's process; `wait`: until it is ready (else `wait_ready` before the
+        first job, so that the worker imports while the sweep composes its jobs)."""
         # A forked job writes to the worker's stdout/stderr: the ones the sweep had when it started it.
         self.stdio = stdio_identity()
         requests_read, self.requests = os.pipe()
@@ -84,8 +86,16 @@ class WarmWorker:
         self.replies = MessageReader(replies_read)
         self.exits: dict[int, int] = {}
         self.jobs_started = 0
+        self.started, self.ready = started, False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until the worker has imported everything and can fork; WorkerUnavailable if it cannot."""
+        if self.ready:
+            return
         try:
-            ready = self.replies.read(READY_TIMEOUT_S)
+            ready = self.replies.read(max(0.0, READY_TIMEOUT_S - (time.monotonic() - self.started)))
         except WorkerUnavailable:
             ready = None
         if not ready or "ready" not in ready:
@@ -93,13 +103,15 @@ class WarmWorker:
             raise WorkerUnavailable(
                 (ready or {}).get("error") or f"the warm worker did not start within {READY_TIMEOUT_S:g} s"
             )
+        self.ready = True
         log.info(
             "warm worker ready in %.1f s (pid %d): isolated jobs are forked from it",
-            time.monotonic() - started,
+            time.monotonic() - self.started,
             self.process.pid,
         )
 
     def start(self, job_dir: Path, log_files: list[str], environment: dict[str, str]) -> ForkedJob:
+        self.wait_ready()
         try:
             send_message(
                 self.requests, {"job_dir": str(job_dir), "log_files": log_files, "env": environment, "cwd": os.getcwd()}
@@ -163,10 +175,12 @@ def start_job(job_dir: Path, log_files: list[str], environment: dict[str, str]) 
             # a worker started before would send the jobs' output to the old place.
             _worker.close()
             _worker = None
-        if _worker is None or not _worker.alive:
+        if _worker is None or not _worker.alive or not _worker.ready:
             try:
-                _worker = WarmWorker(environment)
-                atexit.register(_worker.close)
+                if _worker is None or (_worker.ready and not _worker.alive):  # an early one that failed says why
+                    _worker = WarmWorker(environment, wait=False)
+                    atexit.register(_worker.close)
+                _worker.wait_ready()  # one started early (start_early) may still be importing
             except (WorkerUnavailable, OSError) as error:
                 _unavailable = str(error)
                 log.warning("no warm worker (%s); each isolated job starts a fresh Python interpreter", _unavailable)
@@ -183,3 +197,25 @@ def start_job(job_dir: Path, log_files: list[str], environment: dict[str, str]) 
             _worker.close()
             _worker = None
     return None
+
+
+def start_early(environment: dict[str, str]) -> None:
+    """Start the sweep's worker now, without waiting for it: it imports torch and transformers
+    (seconds) while the sweep composes and validates its jobs' configs, instead of after. The first
+    isolated job waits for it to be ready; a worker that cannot start is then reported as usual."""
+    global _worker
+    if _worker is not None or _unavailable is not None:
+        return
+    try:
+        _worker = WarmWorker(environment, wait=False)
+    except OSError:  # no process could start: the first job says why, starting one itself
+        return
+    atexit.register(_worker.close)
+
+
+def stop_unused() -> None:
+    """Stop a worker that was started early but has forked no job (its sweep's jobs run elsewhere)."""
+    global _worker
+    if _worker is not None and _worker.jobs_started == 0:
+        _worker.close()
+        _worker = None

@@ -26,7 +26,7 @@ def test_a_source_file_changed_since_the_worker_started_makes_it_stale(tmp_path)
 
 
 def test_without_a_worker_jobs_start_fresh_interpreters_and_say_why(monkeypatch, caplog, tmp_path):
-    def cannot_start(environment):
+    def cannot_start(environment, wait=True):
         raise warm_worker.WorkerUnavailable("the warm worker could not prepare: ImportError: test")
 
     monkeypatch.setattr(warm_worker, "_worker", None)
