@@ -68,8 +68,10 @@ def composition_fingerprint(config_loader: Any, sweep_config: DictConfig) -> str
 
     digest = hashlib.sha256()
     texts: list[str] = []
-    for source in _config_sources(config_loader, sweep_config):
-        digest.update(f"source {source.full_path()}\n".encode())
+    for position, source in enumerate(_config_sources(config_loader, sweep_config)):
+        # The source's place and contents, not its address: `python -m quantbench` reads quantbench's
+        # configs as file://.../quantbench/conf, the `quantbench` command as pkg://quantbench.conf.
+        digest.update(f"source {position}\n".encode())
         for name, text in _config_texts(source):
             texts.append(text)
             digest.update(f"config {name}\n{text}\n".encode())

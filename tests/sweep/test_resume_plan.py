@@ -170,3 +170,30 @@ def test_the_sweeper_launches_the_planned_numbers_at_once_or_in_contiguous_runs(
         sweeper.launcher = launcher
         sweeper._launch(batch, numbers)
         assert launcher.calls == expected
+
+
+def test_the_fingerprint_reads_configs_by_content_not_by_address(monkeypatch):
+    """`python -m quantbench` reads quantbench's configs as file://.../quantbench/conf, the `quantbench`
+    command (which `quantbench resume` is) as pkg://quantbench.conf: the same configs, one fingerprint."""
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+    from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
+    from omegaconf import OmegaConf
+
+    import quantbench
+    from quantbench.sweep import plan
+
+    sweep_config = OmegaConf.create({"hydra": {"job": {"config_name": "config"}, "overrides": {"hydra": []}}})
+    conf_dir = Path(quantbench.__file__).parent / "conf"
+    prints = []
+    for source in (
+        FileConfigSource("main", f"file://{conf_dir}"),
+        ImportlibResourcesConfigSource("main", "pkg://quantbench.conf"),
+    ):
+        monkeypatch.setattr(plan, "_config_sources", lambda loader, config, source=source: [source])
+        prints.append(plan.composition_fingerprint(None, sweep_config))
+    assert prints[0] == prints[1]
+    # and the contents do count: another directory of configs is another fingerprint
+    monkeypatch.setattr(
+        plan, "_config_sources", lambda loader, config: [FileConfigSource("main", f"file://{conf_dir / 'bench'}")]
+    )
+    assert plan.composition_fingerprint(None, sweep_config) != prints[0]
