@@ -11,6 +11,8 @@ in quantbench.jobdir too, imports the name.
     job.yaml                       JOB_CONFIG_FILE: the resolved config an isolated job's child reads
     traceback.txt                  TRACEBACK_FILE: the traceback of a job that failed
     server.log                     SERVER_LOG_FILE: the output of the server a serving job started
+    slurm.out, slurm.err           SLURM_STDOUT_FILE, SLURM_STDERR_FILE: links to a SLURM job's own
+                                   stdout and stderr (submitit keeps them under <sweep>/.submitit/)
     result.superseded-<time>.json  an ok result a re-run replaced (and its other measurement files)
 """
 
@@ -28,6 +30,8 @@ SERVER_METRICS_FILE = "server_metrics.parquet"
 JOB_CONFIG_FILE = "job.yaml"
 TRACEBACK_FILE = "traceback.txt"
 SERVER_LOG_FILE = "server.log"
+SLURM_STDOUT_FILE = "slurm.out"
+SLURM_STDERR_FILE = "slurm.err"
 # What a run measured: set aside together when an ok result is replaced, removed together otherwise.
 MEASUREMENT_FILES = (
     RESULT_FILE,
