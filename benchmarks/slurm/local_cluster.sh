@@ -53,7 +53,7 @@ write_config() {
     die "$CONF exists and was not written by this script; this machine already has a SLURM configuration: use it, or move it away first"
   fi
   mkdir -p "$(dirname "$CONF")" "$STATE/slurmctld" "$STATE/slurmd"
-  cat >"$CONF" <<EOF
+  cat >"$STATE/slurm.conf.new" <<EOF
 $MARK
 # One node, one partition, no accounting: a cluster for tests on one machine.
 ClusterName=quantbench
@@ -91,6 +91,13 @@ MpiDefault=none
 $node State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
+  if cmp -s "$STATE/slurm.conf.new" "$CONF"; then
+    rm "$STATE/slurm.conf.new"
+    return
+  fi
+  mv "$STATE/slurm.conf.new" "$CONF"
+  # Daemons of an earlier start read the new configuration now.
+  if pgrep -x slurmctld >/dev/null; then scontrol reconfigure || die "scontrol reconfigure failed; see $STATE/slurmctld.log"; fi
 }
 
 start_munge() {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ SQUEUE_TIMEOUT_S = 60.0
 # One job (array task) per line, fields in this order (squeue --format).
 _FIELDS = ("job_id", "state", "reason", "node", "time_limit", "started_at", "ended_at")
 _SQUEUE_FORMAT = "|".join(("%i", "%T", "%r", "%N", "%l", "%S", "%e"))
+_FOLDED = re.compile(r"(?P<array>\d+)_\[(?P<tasks>[\d,-]+)(%\d+)?\]")
 # States a job does not leave again (a requeued job goes back to PENDING from the others first).
 ENDED_STATES = frozenset(
     {
@@ -79,17 +81,31 @@ def _value(text: str) -> str | None:
     return None if text in ("", "None", "N/A", "(null)", "Unknown") else text
 
 
+def _task_ids(job_id: str) -> list[str]:
+    """`123_4` -> [`123_4`]; a pending array's tasks that squeue folds into one line,
+    `123_[4-6,9%2]` -> [`123_4`, `123_5`, `123_6`, `123_9`]."""
+    folded = _FOLDED.fullmatch(job_id)
+    if folded is None:
+        return [job_id]
+    tasks = []
+    for part in folded["tasks"].split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{folded['array']}_{task}" for task in range(int(first), int(last or first) + 1)]
+    return tasks
+
+
 def parse_squeue(output: str) -> dict[str, SlurmJobState]:
-    """`squeue --noheader --array --format=<_SQUEUE_FORMAT>` output, by job id. A pending array's
-    tasks that squeue still folds into one line (`123_[4-9%2]`) are left out: they have not started."""
+    """`squeue --noheader --array --format=<_SQUEUE_FORMAT>` output, by job id (`123_4`)."""
     states: dict[str, SlurmJobState] = {}
     for line in output.splitlines():
         parts = line.split("|")
-        if len(parts) != len(_FIELDS) or "[" in parts[0]:
+        if len(parts) != len(_FIELDS):
             continue
         values = dict(zip(_FIELDS, (_value(part) for part in parts)))
         state = (values.pop("state") or "UNKNOWN").split()[0].rstrip("+")  # "CANCELLED+" / "CANCELLED by 0"
-        states[parts[0].strip()] = SlurmJobState(state=state, **{**values, "job_id": parts[0].strip()})
+        values.pop("job_id")
+        for job_id in _task_ids(parts[0].strip()):
+            states[job_id] = SlurmJobState(job_id, state, **values)
     return states
 
 

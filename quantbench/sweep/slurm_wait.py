@@ -158,16 +158,15 @@ def wait_for_jobs(jobs: Sequence[SubmittedJob], cluster: str = "slurm") -> Itera
 def _end_of(position: int, submitted: SubmittedJob, state: SlurmJobState | None, now: float) -> JobEnd | None:
     """The job's end if it has ended and enough is known to say how; None to look again later."""
     pickled = _pickled_outcome(submitted.job)
+    forgotten = state is None and submitted.forgotten_polls >= FORGOTTEN_POLLS
+    if pickled is None and not forgotten and (state is None or not state.ended):
+        return None  # running or waiting: nothing else is read (a resumed job's old result.json is still there)
     own_status, own_reason, fresh = _own_result(submitted.job_dir, submitted.submitted_at)
     returned, error = pickled if pickled is not None else (None, None)
     if pickled is not None and error is None and own_status in STANDING_STATUSES:
         return JobEnd(position, returned, None, state)  # the usual end: the job's result (new or reused) stands
     if not fresh:  # an earlier run's result says nothing about how this run ended
         own_status, own_reason = None, None
-    ended = pickled is not None or (state is not None and state.ended)
-    forgotten = state is None and submitted.forgotten_polls >= FORGOTTEN_POLLS
-    if not ended and not forgotten:
-        return None
     if submitted.first_seen_ended is None:
         submitted.first_seen_ended = now
     waited_s = now - submitted.first_seen_ended

@@ -19,7 +19,7 @@ SQUEUE = """\
 9_2|CANCELLED|None|vm|1:00|2026-12-06T08:45:49|2026-12-06T08:46:03
 9_0|COMPLETED|None|vm|1:00|2026-12-06T08:45:24|2026-12-06T08:45:39
 4_1|PENDING|JobArrayTaskLimit||UNLIMITED|N/A|N/A
-4_[5-9%1]|PENDING|JobArrayTaskLimit||UNLIMITED|N/A|N/A
+4_[5-7,9%1]|PENDING|JobArrayTaskLimit||UNLIMITED|N/A|N/A
 2|TIMEOUT|TimeLimit|vm|1:00|2026-12-06T08:39:48|2026-12-06T08:41:08
 a line squeue never prints
 """
@@ -27,7 +27,9 @@ a line squeue never prints
 
 def test_squeue_output_is_read_one_job_per_line():
     states = parse_squeue(SQUEUE)
-    assert sorted(states) == ["2", "4_1", "9_0", "9_2"]  # the folded pending tasks have not started
+    # pending tasks squeue may still fold into one line are each listed
+    assert sorted(states) == ["2", "4_1", "4_5", "4_6", "4_7", "4_9", "9_0", "9_2"]
+    assert states["4_9"].state == "PENDING" and states["4_9"].reason == "JobArrayTaskLimit"
     assert states["2"] == SlurmJobState(
         "2", "TIMEOUT", "TimeLimit", "vm", "1:00", "2026-12-06T08:39:48", "2026-12-06T08:41:08"
     )

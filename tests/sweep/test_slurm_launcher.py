@@ -59,3 +59,19 @@ def test_a_site_hardware_file_names_its_own_partition(tmp_path):
     (site, _), (builtin, _) = launcher.placement_groups([["hardware=site-h100"], ["hardware=h100"]])
     assert site["partition"] == "gpu-h100" and site["gres"] == "gpu:nvidia_h100_80gb:1"
     assert builtin["partition"] is None and builtin["gres"] == "gpu:h100:1"
+
+
+def test_a_time_limit_within_submitits_warning_is_refused_before_anything_is_submitted(tmp_path, monkeypatch, capsys):
+    """Hydra's default warning (120 s before the limit) with a 1-minute limit: submitit would stop
+    every job as it starts, so the launcher says so instead of submitting."""
+    from support.app import run_app
+
+    quick = ["model=tiny-llama", "bench=quick", "precision=fp32"]
+    sweep, code = run_app(
+        ["-m", *quick, "hydra/launcher=quantbench_slurm", "hydra.launcher.timeout_min=1"], tmp_path, monkeypatch
+    )
+    assert code != 0
+    assert (
+        "hydra.launcher.signal_delay_s=120 is not shorter than hydra.launcher.timeout_min=1" in capsys.readouterr().err
+    )
+    assert not (sweep / ".submitit").exists() and not (sweep / "0").exists()
