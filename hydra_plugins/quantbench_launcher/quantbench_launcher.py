@@ -200,7 +200,12 @@ if BaseSubmititLauncher is not None:
                 overrides = list(job_overrides[end.position])
                 job_dir = submitted[end.position].job_dir
                 if end.reason is not None:
-                    self.write_failed(submitted[end.position], end, overrides, job_numbers[end.position])
+                    try:
+                        self.write_failed(submitted[end.position], end, overrides, job_numbers[end.position])
+                    except Exception as error:  # the collector still shows the job, as one that did not finish
+                        log.error(
+                            "%s: no failed row written (%s: %s); %s", job_dir, type(error).__name__, error, end.reason
+                        )
                 returned = end.returned
                 if end.reason is None and isinstance(returned, JobReturn) and returned.status == JobStatus.COMPLETED:
                     returns[end.position] = returned
