@@ -39,6 +39,7 @@ class SubmittedJob:
     submitted_at: float
     first_seen_ended: float | None = field(default=None, repr=False)
     forgotten_polls: int = field(default=0, repr=False)
+    last_state: SlurmJobState | None = field(default=None, repr=False)  # as squeue last listed it
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,11 @@ def end_reason(state: SlurmJobState | None, error: str | None, own_reason: str |
     if detail:
         parts.append(f"the job: {detail}" if parts else detail)
     if not parts:
-        ended = f"SLURM state {state.state}" if state is not None else "SLURM no longer lists it"
+        ended = (
+            f"SLURM state {state.state}"
+            if state is not None
+            else "SLURM no longer lists it: it ended over MinJobAge ago, and accounting is off"
+        )
         parts.append(f"the job ended without writing {RESULT_FILE} ({ended})")
     return "; ".join(parts)
 
@@ -144,8 +149,9 @@ def wait_for_jobs(jobs: Sequence[SubmittedJob], cluster: str = "slurm") -> Itera
             if answer is not None:
                 states, asked_at = answer, now
                 for submitted in pending.values():
-                    listed = submitted.job.job_id in states
+                    listed = states.get(submitted.job.job_id)
                     submitted.forgotten_polls = 0 if listed else submitted.forgotten_polls + 1
+                    submitted.last_state = listed or submitted.last_state
         for position, submitted in list(pending.items()):
             end = _end_of(position, submitted, states.get(submitted.job.job_id), now)
             if end is not None:
@@ -155,12 +161,27 @@ def wait_for_jobs(jobs: Sequence[SubmittedJob], cluster: str = "slurm") -> Itera
             time.sleep(POLL_S)
 
 
+def _vanished_state(submitted: SubmittedJob) -> SlurmJobState | None:
+    """What became of a job that squeue no longer lists: accounting's record where there is one;
+    else a job last seen pending (or never seen) was cancelled before it started, since the
+    controller keeps no record of a pending array task it drops; else unknown (None)."""
+    job_id, last = submitted.job.job_id, submitted.last_state
+    accounted = accounted_state(job_id)
+    if accounted:
+        return SlurmJobState(job_id, accounted.split()[0].rstrip("+"), None, last.node if last else None)
+    if last is None or last.state == "PENDING":
+        return SlurmJobState(job_id, "CANCELLED")
+    return None
+
+
 def _end_of(position: int, submitted: SubmittedJob, state: SlurmJobState | None, now: float) -> JobEnd | None:
     """The job's end if it has ended and enough is known to say how; None to look again later."""
     pickled = _pickled_outcome(submitted.job)
     forgotten = state is None and submitted.forgotten_polls >= FORGOTTEN_POLLS
     if pickled is None and not forgotten and (state is None or not state.ended):
         return None  # running or waiting: nothing else is read (a resumed job's old result.json is still there)
+    if forgotten:
+        state = _vanished_state(submitted)
     own_status, own_reason, fresh = _own_result(submitted.job_dir, submitted.submitted_at)
     returned, error = pickled if pickled is not None else (None, None)
     if pickled is not None and error is None and own_status in STANDING_STATUSES:

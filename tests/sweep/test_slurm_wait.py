@@ -90,10 +90,19 @@ def test_a_completed_job_without_a_result_gets_time_for_a_slow_filesystem_then_a
     assert end.reason == "the job ended without writing result.json (SLURM state COMPLETED)"
 
 
-def test_a_job_the_controller_forgot_ends_with_a_reason(tmp_path):
+def test_a_job_the_controller_no_longer_lists_ends_with_a_reason(tmp_path, monkeypatch):
     job = submitted(tmp_path)
     job.forgotten_polls = slurm_wait.FORGOTTEN_POLLS
-    assert _end_of(0, job, None, NOW).reason == "the job ended without writing result.json (SLURM no longer lists it)"
+    # a pending array task that scancel dropped leaves no record at all (without accounting)
+    job.last_state = state("PENDING")
+    assert _end_of(0, job, None, NOW).reason == "SLURM: CANCELLED (scancel or an administrator)"
+    job.last_state = state("RUNNING")
+    assert _end_of(0, job, None, NOW).reason == (
+        "the job ended without writing result.json "
+        "(SLURM no longer lists it: it ended over MinJobAge ago, and accounting is off)"
+    )
+    monkeypatch.setattr(slurm_wait, "accounted_state", lambda job_id: "NODE_FAIL")  # accounting's record, where on
+    assert _end_of(0, job, None, NOW).reason == "SLURM: NODE_FAIL (node vm failed)"
 
 
 def test_waiting_yields_each_end_as_slurm_reports_it(tmp_path, monkeypatch):
