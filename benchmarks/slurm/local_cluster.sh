@@ -146,6 +146,11 @@ start() {
   wait_idle
 }
 
+daemons() {  # the SLURM and munge processes running here, one per line (pgrep matches 15 characters at most: one name each)
+  local name
+  for name in slurmctld slurmd slurmstepd munged; do pgrep -a -x "$name" || true; done
+}
+
 stop_pid_file() {  # pid file: TERM, then KILL after 10 s
   local pid_file=$1 pid waited=0
   [[ -s $pid_file ]] || return 0
@@ -170,13 +175,13 @@ stop() {
   stop_pid_file "$STATE/slurmctld.pid"
   stop_pid_file "$MUNGE_SOCKET_DIR/munged.pid"
   local left
-  left=$(pgrep -a -x 'slurmctld|slurmd|slurmstepd|munged' || true)
+  left=$(daemons)
   [[ -z $left ]] || die "still running after stop: $left"
   echo "SLURM stopped: no slurmctld, slurmd, slurmstepd or munged left"
 }
 
 status() {
-  pgrep -a -x 'slurmctld|slurmd|slurmstepd|munged' || echo "no SLURM or munge daemon running"
+  [[ -n $(daemons) ]] && daemons || echo "no SLURM or munge daemon running"
   if pgrep -x slurmctld >/dev/null; then sinfo; squeue; fi
 }
 
