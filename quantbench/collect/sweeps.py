@@ -31,6 +31,7 @@ from quantbench.collect.repeats import configuration_rows
 from quantbench.errors import UnreadableResult
 from quantbench.jobdir import RESULT_FILE, JobResult, config_hash, read_result
 from quantbench.loadgen.rows import scenario_rows
+from quantbench.runtime.slurm_job import slurm_columns
 
 HYDRA_DIR = ".hydra"  # Hydra's record of a job: config.yaml, overrides.yaml, hydra.yaml
 SUMMARY_PARQUET = "summary.parquet"
@@ -153,6 +154,7 @@ def result_row(data: dict[str, Any]) -> dict[str, Any]:
     row["repeat"] = (config.get("bench") or {}).get("repeat", 0)
     row["configuration_hash"] = configuration_hash(config) if config else None
     row["quantbench_version"] = ((data.get("environment") or {}).get("versions") or {}).get("quantbench")
+    row.update(slurm_columns(data.get("environment")))  # slurm_job_id, slurm_node: jobs that ran under SLURM
     row["started_at"] = data.get("started_at")
     row["finished_at"] = data.get("finished_at")
     return row

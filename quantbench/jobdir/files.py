@@ -13,6 +13,8 @@ in quantbench.jobdir too, imports the name.
     server.log                     SERVER_LOG_FILE: the output of the server a serving job started
     reuse.json                     REUSE_RECORD_FILE: what an ok result was accepted under, so a resumed
                                    sweep can reuse it without composing the job's config (quantbench.sweep.plan)
+    slurm.out, slurm.err           SLURM_STDOUT_FILE, SLURM_STDERR_FILE: links to a SLURM job's own
+                                   stdout and stderr (submitit keeps them under <sweep>/.submitit/)
     result.superseded-<time>.json  an ok result a re-run replaced (and its other measurement files)
 """
 
@@ -31,6 +33,8 @@ JOB_CONFIG_FILE = "job.yaml"
 TRACEBACK_FILE = "traceback.txt"
 SERVER_LOG_FILE = "server.log"
 REUSE_RECORD_FILE = "reuse.json"
+SLURM_STDOUT_FILE = "slurm.out"
+SLURM_STDERR_FILE = "slurm.err"
 # What a run measured: set aside together when an ok result is replaced, removed together otherwise.
 MEASUREMENT_FILES = (
     RESULT_FILE,

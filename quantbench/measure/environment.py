@@ -1,4 +1,4 @@
-"""Where a result was measured: versions, device, CPU, git commit, host."""
+"""Where a result was measured: versions, device, CPU, git commit, host, and the SLURM job if any."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from quantbench.runtime.device import Device, cpu_model_name
+from quantbench.runtime.slurm_job import slurm_job
 
 PACKAGES = ("torch", "transformers", "bitsandbytes", "accelerate", "optimum", "gptqmodel", "hydra-core", "quantbench")
 
@@ -54,6 +55,9 @@ def capture_environment(device: Device | None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "versions": {name: package_version(name) for name in PACKAGES},
     }
+    slurm = slurm_job()
+    if slurm is not None:  # which SLURM job and node measured it (the summary's slurm_job_id, slurm_node)
+        environment["slurm"] = slurm
     if device is not None:
         environment.update(
             device_type=device.type,

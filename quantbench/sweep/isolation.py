@@ -152,18 +152,27 @@ def run_isolated(
 
 
 def write_failed_result(
-    cfg: Any, config: dict[str, Any], job_dir: Path, reason: str, started_at: str | None = None
+    cfg: Any,
+    config: dict[str, Any],
+    job_dir: Path,
+    reason: str,
+    started_at: str | None = None,
+    slurm: dict[str, Any] | None = None,
 ) -> JobResult:
-    """The row for a job whose process died: identity and config, the reason, no metrics."""
+    """The row for a job whose process died: identity and config, the reason, no metrics.
+    `slurm`: the SLURM job it ran as, when another process (the SLURM launcher) writes the row."""
     from quantbench.measure.environment import capture_environment  # only on this rare path
 
+    environment = capture_environment(None)
+    if slurm is not None:
+        environment["slurm"] = slurm
     result = JobResult(
         status="failed",
         reason=reason,
         identity=identity_of(cfg, None),
         config=config,
         config_hash=config_hash(config),
-        environment=capture_environment(None),
+        environment=environment,
         started_at=started_at or _now(),
         finished_at=_now(),
     )

@@ -3,6 +3,9 @@ sweep, without submitting (sweeps through the launchers: tests/e2e/test_cluster_
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -68,18 +71,40 @@ def test_the_slurm_launcher_submits_each_job_under_the_number_it_is_given(monkey
 
     class Job:
         def __init__(self, number):
-            self.number = number
-
-        def results(self):
-            return [self.number]
+            self.job_id = f"7_{number}"
+            self.paths = SimpleNamespace(stdout=Path(f"{number}.out"), stderr=Path(f"{number}.err"))
 
     class Executor:
         def map_array(self, function, overrides, key, numbers, *rest):
             submitted.extend(numbers)
             return [Job(number) for number in numbers]
 
+    import quantbench.sweep.slurm_jobs as slurm_jobs
+
     monkeypatch.setattr(launcher, "_executor", lambda placement: Executor())
+    monkeypatch.setattr(launcher, "job_dir_of", lambda overrides, number: Path(str(number)))
+    monkeypatch.setattr(slurm_jobs, "link_job_logs", lambda job_dir, stdout, stderr: None)
+    # what the launcher waits on: each submitted job with the directory of the number it was given
+    monkeypatch.setattr(
+        launcher, "wait", lambda jobs, overrides, numbers: [(int(str(job.job_dir)), list(numbers)) for job in jobs]
+    )
     returns = launcher.launch_jobs([["precision=fp16"], ["precision=nf4"]], [1, 3])
-    assert submitted == [1, 3] and list(returns) == [1, 3]
+    assert submitted == [1, 3] and list(returns) == [(1, [1, 3]), (3, [1, 3])]
     launcher.launch([["precision=fp16"], ["precision=nf4"]], initial_job_idx=4)
     assert submitted[2:] == [4, 5]
+
+
+def test_a_time_limit_within_submitits_warning_is_refused_before_anything_is_submitted(tmp_path, monkeypatch, capsys):
+    """Hydra's default warning (120 s before the limit) with a 1-minute limit: submitit would stop
+    every job as it starts, so the launcher says so instead of submitting."""
+    from support.app import run_app
+
+    quick = ["model=tiny-llama", "bench=quick", "precision=fp32"]
+    sweep, code = run_app(
+        ["-m", *quick, "hydra/launcher=quantbench_slurm", "hydra.launcher.timeout_min=1"], tmp_path, monkeypatch
+    )
+    assert code != 0
+    assert (
+        "hydra.launcher.signal_delay_s=120 is not shorter than hydra.launcher.timeout_min=1" in capsys.readouterr().err
+    )
+    assert not (sweep / ".submitit").exists() and not (sweep / "0").exists()
