@@ -2,8 +2,9 @@
 
 The per-question path (quantbench/quality/pubmedqa.py `choice_log_likelihoods`) runs one pass over
 each prompt, plus one per multi-token answer, through a TokenScorer (llama.cpp: a context with
-logits for every position). The batched path (`batched_log_likelihoods`) scores several questions
-per forward pass / llama_decode, with logits only where an answer's log-probability is read. This
+logits for every position). The batched path (the scorer's `choice_scoring`) has logits only where
+an answer's log-probability is read: quality.pubmedqa.batch_size questions per transformers forward
+pass; on llama.cpp one question per llama_decode (quantbench/gguf/scoring.py says why). This
 script times one of them on the test split and writes every question's three log-likelihoods, so
 two runs (or a run and an earlier predictions file) compare answer by answer.
 
@@ -66,7 +67,7 @@ def llama_cpp_scorer(cfg, family, spec, device, cache, threads, batched: bool):
     n_ctx = scoring_context_tokens(cfg.quality, n_ctx_train)
     llm = open_llama(path, n_ctx=n_ctx, threads=threads, logits_all=not batched, seed=0, gpu=False)
     print(f"GGUF file: {path} ({path.stat().st_size} bytes), context {n_ctx}")
-    return LlamaCppScorer(llm, family, loaded.processor, n_ctx_train, threads=threads)
+    return LlamaCppScorer(llm, family, loaded.processor, n_ctx_train)
 
 
 def transformers_scorer(cfg, family, spec, device, cache):

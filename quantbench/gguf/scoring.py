@@ -1,12 +1,16 @@
-"""Log-likelihoods of continuations after prompts, several prompts per llama.cpp decode.
+"""Log-likelihoods of continuations after prompts through llama.cpp's batch API, with logits only
+where they are read.
 
-A context made for `n_seq` sequences (each its own part of the KV cache, as in decode.py) holds one
-prompt per sequence. One `llama_decode` evaluates every prompt of a batch and asks for logits only at
-each prompt's last token: that row scores the first token of every continuation. A continuation of
-several tokens is then decoded after its prompt in the same sequence (logits at each of its tokens
-but the last), all the batch's prompts in one call per continuation index, and removed again
+One `llama_decode` evaluates a question's prompt and asks for logits only at its last token: that row
+scores the first token of every continuation. A continuation of several tokens is then decoded after
+the prompt in the same sequence (logits at each of its tokens but the last) and removed again
 (`llama_memory_seq_rm`) before the next: the prompt is evaluated once and every continuation sees
-exactly its own prompt + itself. Only the rows read are turned into log-probabilities (float64).
+exactly its prompt + itself. Only the rows read are turned into log-probabilities (float64).
+
+The context holds one sequence, and questions are decoded one after another: several sequences in
+one `llama_decode` (kv_unified on or off) moved SmolLM2's gguf-q4_k_m log-likelihoods on real
+PubMedQA prompts by up to 0.5 nats against the same prompt decoded alone, with llama-cpp-python
+0.3.36's llama.cpp (docs/results/pubmedqa_scoring.md); one sequence reproduces them within 2e-5.
 """
 
 from __future__ import annotations
@@ -29,31 +33,26 @@ def log_softmax_at(logits: Any, tokens: Sequence[int]) -> list[float]:
 
 
 class ChoiceScoringContext:
-    """A llama.cpp context on an opened model for up to `n_seq` questions per batch of up to
-    `tokens_per_seq` tokens each (prompt + continuation minus its last token). `base_params`: the
-    context parameters to start from (the job's `Llama.context_params`: its threads, KV cache type,
-    flash attention), sized here for the batches."""
+    """A one-sequence llama.cpp context on an opened model for questions of up to `tokens_per_seq`
+    tokens (prompt + continuation minus its last token). `base_params`: the context parameters to
+    start from (the job's `Llama.context_params`: its threads, KV cache type, flash attention)."""
 
-    def __init__(self, llama_cpp: Any, model: Any, base_params: Any, *, n_seq: int, tokens_per_seq: int):
+    def __init__(self, llama_cpp: Any, model: Any, base_params: Any, *, tokens_per_seq: int):
         params = type(base_params).from_buffer_copy(base_params)
-        # Sequences do not share the cache (kv_unified off): each attends over its own cells only.
-        params.kv_unified = False
-        params.n_seq_max = n_seq
-        params.n_ctx = n_seq * tokens_per_seq
-        # A batch's prompts are one decode call (llama.cpp splits it into equal-length parts per sequence).
-        params.n_batch = params.n_ubatch = n_seq * tokens_per_seq
+        params.n_seq_max = 1
+        params.n_ctx = tokens_per_seq
+        # A prompt is one decode call, as the per-question path's (`Llama.eval`) is.
+        params.n_batch = params.n_ubatch = tokens_per_seq
         self._llama_cpp = llama_cpp
-        self._n_seq = n_seq
         self._tokens_per_seq = tokens_per_seq
         self._ctx = llama_cpp.llama_init_from_model(model, params)
         if not self._ctx:
             raise RuntimeError(
-                f"llama.cpp could not make a scoring context for {n_seq} sequences of {tokens_per_seq} tokens "
-                "(lower quality.pubmedqa.batch_size; its log says why)"
+                f"llama.cpp could not make a scoring context of {tokens_per_seq} tokens (its log says why)"
             )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
-        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(tokens_per_seq, 0, 1)
 
     def close(self) -> None:
         if self._ctx:
@@ -69,48 +68,26 @@ class ChoiceScoringContext:
 
     def score(self, questions: Sequence[Question]) -> list[list[float]]:
         """log P(continuation | prompt) of each question's continuations (each at least one token)."""
-        longest = max(len(prompt) + max(map(len, continuations)) - 1 for prompt, continuations in questions)
-        if len(questions) > self._n_seq or longest > self._tokens_per_seq:
-            raise ValueError(
-                f"{len(questions)} questions of up to {longest} tokens do not fit the scoring context's "
-                f"{self._n_seq} sequences of {self._tokens_per_seq}"
-            )
-        self._llama_cpp.llama_memory_clear(self._memory, True)
-        prompts = [list(prompt) for prompt, _ in questions]
-        entries: list[Entry] = [
-            (seq, position, token, position == len(prompt) - 1)
-            for seq, prompt in enumerate(prompts)
-            for position, token in enumerate(prompt)
-        ]
-        rows = decode_entries(self._llama_cpp, self._ctx, self._batch, entries, self._n_vocab)
-        scores = [
-            log_softmax_at(row, [continuation[0] for continuation in continuations])
-            for row, (_, continuations) in zip(rows, questions)
-        ]
-        for choice in range(max(len(continuations) for _, continuations in questions)):
-            # (sequence, continuation) of every question whose continuation `choice` has tokens after its first
-            longer = [
-                (seq, continuations[choice])
-                for seq, (_, continuations) in enumerate(questions)
-                if choice < len(continuations) and len(continuations[choice]) > 1
-            ]
-            if longer:
-                self._score_rest(prompts, longer, choice, scores)
-        return scores
+        return [self._score_one(list(prompt), continuations) for prompt, continuations in questions]
 
-    def _score_rest(
-        self, prompts: list[list[int]], longer: list[tuple[int, Sequence[int]]], choice: int, scores: list[list[float]]
-    ) -> None:
-        """Adds log P(token k | prompt + continuation[:k]) for k >= 1 to each continuation's score: its
-        tokens but the last decoded after the prompt, then removed from the sequence."""
+    def _score_one(self, prompt: list[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        longest = len(prompt) + max(map(len, continuations)) - 1
+        if longest > self._tokens_per_seq:
+            raise ValueError(
+                f"a question of {longest} tokens does not fit the scoring context's {self._tokens_per_seq}"
+            )
+        llama_cpp = self._llama_cpp
+        llama_cpp.llama_memory_clear(self._memory, True)
         entries: list[Entry] = [
-            (seq, len(prompts[seq]) + offset, token, True)
-            for seq, continuation in longer
-            for offset, token in enumerate(continuation[:-1])
+            (0, position, token, position == len(prompt) - 1) for position, token in enumerate(prompt)
         ]
-        rows = iter(decode_entries(self._llama_cpp, self._ctx, self._batch, entries, self._n_vocab))
-        for seq, continuation in longer:
-            for token in continuation[1:]:
-                scores[seq][choice] += log_softmax_at(next(rows), [token])[0]
-        for seq, _ in longer:
-            self._llama_cpp.llama_memory_seq_rm(self._memory, seq, len(prompts[seq]), -1)
+        (row,) = decode_entries(llama_cpp, self._ctx, self._batch, entries, self._n_vocab)
+        scores = log_softmax_at(row, [continuation[0] for continuation in continuations])
+        for choice, continuation in enumerate(continuations):
+            if len(continuation) == 1:
+                continue
+            entries = [(0, len(prompt) + offset, token, True) for offset, token in enumerate(continuation[:-1])]
+            rows = decode_entries(llama_cpp, self._ctx, self._batch, entries, self._n_vocab)
+            scores[choice] += sum(log_softmax_at(row, [token])[0] for row, token in zip(rows, continuation[1:]))
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, len(prompt), -1)
+        return scores

@@ -135,14 +135,15 @@ class LlamaCppScorer:
         return torch.log_softmax(torch.from_numpy(logits.copy()), dim=-1)
 
     def choice_scoring(self, n_seq: int, tokens_per_seq: int) -> Any:
-        """Answer continuations scored through llama.cpp's batch API (quantbench/gguf/scoring.py): up to
-        `n_seq` questions per decode call, logits only where a log-probability is read; a context of
-        its own beside this `Llama`'s, with its threads and KV cache type."""
+        """Answer continuations scored through llama.cpp's batch API (quantbench/gguf/scoring.py) with
+        logits only where a log-probability is read, in a context of its own beside this `Llama`'s
+        (its threads and KV cache type). One question per decode call whatever `n_seq` (that module
+        says why)."""
         from quantbench.gguf.binding import import_binding
         from quantbench.gguf.scoring import ChoiceScoringContext
 
         return ChoiceScoringContext(
-            import_binding(), self.llm.model, self.llm.context_params, n_seq=n_seq, tokens_per_seq=tokens_per_seq
+            import_binding(), self.llm.model, self.llm.context_params, tokens_per_seq=tokens_per_seq
         )
 
 

@@ -30,7 +30,7 @@ MODES = ("loglikelihood", "generate")
 TARGET_DELIMITER = " "  # lm-eval puts a space between the prompt and the choice
 ANSWER_PATTERN = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
 GENERATE_INSTRUCTION = "Answer the question about the abstract with yes, no or maybe.\n\n"
-DEFAULT_BATCH_SIZE = 8  # quality.pubmedqa.batch_size's default (config/schema/quality.py says why)
+DEFAULT_BATCH_SIZE = 1  # quality.pubmedqa.batch_size's default (config/schema/quality.py says why)
 
 Tick = Callable[[str, int, int], None]
 

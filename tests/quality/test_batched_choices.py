@@ -1,6 +1,7 @@
-"""Batched PubMedQA scoring gives the per-question path's log-likelihoods: transformers (right-padded
-rows, logits only where read) and llama.cpp (several sequences per decode), on tiny-llama, with
-continuations of several tokens and prompts cut to max_prompt_tokens."""
+"""PubMedQA scoring with logits only where read gives the per-question path's log-likelihoods:
+transformers (several questions' right-padded rows per forward pass) and llama.cpp (the batch API,
+one question per decode), on tiny-llama, with continuations of several tokens and prompts cut to
+max_prompt_tokens."""
 
 from __future__ import annotations
 
