@@ -98,9 +98,9 @@ def answer_by_loglikelihood(
     tick: Tick | None,
     batch_size: int | None = DEFAULT_BATCH_SIZE,
 ) -> list[Answer]:
-    """Every question's answer by log-likelihood: `batch_size` questions per forward pass / llama.cpp
-    decode (the scorer's `choice_scoring`), questions of similar length together; None: the
-    per-question path (`choice_log_likelihoods`, for comparisons)."""
+    """Every question's answer by log-likelihood through the scorer's `choice_scoring`, logits only
+    where read: `batch_size` questions of similar length per transformers forward pass (llama.cpp:
+    one per decode call); None: the per-question path (`choice_log_likelihoods`, for comparisons)."""
     if not scorer.is_causal:
         raise QualityUnavailable(
             "PubMedQA log-likelihood scoring needs a decoder-only model; use quality.pubmedqa.mode=generate"
@@ -120,8 +120,8 @@ def answer_by_loglikelihood(
             if tick:
                 tick("pubmedqa", index + 1, len(samples))
     elif questions:
-        # Questions of similar length share a batch: less padding (transformers), fewer unequal
-        # parts per decode (llama.cpp). Each question's scores do not depend on its batch.
+        # Questions of similar length share a batch: less padding. Each question's scores do not
+        # depend on its batch.
         order = sorted(range(len(questions)), key=lambda index: len(questions[index][0]))
         n_seq = min(check_batch_size(batch_size), len(questions))
         tokens_per_seq = max(len(prompt) + max(map(len, conts)) - 1 for prompt, conts, _, _ in questions)
