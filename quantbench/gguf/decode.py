@@ -121,27 +121,34 @@ class BatchDecoder:
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> list[int]:
         """One llama_decode of (sequence, position, token, wants logits) entries; the argmax at each entry
         that wants logits, in order."""
-        import numpy as np
-
-        llama_cpp, batch = self._llama_cpp, self._batch
-        outputs = []
-        for index, (seq, position, token, logits) in enumerate(entries):
-            batch.token[index] = token
-            batch.pos[index] = position
-            batch.n_seq_id[index] = 1
-            batch.seq_id[index][0] = seq
-            batch.logits[index] = logits
-            if logits:
-                outputs.append(index)
-        batch.n_tokens = len(entries)
-        status = llama_cpp.llama_decode(self._ctx, batch)
-        if status != 0:
-            raise RuntimeError(
-                f"llama_decode returned {status} for {len(entries)} tokens (1: no room in the KV cache; <0: an error)"
-            )
         return [
-            int(
-                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,)).argmax()
-            )
-            for index in outputs
+            int(logits.argmax())
+            for logits in decode_entries(self._llama_cpp, self._ctx, self._batch, entries, self._n_vocab)
         ]
+
+
+Entry = tuple[int, int, int, bool]  # (sequence, position, token, wants logits)
+
+
+def decode_entries(llama_cpp: Any, ctx: Any, batch: Any, entries: Sequence[Entry], n_vocab: int) -> list[Any]:
+    """One llama_decode of the entries in `batch` (made by llama_batch_init for at least len(entries)
+    tokens); the logits of each entry that wants them, in order, as float32 arrays of n_vocab that
+    view llama.cpp's buffer (valid until the context's next decode)."""
+    import numpy as np
+
+    outputs = []
+    for index, (seq, position, token, logits) in enumerate(entries):
+        batch.token[index] = token
+        batch.pos[index] = position
+        batch.n_seq_id[index] = 1
+        batch.seq_id[index][0] = seq
+        batch.logits[index] = logits
+        if logits:
+            outputs.append(index)
+    batch.n_tokens = len(entries)
+    status = llama_cpp.llama_decode(ctx, batch)
+    if status != 0:
+        raise RuntimeError(
+            f"llama_decode returned {status} for {len(entries)} tokens (1: no room in the KV cache; <0: an error)"
+        )
+    return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(n_vocab,)) for index in outputs]

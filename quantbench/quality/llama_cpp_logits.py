@@ -134,6 +134,18 @@ class LlamaCppScorer:
             logits = logits[-last:]
         return torch.log_softmax(torch.from_numpy(logits.copy()), dim=-1)
 
+    def choice_scoring(self, n_seq: int, tokens_per_seq: int) -> Any:
+        """Answer continuations scored through llama.cpp's batch API (quantbench/gguf/scoring.py) with
+        logits only where a log-probability is read, in a context of its own beside this `Llama`'s
+        (its threads and KV cache type). One question per decode call whatever `n_seq` (that module
+        says why)."""
+        from quantbench.gguf.binding import import_binding
+        from quantbench.gguf.scoring import ChoiceScoringContext
+
+        return ChoiceScoringContext(
+            import_binding(), self.llm.model, self.llm.context_params, tokens_per_seq=tokens_per_seq
+        )
+
 
 def scoring_context_tokens(quality: Any, n_ctx_train: int) -> int:
     """The llama.cpp context the quality passes need: their longest sequence, within the model's limit."""

@@ -30,6 +30,7 @@ MODES = ("loglikelihood", "generate")
 TARGET_DELIMITER = " "  # lm-eval puts a space between the prompt and the choice
 ANSWER_PATTERN = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
 GENERATE_INSTRUCTION = "Answer the question about the abstract with yes, no or maybe.\n\n"
+DEFAULT_BATCH_SIZE = 1  # quality.pubmedqa.batch_size's default (config/schema/quality.py says why)
 
 Tick = Callable[[str, int, int], None]
 
@@ -62,35 +63,44 @@ def encode_choices(tokenizer: Any, prompt: str, choices: Sequence[str]) -> tuple
     return prompt_ids, continuations
 
 
-def choice_log_likelihoods(
-    scorer: TokenScorer, prompt_ids: list[int], continuations: list[list[int]], max_tokens: int
-) -> tuple[list[float], bool]:
-    """log P(continuation | prompt) for each continuation, and whether the prompt was cut.
-
-    One pass over the prompt scores the first token of every choice; a choice of several tokens
-    gets a pass of its own over prompt + choice. The prompt is cut the same for every choice.
-    """
+def cut_prompt(prompt_ids: list[int], continuations: list[list[int]], max_tokens: int) -> tuple[list[int], bool]:
+    """The prompt's last tokens that leave room for its longest continuation in `max_tokens`, and
+    whether it was cut. The prompt is cut the same for every choice."""
     longest = max(len(continuation) for continuation in continuations)
     keep = max_tokens - longest + 1
     if keep < 1:
         raise QuantbenchError(f"quality.pubmedqa.max_prompt_tokens ({max_tokens}) leaves no room for a prompt")
-    truncated = len(prompt_ids) > keep
-    prompt_ids = prompt_ids[-keep:]
-    prompt_last = scorer.log_probs(prompt_ids, last=1)[0]
-    scores = []
-    for continuation in continuations:
-        score = float(prompt_last[continuation[0]])
-        if len(continuation) > 1:
-            # rows for the continuation's tokens after the first
-            log_probs = scorer.log_probs(prompt_ids + continuation[:-1], last=len(continuation) - 1)
-            score += float(sum(log_probs[index, token] for index, token in enumerate(continuation[1:])))
-        scores.append(score)
-    return scores, truncated
+    return prompt_ids[-keep:], len(prompt_ids) > keep
+
+
+def choice_log_likelihoods(
+    scorer: TokenScorer, prompt_ids: list[int], continuations: list[list[int]], max_tokens: int
+) -> tuple[list[float], bool]:
+    """log P(continuation | prompt) for each continuation, and whether the prompt was cut: one question
+    through the scorer's `log_probs` (the per-question path: a pass over the prompt, plus one per
+    continuation of several tokens). The reference the batched path is checked against."""
+    from quantbench.quality.choice_scoring import PerQuestionChoiceScoring
+
+    prompt_ids, truncated = cut_prompt(prompt_ids, continuations, max_tokens)
+    return PerQuestionChoiceScoring(scorer).score_one(prompt_ids, continuations), truncated
+
+
+def check_batch_size(batch_size: int) -> int:
+    if batch_size < 1:
+        raise QuantbenchError(f"quality.pubmedqa.batch_size must be at least 1 (got {batch_size})")
+    return batch_size
 
 
 def answer_by_loglikelihood(
-    scorer: TokenScorer, samples: Sequence[Sample], max_prompt_tokens: int, tick: Tick | None
+    scorer: TokenScorer,
+    samples: Sequence[Sample],
+    max_prompt_tokens: int,
+    tick: Tick | None,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
 ) -> list[Answer]:
+    """Every question's answer by log-likelihood through the scorer's `choice_scoring`, logits only
+    where read: `batch_size` questions of similar length per transformers forward pass (llama.cpp:
+    one per decode call); None: the per-question path (`choice_log_likelihoods`, for comparisons)."""
     if not scorer.is_causal:
         raise QualityUnavailable(
             "PubMedQA log-likelihood scoring needs a decoder-only model; use quality.pubmedqa.mode=generate"
@@ -98,23 +108,43 @@ def answer_by_loglikelihood(
     tokenizer = text_tokenizer(scorer.processor)
     limit = context_limit_tokens(scorer.model)
     max_tokens = min(max_prompt_tokens, limit) if limit else max_prompt_tokens
+    encoded = [encode_choices(tokenizer, sample.text, CHOICES) for sample in samples]
+    questions = []  # (cut prompt, continuations, whether cut, the prompt's tokens before the cut)
+    for prompt_ids, continuations in encoded:
+        cut, truncated = cut_prompt(prompt_ids, continuations, max_tokens)
+        questions.append((cut, continuations, truncated, len(prompt_ids)))
+    scores: list[list[float] | None] = [None] * len(samples)
+    if batch_size is None:
+        for index, (prompt, continuations, _, _) in enumerate(questions):
+            scores[index] = choice_log_likelihoods(scorer, prompt, continuations, max_tokens)[0]
+            if tick:
+                tick("pubmedqa", index + 1, len(samples))
+    elif questions:
+        # Questions of similar length share a batch: less padding. Each question's scores do not
+        # depend on its batch.
+        order = sorted(range(len(questions)), key=lambda index: len(questions[index][0]))
+        n_seq = min(check_batch_size(batch_size), len(questions))
+        tokens_per_seq = max(len(prompt) + max(map(len, conts)) - 1 for prompt, conts, _, _ in questions)
+        with scorer.choice_scoring(n_seq, tokens_per_seq) as scoring:
+            for start in range(0, len(order), n_seq):
+                batch = order[start : start + n_seq]
+                for index, values in zip(batch, scoring.score([questions[index][:2] for index in batch])):
+                    scores[index] = values
+                if tick:
+                    tick("pubmedqa", start + len(batch), len(samples))
     answers = []
-    for done, sample in enumerate(samples):
-        prompt_ids, continuations = encode_choices(tokenizer, sample.text, CHOICES)
-        scores, truncated = choice_log_likelihoods(scorer, prompt_ids, continuations, max_tokens)
-        best = max(range(len(CHOICES)), key=lambda index: scores[index])
+    for sample, (_, _, truncated, n_prompt_tokens), values in zip(samples, questions, scores):
+        best = max(range(len(CHOICES)), key=lambda index: values[index])
         answers.append(
             Answer(
                 question_id=sample.id,
                 answer=sample.answer,
                 prediction=CHOICES[best],
-                log_likelihoods=dict(zip(CHOICES, scores)),
-                n_prompt_tokens=min(len(prompt_ids), max_tokens),
+                log_likelihoods=dict(zip(CHOICES, values)),
+                n_prompt_tokens=min(n_prompt_tokens, max_tokens),
                 truncated=truncated,
             )
         )
-        if tick:
-            tick("pubmedqa", done + 1, len(samples))
     return answers
 
 
@@ -202,9 +232,10 @@ def evaluate_pubmedqa(
     settings = quality.pubmedqa
     if settings.mode not in MODES:
         raise QuantbenchError(f"unknown quality.pubmedqa.mode '{settings.mode}'; choose one of: {', '.join(MODES)}")
+    batch_size = check_batch_size(int(settings.batch_size))
     samples = read_samples(settings, limit=quality.limit)
     if settings.mode == "loglikelihood":
-        answers = answer_by_loglikelihood(scorer, samples, int(settings.max_prompt_tokens), tick)
+        answers = answer_by_loglikelihood(scorer, samples, int(settings.max_prompt_tokens), tick, batch_size)
     else:
         answers = answer_by_generation(scorer.family, scorer.model, scorer.processor, samples, settings, device, tick)
     metrics = accuracy_metrics(answers, float(quality.confidence))

@@ -73,3 +73,13 @@ class TokenScorer:
             if last is not None:
                 logits = logits[:, -last:]
             return torch.log_softmax(logits[0].float(), dim=-1)
+
+    def choice_scoring(self, n_seq: int, tokens_per_seq: int) -> Any:
+        """What scores answer continuations (quality/choice_scoring.py): up to `n_seq` questions per
+        forward pass; one at a time through a family's next_token_logits hook (it takes no padding) or
+        a subclass's own `log_probs` (quality/cache_scorer.py reads through a quantized cache)."""
+        from quantbench.quality.choice_scoring import PerQuestionChoiceScoring, TransformersChoiceScoring
+
+        if self._hook is not None or type(self).log_probs is not TokenScorer.log_probs:
+            return PerQuestionChoiceScoring(self)
+        return TransformersChoiceScoring(self.model, self.device)

@@ -284,17 +284,19 @@ class ForcingModel:
 
     def __call__(self, input_ids, use_cache=False, logits_to_keep=0):
         self.calls += 1
-        ids = input_ids[0].tolist()
-        text = self.tokenizer.decode(ids)
-        question = next(q for q in self.forced if q in text)
-        prompt = text[: text.index("Answer:") + len("Answer:")]
-        prompt_ids, continuations = encode_choices(self.tokenizer, prompt, CHOICES)
-        wanted = continuations[CHOICES.index(self.forced[question])]
-        logits = torch.zeros(1, len(ids), len(self.tokenizer))
-        for offset, token in enumerate(wanted):
-            position = len(prompt_ids) - 1 + offset
-            if position < len(ids):
-                logits[0, position, token] = 20.0
+        logits = torch.zeros(*input_ids.shape, len(self.tokenizer))
+        for row, ids in enumerate(input_ids.tolist()):
+            text = self.tokenizer.decode(ids)
+            question = next(q for q in self.forced if q in text)
+            prompt = text[: text.index("Answer:") + len("Answer:")]
+            prompt_ids, continuations = encode_choices(self.tokenizer, prompt, CHOICES)
+            wanted = continuations[CHOICES.index(self.forced[question])]
+            for offset, token in enumerate(wanted):
+                position = len(prompt_ids) - 1 + offset
+                if position < len(ids):
+                    logits[row, position, token] = 20.0
+        if isinstance(logits_to_keep, torch.Tensor):  # the positions' indices (batched scoring)
+            return SimpleNamespace(logits=logits[:, logits_to_keep])
         return SimpleNamespace(logits=logits[:, -logits_to_keep:])
 
 

@@ -34,6 +34,11 @@ class PubMedQAQualityConfig(PubMedQADatasetConfig):
     # generate: greedy answer, parsed for the first yes/no/maybe (for chat models).
     mode: str = "loglikelihood"
     max_prompt_tokens: int = 2048  # longer prompts lose their beginning, as in lm-eval
+    # loglikelihood mode: questions per transformers forward pass (right-padded, logits only at the
+    # answers' positions); the answers do not depend on it (within 1e-3 nats). 1: on a CPU larger
+    # batches were no faster (docs/results/pubmedqa_scoring.md); raise it on a GPU. llama.cpp scores
+    # one question per decode call whatever it is (quantbench/gguf/scoring.py says why).
+    batch_size: int = 1
     max_new_tokens: int = 8  # generate mode
     chat_template: bool = True  # generate mode, where the tokenizer has one
 
