@@ -86,7 +86,7 @@ def run_levels(
     prompts: list[Prompt],
     runs: list[LevelRun],
     progress: JobProgress,
-    check: Callable[[], None] | None,
+    check: Callable[[bool], None] | None,
     summarise: Callable[[LevelRun], dict[str, Any]],
     on_level: Callable[[Level], None] | None = None,
     on_measure: Callable[[Level], None] | None = None,
@@ -107,11 +107,11 @@ def run_levels(
                 on_level(level)
             run = drive(plan, level, prompts, progress, pool, on_measure)
             runs.append(run)
+            failed = [exchange for exchange in run.exchanges if exchange.error and not exchange.cancelled]
             if check is not None:
-                check()  # a server that died during the level fails the job, quoting its log
+                check(bool(failed))  # a server that died during the level fails the job, quoting its log
             if not run.exchanges:
                 raise ServeFailed(f"level {level.label} sent no request within serve.duration_s={plan.duration_s:g}")
-            failed = [exchange for exchange in run.exchanges if exchange.error and not exchange.cancelled]
             if len(failed) == len(run.exchanges) and level.role != "probe":
                 raise ServeFailed(f"every request of level {level.label} failed: {failed[0].error}")
             done.append(Measured(run, summarise(run)))

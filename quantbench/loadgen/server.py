@@ -24,6 +24,9 @@ from quantbench.errors import QuantbenchError
 from quantbench.runtime.processes import die_with_parent, stop_process_group
 
 log = logging.getLogger("quantbench")
+# How long a server whose level's requests failed may take to end its process (a crashed server's
+# socket closes before its interpreter has exited).
+EXIT_GRACE_S = 2.0
 
 LOOPBACK = "127.0.0.1"
 HEALTH_POLL_S = 0.25
@@ -127,8 +130,16 @@ class ServerProcess:
     def failure(self, what: str) -> ServerFailed:
         return ServerFailed(f"{what}; last lines of {self.log_file.name}: {log_tail(self.log_file)}")
 
-    def check_running(self) -> None:
+    def check_running(self, requests_failed: bool = False) -> None:
+        """ServerFailed, quoting the server's log, if its process has exited. After a level whose
+        requests failed, a server that crashed may have closed its socket (the requests' errors) and
+        still be ending its process: it gets up to EXIT_GRACE_S to show its exit code."""
         code = self.exit_code()
+        if code is None and requests_failed and self.process is not None:
+            try:
+                code = self.process.wait(timeout=EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                code = None
         if code is not None:
             raise self.failure(exit_description(code, self.log_file, self.memory_setting))
 

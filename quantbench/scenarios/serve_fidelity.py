@@ -199,13 +199,14 @@ class ServedFidelity:
             self.beside = ProbeBeside(self.probe)
             self.beside.start()
 
-    def after_level(self, inner: Callable[[], None] | None) -> Callable[[], None]:
-        """run_levels' check, called as each level ends: stops the run beside it, then calls `inner`."""
+    def after_level(self, inner: Callable[[bool], None] | None) -> Callable[[bool], None]:
+        """run_levels' check, called as each level ends (with whether its requests failed): stops the
+        run beside it, then calls `inner`."""
 
-        def ended() -> None:
+        def ended(requests_failed: bool) -> None:
             self.stop_beside()
             if inner is not None:
-                inner()
+                inner(requests_failed)
 
         return ended
 
@@ -301,7 +302,7 @@ def token_lookup(tokenizer: Any) -> Callable[[str], int | None]:
 
 def level_hooks(
     fidelity: ServedFidelity | None,
-    check: Callable[[], None] | None,
+    check: Callable[[bool], None] | None,
     on_level: Callable[[Level], None] | None,
     on_measure: Callable[[Level], None] | None = None,
 ) -> dict[str, Any]:
