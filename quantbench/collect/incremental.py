@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantbench.atomic import write_bytes_atomic
-from quantbench.jobdir import RESULT_FILE
+from quantbench.jobdir import result_stamp
 
 COLLECTED_FILE = ".quantbench-collected.json"
 # The modules whose code turns a result.json into summary rows.
@@ -39,14 +39,6 @@ def _code_hash() -> str:
     for name in ROW_CODE:
         digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _stamp(job_dir: Path) -> list[int] | None:
-    try:
-        stat = (job_dir / RESULT_FILE).stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -71,7 +63,7 @@ def rows_of_jobs(
     changed = False
     for job_dir in job_dirs:
         name = os.path.relpath(job_dir, sweep_dir)
-        stamp = _stamp(job_dir)
+        stamp = result_stamp(job_dir)
         entry = cached.get(name)
         if stamp is not None and isinstance(entry, dict) and entry.get("stamp") == stamp:
             job_rows = entry["rows"]

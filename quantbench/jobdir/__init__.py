@@ -28,6 +28,7 @@ from quantbench.jobdir.files import (
     SUPERSEDED_MARK,
     TELEMETRY_FILE,
     TRACEBACK_FILE,
+    result_stamp,
     superseded_name,
 )
 from quantbench.jobdir.identity import (
@@ -71,6 +72,7 @@ __all__ = [
     "MEASUREMENT_FILES",
     "SUPERSEDED_MARK",
     "superseded_name",
+    "result_stamp",
     # result
     "SCHEMA_VERSION",
     "OLDEST_READABLE_SCHEMA_VERSION",

@@ -51,3 +51,13 @@ SUPERSEDED_MARK = ".superseded-"  # result.json -> result.superseded-<time>.json
 def superseded_name(name: str, stamp: str) -> str:
     path = Path(name)
     return f"{path.stem}{SUPERSEDED_MARK}{stamp}{path.suffix}"
+
+
+def result_stamp(job_dir: Path) -> list[int] | None:
+    """[size, modification time in ns] of a job directory's result.json, None without one: what tells
+    a result read before from one written since (incremental collection, the resume plan's records)."""
+    try:
+        stat = (Path(job_dir) / RESULT_FILE).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]

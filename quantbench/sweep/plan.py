@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from quantbench.atomic import write_json_atomic
-from quantbench.jobdir import RESULT_FILE, REUSE_RECORD_FILE, job_config, reusable_result
+from quantbench.jobdir import RESULT_FILE, REUSE_RECORD_FILE, job_config, result_stamp, reusable_result
 
 log = logging.getLogger("quantbench")
 
@@ -146,17 +146,9 @@ def _config_names(source: Any, group: str) -> list[str]:
 # ---- the record a job leaves beside its ok result ------------------------------------------------
 
 
-def _result_stamp(job_dir: Path) -> list[int] | None:
-    try:
-        stat = (job_dir / RESULT_FILE).stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def write_reuse_record(job_dir: Path, fingerprint: str, overrides: Sequence[str], stored_hash: str | None) -> None:
     """After an ok result was measured or accepted: the inputs it was accepted under."""
-    stamp = _result_stamp(Path(job_dir))
+    stamp = result_stamp(Path(job_dir))
     if stamp is None:
         return
     record = {"fingerprint": fingerprint, "overrides": list(overrides), "result": stamp, "config_hash": stored_hash}
@@ -185,7 +177,7 @@ def _record_covers(job_dir: Path, fingerprint: str, overrides: Sequence[str]) ->
         and record.get("overrides") == list(overrides)
     ):
         return False
-    if record.get("result") == _result_stamp(job_dir):
+    if record.get("result") == result_stamp(job_dir):
         return True
     stored = _stored(job_dir)
     return (
